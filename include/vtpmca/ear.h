@@ -33,4 +33,11 @@ ear_status ear_status_from_verdict(const snp_verdict *verdict);
 vtpmca_err ear_render_snp(const snp_evidence *evidence, const snp_verdict *verdict,
                           const char *policy_id, time_t issued_at, json_t **out);
 
+/* ---- Additions beyond the agreed contract ---- */
+
+#define EAR_PROFILE "tag:github.com,2023:veraison/ear"
+#define EAR_VERIFIER_DEVELOPER "vtpmca"
+#define EAR_VERIFIER_BUILD "vtpmca 0.1.0"
+#define EAR_SUBMOD_SNP "SEV-SNP"
+
 #endif

@@ -25,16 +25,27 @@ vtpmca_err kds_client_new(const kds_config *config, kds_client **out, vtpmca_dia
 void kds_client_free(kds_client *kds);
 
 /* Builds the VCEK URL path: /vcek/v1/{Milan|Genoa|Turin}/{hex chip id}?blSPL=..&teeSPL=..
- * &snpSPL=..&ucodeSPL=.. (Turin: fmcSPL too and an 8-byte hwid). *out malloc'd. */
+ * &snpSPL=..&ucodeSPL=.. (Turin: fmcSPL too and an 8-byte hwid). *out malloc'd.
+ * Details: hex is lower case; SPLs are decimal with at least two digits ("03"); on Turin the
+ * query is fmcSPL=..&blSPL=..&teeSPL=..&snpSPL=..&ucodeSPL=.. (the order AMD's KDS
+ * specification lists). config may be NULL: then only the path is built; when
+ * config->base_url is set it is prefixed (trailing '/' dropped). INVALID_ARG for an
+ * unknown product. */
 vtpmca_err kds_vcek_url(const kds_config *config, snp_product product, const uint8_t chip_id[64],
                         const snp_tcb *tcb, char **out);
 
 /* Fetches a VCEK (DER). VTPMCA_ERR_NOT_FOUND on 404, VTPMCA_ERR_LIMIT when the rate limit
- * refuses a new request, VTPMCA_ERR_NETWORK on timeout/other failure. Thread-safe. */
+ * refuses a new request, VTPMCA_ERR_NETWORK on timeout/other failure. Thread-safe.
+ * Details: *der is malloc'd. Answers (certificates, and 404s for negative_ttl_s) are
+ * remembered and served without a token; only new requests take one, and an empty bucket
+ * refuses at once. A body over 16 KiB, HTTP 429, 5xx and any other status are NETWORK
+ * errors and are not remembered. Only http:// and https:// are used; redirects are not
+ * followed. */
 vtpmca_err kds_fetch_vcek(kds_client *kds, snp_product product, const uint8_t chip_id[64],
                           const snp_tcb *tcb, uint8_t **der, size_t *der_len, vtpmca_diag *diag);
 
-/* Counters for metrics. */
+/* Counters for metrics: requests sent, answers served from memory, requests refused by
+ * the rate limit, requests that failed (NETWORK). */
 typedef struct {
     uint64_t requests, cache_hits, rate_limited, failures;
 } kds_stats;

@@ -18,10 +18,24 @@
 #define SNP_POLICY_MIGRATE_MA (1ull << 18)
 #define SNP_POLICY_DEBUG (1ull << 19)
 #define SNP_POLICY_SINGLE_SOCKET (1ull << 20)
+#define SNP_POLICY_CXL_ALLOW (1ull << 21)
+#define SNP_POLICY_MEM_AES_256_XTS (1ull << 22)
+#define SNP_POLICY_RAPL_DIS (1ull << 23)
+#define SNP_POLICY_CIPHERTEXT_HIDING (1ull << 24)
+#define SNP_POLICY_PAGE_SWAP_DISABLE (1ull << 25)
 
 /* Platform info bits (report offset 0x040). */
 #define SNP_PLATFORM_SMT_EN (1ull << 0)
 #define SNP_PLATFORM_TSME_EN (1ull << 1)
+#define SNP_PLATFORM_ECC_EN (1ull << 2)
+#define SNP_PLATFORM_RAPL_DIS (1ull << 3)
+#define SNP_PLATFORM_CIPHERTEXT_HIDING_EN (1ull << 4)
+#define SNP_PLATFORM_ALIAS_CHECK_COMPLETE (1ull << 5)
+#define SNP_PLATFORM_TIO_EN (1ull << 7)
+
+/* key_info bits (report offset 0x048); bits 31:5 must be zero. */
+#define SNP_KEY_INFO_AUTHOR_KEY_EN (1u << 0)
+#define SNP_KEY_INFO_MASK_CHIP_KEY (1u << 1)
 
 typedef enum {
     SNP_PRODUCT_UNKNOWN = 0,
@@ -41,6 +55,9 @@ typedef enum {
     SNP_SIGNER_VLEK = 1,
     SNP_SIGNER_NONE = 7,
 } snp_signer;
+
+/* "VCEK", "VLEK", "none" (or "reserved" for the values 2..6). */
+const char *snp_signer_name(snp_signer signer);
 
 /* A TCB_VERSION decoded for its product's layout. fmc is only meaningful on Turin. */
 typedef struct {

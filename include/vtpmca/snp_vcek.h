@@ -40,7 +40,9 @@ vtpmca_err snp_vcek_get_der(const snp_vcek *vcek, const uint8_t **der, size_t *l
 /* Verifies VCEK -> ASK -> ARK (or VLEK -> ASVK -> ARK) against the trusted roots for the
  * certificate's product, with validity checked at `at`. All signatures must be RSASSA-PSS
  * with SHA-384. On success *valid_from / *valid_until (either may be NULL) receive the
- * window in which the whole chain is valid, so callers can cache the result. */
+ * window in which the whole chain is valid, so callers can cache the result.
+ * `at` == 0 means now. A set holding several chains for the product tries each one whose
+ * ASK/ASVK subject matches the certificate's issuer; the diag reports the closest miss. */
 vtpmca_err snp_vcek_verify_chain(const snp_vcek *vcek, const snp_roots *roots, time_t at,
                                  time_t *valid_from, time_t *valid_until, vtpmca_diag *diag);
 

@@ -48,15 +48,24 @@ vtpmca_err snp_verifier_new(const snp_verifier_config *config, snp_verifier **ou
                             vtpmca_diag *diag);
 void snp_verifier_free(snp_verifier *verifier);
 
+/* Details of snp_verifier_verify below: a certificate found in the store or KDS, or
+ * supplied, enters the warm cache once its chain and its binding to the report hold; a KDS
+ * answer is also saved to the store (source "kds"). A cached entry is used only while `at`
+ * is inside its chain's validity window. KDS is never asked for a VLEK. Certificates over
+ * 64 KiB are refused with VTPMCA_ERR_LIMIT. */
+
 /* Verifies a raw report. `cert` (DER or PEM, may be NULL) is a VCEK/VLEK supplied with the
  * evidence. `at` is the time for certificate validity (0 = now). On success fills *out.
  * On a failure after parsing, out->report is still filled (for audit) and the error says
  * which step failed: PARSE/UNSUPPORTED (report), NOT_FOUND (no VCEK), CRYPTO (chain,
  * binding or signature), NETWORK/LIMIT (KDS). */
 vtpmca_err snp_verifier_verify(snp_verifier *verifier, const uint8_t *report, size_t report_len,
-                               const uint8_t *cert, size_t cert_len, time_t at,
-                               snp_evidence *out, vtpmca_diag *diag);
+                               const uint8_t *cert, size_t cert_len, time_t at, snp_evidence *out,
+                               vtpmca_diag *diag);
 
+/* cache_hits: verifications that reused a cached chain verification (a warm lookup, or a
+ * supplied certificate byte-identical to a cached one, DER only); cache_misses: the others
+ * that reached the lookup; store_hits / kds_fetches: certificates found there. */
 typedef struct {
     uint64_t cache_hits, cache_misses, store_hits, kds_fetches;
 } snp_verifier_stats;

@@ -1,0 +1,462 @@
+/* The KBS ECDSA binding: the service's static ECDSA key signs the JWE ephemeral key, the
+ * session nonce and the TEE key, so the SVSM learns an authenticated KBS public key. The
+ * byte layout is specified in docs/protocol.md ("KBS ECDSA binding"). */
+#include "vtpmca/kbs_binding.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/obj_mac.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "vtpmca/encoding.h"
+#include "vtpmca/fileio.h"
+#include "vtpmca/log.h"
+
+/* One entry per kbs_key_curve, in enum order. */
+typedef struct {
+    const char *curve;      /* RFC 7518 curve name */
+    const char *ossl_curve; /* OpenSSL group name */
+    const char *alg;        /* JWS algorithm name */
+    const EVP_MD *(*md)(void);
+    size_t field_len; /* r and s are this many bytes each */
+} sig_suite;
+
+static const sig_suite suites[] = {
+    [KBS_KEY_P384] = {"P-384", SN_secp384r1, "ES384", EVP_sha384, 48},
+    [KBS_KEY_P256] = {"P-256", SN_X9_62_prime256v1, "ES256", EVP_sha256, 32},
+};
+#define SUITE_COUNT (sizeof(suites) / sizeof(suites[0]))
+#define SIG_MAX (2 * 48)
+
+static const sig_suite *suite_of_key(const EVP_PKEY *key)
+{
+    const char *curve = jwe_ec_curve_name(key);
+    for (size_t i = 0; curve != NULL && i < SUITE_COUNT; i++) {
+        if (strcmp(suites[i].curve, curve) == 0)
+            return &suites[i];
+    }
+    return NULL;
+}
+
+static const sig_suite *suite_of_alg(const char *alg)
+{
+    for (size_t i = 0; i < SUITE_COUNT; i++) {
+        if (strcmp(suites[i].alg, alg) == 0)
+            return &suites[i];
+    }
+    return NULL;
+}
+
+static vtpmca_err openssl_fail(vtpmca_diag *diag, vtpmca_err err, const char *what)
+{
+    vtpmca_fail(diag, err, "%s", what);
+    vtpmca_diag_append_openssl(diag);
+    return err;
+}
+
+/* ---- key management ---- */
+
+vtpmca_err kbs_key_generate(kbs_key_curve curve, EVP_PKEY **out, vtpmca_diag *diag)
+{
+    if (out == NULL || (curve != KBS_KEY_P384 && curve != KBS_KEY_P256))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs key generate: bad argument");
+    *out = EVP_EC_gen(suites[curve].ossl_curve);
+    if (*out == NULL)
+        return openssl_fail(diag, VTPMCA_ERR_INTERNAL, "KBS key generation failed");
+    return VTPMCA_OK;
+}
+
+/* Never prompt for a passphrase: the service runs unattended, keys are stored unencrypted
+ * with mode 0600. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return 0;
+}
+
+static void warn_if_exposed(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && (st.st_mode & 077) != 0) {
+        char mode[8];
+        snprintf(mode, sizeof(mode), "%04o", (unsigned)(st.st_mode & 07777));
+        vtpmca_log(VTPMCA_LOG_WARN, "kbs_key.permissions", "path", path, "mode", mode, "hint",
+                   "the KBS key file should be mode 0600", NULL);
+    }
+}
+
+vtpmca_err kbs_key_load(const char *path, EVP_PKEY **out, vtpmca_diag *diag)
+{
+    if (path == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs key load: missing argument");
+    *out = NULL;
+    uint8_t *pem = NULL;
+    size_t pem_len = 0;
+    vtpmca_err err = vt_file_read(path, KBS_KEY_FILE_MAX, &pem, &pem_len, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    BIO *bio = BIO_new_mem_buf(pem, (int)pem_len);
+    EVP_PKEY *key = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
+    BIO_free(bio);
+    OPENSSL_cleanse(pem, pem_len);
+    free(pem);
+    if (key == NULL) {
+        ERR_clear_error(); /* diag explains it; keep the queue clean for later calls */
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s is not an unencrypted PEM private key",
+                           path);
+    }
+    if (suite_of_key(key) == NULL) {
+        EVP_PKEY_free(key);
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "%s: the KBS key must be EC P-384 or P-256", path);
+    }
+    /* Full check: the private scalar matches the public point. */
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+    int ok = ctx != NULL && EVP_PKEY_check(ctx) == 1;
+    EVP_PKEY_CTX_free(ctx);
+    if (!ok) {
+        EVP_PKEY_free(key);
+        ERR_clear_error(); /* diag explains it; keep the queue clean for later calls */
+        return vtpmca_fail(diag, VTPMCA_ERR_CRYPTO, "%s: the KBS key pair is inconsistent", path);
+    }
+    warn_if_exposed(path);
+    *out = key;
+    return VTPMCA_OK;
+}
+
+vtpmca_err kbs_key_save(const EVP_PKEY *key, const char *path, vtpmca_diag *diag)
+{
+    if (key == NULL || path == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs key save: missing argument");
+    if (suite_of_key(key) == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED, "the KBS key must be EC P-384 or P-256");
+    /* Secure-heap BIO: the PEM text is wiped when freed. */
+    BIO *bio = BIO_new(BIO_s_secmem());
+    if (bio == NULL)
+        return VTPMCA_ERR_NOMEM;
+    vtpmca_err err;
+    char *pem = NULL;
+    long pem_len = 0;
+    if (PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1 ||
+        (pem_len = BIO_get_mem_data(bio, &pem)) <= 0)
+        err = openssl_fail(diag, VTPMCA_ERR_CRYPTO, "cannot encode the KBS private key");
+    else
+        err = vt_file_write_atomic(path, pem, (size_t)pem_len, 0600, diag);
+    BIO_free(bio);
+    return err;
+}
+
+vtpmca_err kbs_key_load_or_create(const char *path, kbs_key_curve curve, EVP_PKEY **out,
+                                  int *created, vtpmca_diag *diag)
+{
+    if (path == NULL || out == NULL || (curve != KBS_KEY_P384 && curve != KBS_KEY_P256))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs key: bad argument");
+    *out = NULL;
+    if (created != NULL)
+        *created = 0;
+    if (access(path, F_OK) == 0 || errno != ENOENT)
+        return kbs_key_load(path, out, diag);
+    EVP_PKEY *key = NULL;
+    vtpmca_err err = kbs_key_generate(curve, &key, diag);
+    if (err == VTPMCA_OK)
+        err = kbs_key_save(key, path, diag);
+    if (err != VTPMCA_OK) {
+        EVP_PKEY_free(key);
+        return err;
+    }
+    vtpmca_log(VTPMCA_LOG_INFO, "kbs_key.created", "path", path, "alg", suites[curve].alg, NULL);
+    if (created != NULL)
+        *created = 1;
+    *out = key;
+    return VTPMCA_OK;
+}
+
+vtpmca_err kbs_key_fingerprint(const EVP_PKEY *key, uint8_t out[KBS_KEY_FINGERPRINT_LEN],
+                               vtpmca_diag *diag)
+{
+    if (key == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "fingerprint: missing argument");
+    unsigned char *der = NULL;
+    int der_len = i2d_PUBKEY(key, &der);
+    if (der_len <= 0)
+        return openssl_fail(diag, VTPMCA_ERR_CRYPTO, "cannot encode the public key");
+    unsigned int md_len = 0;
+    int ok = EVP_Digest(der, (size_t)der_len, out, &md_len, EVP_sha256(), NULL) == 1 &&
+             md_len == KBS_KEY_FINGERPRINT_LEN;
+    OPENSSL_free(der);
+    return ok ? VTPMCA_OK : openssl_fail(diag, VTPMCA_ERR_INTERNAL, "SHA-256 failed");
+}
+
+/* ---- the signed message ---- */
+
+static size_t put_field(uint8_t *out, const uint8_t *data, size_t len)
+{
+    out[0] = (uint8_t)(len >> 24);
+    out[1] = (uint8_t)(len >> 16);
+    out[2] = (uint8_t)(len >> 8);
+    out[3] = (uint8_t)len;
+    memcpy(out + 4, data, len);
+    return 4 + len;
+}
+
+vtpmca_err kbs_binding_message(const EVP_PKEY *epk, const uint8_t *nonce, size_t nonce_len,
+                               const EVP_PKEY *tee_pubkey, uint8_t *out, size_t out_size,
+                               size_t *out_len, vtpmca_diag *diag)
+{
+    if (epk == NULL || nonce == NULL || tee_pubkey == NULL || out == NULL || out_len == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding: missing argument");
+    if (nonce_len == 0 || nonce_len > KBS_BINDING_MAX_NONCE)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding: nonce must be 1..%d bytes",
+                           KBS_BINDING_MAX_NONCE);
+    const char *epk_curve = jwe_ec_curve_name(epk), *tee_curve = jwe_ec_curve_name(tee_pubkey);
+    if (epk_curve == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "kbs binding: epk must be an EC P-256/P-384/P-521 key");
+    /* ECDH-ES puts the ephemeral key on the recipient's curve; anything else is misuse. */
+    if (tee_curve == NULL || strcmp(epk_curve, tee_curve) != 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "kbs binding: tee-pubkey must be an EC key on the epk's curve %s",
+                           epk_curve);
+    uint8_t epk_point[JWE_EC_POINT_MAX], tee_point[JWE_EC_POINT_MAX];
+    size_t epk_len = 0, tee_len = 0;
+    vtpmca_err err = jwe_ec_point_encode(epk, epk_point, &epk_len, diag);
+    if (err == VTPMCA_OK)
+        err = jwe_ec_point_encode(tee_pubkey, tee_point, &tee_len, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    size_t need = sizeof(KBS_BINDING_LABEL) + 12 + epk_len + nonce_len + tee_len;
+    if (out_size < need)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding: buffer needs %zu bytes",
+                           need);
+    size_t used = sizeof(KBS_BINDING_LABEL); /* the label and its NUL */
+    memcpy(out, KBS_BINDING_LABEL, used);
+    used += put_field(out + used, epk_point, epk_len);
+    used += put_field(out + used, nonce, nonce_len);
+    used += put_field(out + used, tee_point, tee_len);
+    *out_len = used;
+    return VTPMCA_OK;
+}
+
+/* ---- sign / verify ---- */
+
+vtpmca_err kbs_binding_sign(const EVP_PKEY *kbs_key, const EVP_PKEY *epk, const uint8_t *nonce,
+                            size_t nonce_len, const EVP_PKEY *tee_pubkey, json_t **header_out,
+                            vtpmca_diag *diag)
+{
+    if (kbs_key == NULL || header_out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding sign: missing argument");
+    *header_out = NULL;
+    const sig_suite *suite = suite_of_key(kbs_key);
+    if (suite == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED, "the KBS key must be EC P-384 or P-256");
+    uint8_t message[KBS_BINDING_MESSAGE_MAX];
+    size_t message_len = 0;
+    vtpmca_err err = kbs_binding_message(epk, nonce, nonce_len, tee_pubkey, message,
+                                         sizeof(message), &message_len, diag);
+    if (err != VTPMCA_OK)
+        return err;
+
+    uint8_t der[SIG_MAX + 16];
+    size_t der_len = sizeof(der);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok = md != NULL &&
+             EVP_DigestSignInit(md, NULL, suite->md(), NULL, (EVP_PKEY *)kbs_key) == 1 &&
+             EVP_DigestSign(md, der, &der_len, message, message_len) == 1;
+    EVP_MD_CTX_free(md);
+    if (!ok)
+        return openssl_fail(diag, VTPMCA_ERR_CRYPTO, "ECDSA signing failed");
+
+    /* JWS (RFC 7518 3.4) carries r || s, each left-padded to the field size. */
+    const unsigned char *p = der;
+    ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
+    uint8_t raw[SIG_MAX];
+    const BIGNUM *r = NULL, *s = NULL;
+    if (sig != NULL)
+        ECDSA_SIG_get0(sig, &r, &s);
+    ok = sig != NULL && BN_bn2binpad(r, raw, (int)suite->field_len) >= 0 &&
+         BN_bn2binpad(s, raw + suite->field_len, (int)suite->field_len) >= 0;
+    ECDSA_SIG_free(sig);
+    if (!ok)
+        return openssl_fail(diag, VTPMCA_ERR_INTERNAL, "cannot convert the ECDSA signature");
+
+    char *sig_text = NULL;
+    json_t *jwk = NULL;
+    err = vt_b64_encode_alloc(raw, 2 * suite->field_len, VT_B64_URL_NOPAD, &sig_text);
+    if (err == VTPMCA_OK)
+        err = jwe_pubkey_to_jwk(kbs_key, JWE_JWK_RFC7517, &jwk, diag);
+    if (err == VTPMCA_OK) {
+        *header_out = json_pack("{s:{s:s,s:O,s:s,s:i}}", KBS_BINDING_HEADER, "alg", suite->alg,
+                                "kbs-key", jwk, "sig", sig_text, "v", KBS_BINDING_VERSION);
+        if (*header_out == NULL)
+            err = VTPMCA_ERR_NOMEM;
+    }
+    json_decref(jwk);
+    free(sig_text);
+    return err;
+}
+
+static vtpmca_err check_binding_members(const json_t *binding, vtpmca_diag *diag)
+{
+    static const char *const allowed[] = {"alg", "kbs-key", "sig", "v"};
+    const char *name;
+    const json_t *value;
+    json_object_foreach((json_t *)binding, name, value)
+    {
+        size_t i = 0;
+        while (i < sizeof(allowed) / sizeof(allowed[0]) && strcmp(allowed[i], name) != 0)
+            i++;
+        if (i == sizeof(allowed) / sizeof(allowed[0]))
+            return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "unexpected kbs-binding member \"%.32s\"",
+                               name);
+    }
+    const json_t *version = json_object_get(binding, "v");
+    if (!json_is_integer(version))
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE,
+                           "kbs-binding \"v\" is missing or not an integer");
+    if (json_integer_value(version) != KBS_BINDING_VERSION)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "kbs-binding version %" JSON_INTEGER_FORMAT " is not supported",
+                           json_integer_value(version));
+    return VTPMCA_OK;
+}
+
+/* Verifies raw r || s over message with key. */
+static vtpmca_err verify_raw_signature(const sig_suite *suite, const EVP_PKEY *key,
+                                       const uint8_t *raw, const uint8_t *message,
+                                       size_t message_len, vtpmca_diag *diag)
+{
+    ECDSA_SIG *sig = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(raw, (int)suite->field_len, NULL);
+    BIGNUM *s = BN_bin2bn(raw + suite->field_len, (int)suite->field_len, NULL);
+    if (sig == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(sig, r, s) != 1) {
+        ECDSA_SIG_free(sig);
+        BN_free(r);
+        BN_free(s);
+        return VTPMCA_ERR_NOMEM;
+    }
+    unsigned char *der = NULL;
+    int der_len = i2d_ECDSA_SIG(sig, &der);
+    ECDSA_SIG_free(sig);
+    if (der_len <= 0)
+        return openssl_fail(diag, VTPMCA_ERR_INTERNAL, "cannot encode the ECDSA signature");
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok = md != NULL &&
+             EVP_DigestVerifyInit(md, NULL, suite->md(), NULL, (EVP_PKEY *)key) == 1 &&
+             EVP_DigestVerify(md, der, (size_t)der_len, message, message_len) == 1;
+    EVP_MD_CTX_free(md);
+    OPENSSL_free(der);
+    if (!ok) {
+        ERR_clear_error(); /* diag explains it; keep the queue clean for later calls */
+        return vtpmca_fail(diag, VTPMCA_ERR_CRYPTO, "kbs-binding signature does not verify");
+    }
+    return VTPMCA_OK;
+}
+
+vtpmca_err kbs_binding_verify(const json_t *header, const EVP_PKEY *epk, const uint8_t *nonce,
+                              size_t nonce_len, const EVP_PKEY *tee_pubkey,
+                              const EVP_PKEY *expected_kbs_key, EVP_PKEY **kbs_pubkey_out,
+                              vtpmca_diag *diag)
+{
+    if (header == NULL || epk == NULL || nonce == NULL || tee_pubkey == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding verify: missing argument");
+    if (kbs_pubkey_out != NULL)
+        *kbs_pubkey_out = NULL;
+    const json_t *binding = json_object_get(header, KBS_BINDING_HEADER);
+    if (!json_is_object(binding))
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "header has no \"%s\" object",
+                           KBS_BINDING_HEADER);
+    vtpmca_err err = check_binding_members(binding, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    const char *alg = json_string_value(json_object_get(binding, "alg"));
+    const char *sig_text = json_string_value(json_object_get(binding, "sig"));
+    if (alg == NULL || sig_text == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE,
+                           "kbs-binding \"alg\" and \"sig\" must be strings");
+    const sig_suite *suite = suite_of_alg(alg);
+    if (suite == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "kbs-binding alg \"%.16s\" is not supported", alg);
+    const json_t *jwk = json_object_get(binding, "kbs-key");
+    if (!json_is_object(jwk))
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "kbs-binding \"kbs-key\" is not a JWK object");
+
+    EVP_PKEY *kbs_key = NULL;
+    uint8_t *raw = NULL;
+    size_t raw_len = 0;
+    uint8_t message[KBS_BINDING_MESSAGE_MAX];
+    size_t message_len = 0;
+    err = jwe_pubkey_from_jwk(jwk, JWE_JWK_RFC7517, &kbs_key, diag);
+    if (err != VTPMCA_OK)
+        goto out;
+    if (suite_of_key(kbs_key) != suite) {
+        err = vtpmca_fail(diag, VTPMCA_ERR_CRYPTO, "kbs-binding alg %s does not match kbs-key %s",
+                          suite->alg,
+                          jwe_ec_curve_name(kbs_key) ? jwe_ec_curve_name(kbs_key) : "(not EC)");
+        goto out;
+    }
+    if (jwe_b64url_decode(sig_text, strlen(sig_text), &raw, &raw_len) != VTPMCA_OK ||
+        raw_len != 2 * suite->field_len) {
+        err = vtpmca_fail(diag, VTPMCA_ERR_PARSE,
+                          "kbs-binding \"sig\" must be %zu bytes of unpadded base64url",
+                          2 * suite->field_len);
+        goto out;
+    }
+    err = kbs_binding_message(epk, nonce, nonce_len, tee_pubkey, message, sizeof(message),
+                              &message_len, diag);
+    if (err == VTPMCA_OK)
+        err = verify_raw_signature(suite, kbs_key, raw, message, message_len, diag);
+    if (err != VTPMCA_OK)
+        goto out;
+    if (expected_kbs_key != NULL && EVP_PKEY_eq(expected_kbs_key, kbs_key) != 1) {
+        err = vtpmca_fail(diag, VTPMCA_ERR_CRYPTO,
+                          "kbs-binding is signed by a different KBS key than the remembered one");
+        goto out;
+    }
+    if (kbs_pubkey_out != NULL) {
+        *kbs_pubkey_out = kbs_key;
+        kbs_key = NULL;
+    }
+out:
+    EVP_PKEY_free(kbs_key);
+    free(raw);
+    return err;
+}
+
+vtpmca_err kbs_binding_verify_jwe(const json_t *jwe, const uint8_t *nonce, size_t nonce_len,
+                                  const EVP_PKEY *tee_pubkey, const EVP_PKEY *expected_kbs_key,
+                                  EVP_PKEY **kbs_pubkey_out, vtpmca_diag *diag)
+{
+    if (jwe == NULL || nonce == NULL || tee_pubkey == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding verify: missing argument");
+    if (kbs_pubkey_out != NULL)
+        *kbs_pubkey_out = NULL;
+    jwe_alg alg = 0;
+    EVP_PKEY *epk = NULL;
+    vtpmca_err err = jwe_get_epk(jwe, &alg, &epk, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    const json_t *header = json_object_get(jwe, "header");
+    if (alg != JWE_ALG_ECDH_ES_A256KW)
+        err = vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                          "only ECDH-ES+A256KW JWEs carry a KBS binding");
+    else if (header == NULL)
+        err = vtpmca_fail(diag, VTPMCA_ERR_PARSE, "JWE has no unprotected \"header\" member");
+    else
+        err = kbs_binding_verify(header, epk, nonce, nonce_len, tee_pubkey, expected_kbs_key,
+                                 kbs_pubkey_out, diag);
+    EVP_PKEY_free(epk);
+    return err;
+}

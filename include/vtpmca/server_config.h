@@ -1,0 +1,85 @@
+/* vtpmcad configuration: defaults, a `key = value` file and command-line flags (flags win).
+ * Every option has one entry in a table (server/config.c) that drives the file parser, the
+ * flag parser and --help, so the three cannot drift apart. Nothing here touches the system:
+ * parsing is testable without starting anything. */
+#ifndef VTPMCA_SERVER_CONFIG_H
+#define VTPMCA_SERVER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "vtpmca/err.h"
+#include "vtpmca/log.h"
+#include "vtpmca/snp_report.h"
+
+#define SERVER_CONFIG_PATH_MAX 1024
+#define SERVER_DEFAULT_CONFIG_PATH "/etc/vtpmca/vtpmcad.conf"
+
+typedef struct {
+    char config_path[SERVER_CONFIG_PATH_MAX]; /* file that was read; empty when none */
+    char listen[64];                          /* IPv4 or IPv6 literal */
+    unsigned port;                            /* 0 = ephemeral */
+    char port_file[SERVER_CONFIG_PATH_MAX];   /* written with the bound port; empty = none */
+    bool allow_remote_plain_http;             /* permit a non-loopback listen address */
+    char state_dir[SERVER_CONFIG_PATH_MAX];
+    char db[SERVER_CONFIG_PATH_MAX]; /* store URI or path; empty = <state_dir>/vtpmca.db */
+    vtpmca_log_level log_level;
+    vtpmca_log_format log_format;
+    unsigned threads;              /* HTTP worker threads; 0 = number of online CPUs */
+    size_t max_body_bytes;         /* request bodies above this get 413 */
+    unsigned connection_limit;     /* concurrent connections */
+    unsigned connection_timeout_s; /* idle connections are closed after this */
+    unsigned shutdown_grace_ms;    /* how long in-flight requests may finish at shutdown */
+    char extra_roots_dir[SERVER_CONFIG_PATH_MAX]; /* explicitly trusted extra SNP roots */
+    char kds_url[512];                            /* empty = KDS disabled */
+    long kds_timeout_ms;
+    double kds_rate;
+    unsigned kds_burst;
+    snp_product default_product; /* SNP_PRODUCT_UNKNOWN = none (try each product) */
+    unsigned vcek_cache_entries;
+    unsigned policy_cache_entries;
+    unsigned policy_refresh_ms; /* how long "latest policy version" answers are reused */
+} server_config;
+
+/* Fills every field with its documented default. */
+vtpmca_err server_config_defaults(server_config *cfg);
+
+/* Sets one option by its file key (e.g. "max_body_bytes"); the value is validated and the
+ * diag names the key. Unknown keys are VTPMCA_ERR_NOT_FOUND. */
+vtpmca_err server_config_set(server_config *cfg, const char *key, const char *value,
+                             vtpmca_diag *diag);
+
+/* Applies a config file's text: one `key = value` per line, `#` starts a comment, blank
+ * lines and surrounding whitespace are ignored. `origin` names the file in diags
+ * ("vtpmcad.conf:12: unknown key 'foo'"). On error cfg may be partly updated. */
+vtpmca_err server_config_parse_text(server_config *cfg, const char *text, size_t len,
+                                    const char *origin, vtpmca_diag *diag);
+
+/* Reads and applies a config file (at most 1 MiB) and records its path. */
+vtpmca_err server_config_load_file(server_config *cfg, const char *path, vtpmca_diag *diag);
+
+typedef enum {
+    SERVER_CONFIG_RUN = 0,
+    SERVER_CONFIG_HELP,
+    SERVER_CONFIG_VERSION,
+} server_config_action;
+
+/* Builds the configuration from the command line: defaults, then the file named by
+ * --config (if any), then every other flag, then server_config_finalize. Flags are
+ * `--name value` or `--name=value`; boolean flags take no value or `=true|false`.
+ * --help and --version set *action and stop. */
+vtpmca_err server_config_from_args(int argc, char *const argv[], server_config *cfg,
+                                   server_config_action *action, vtpmca_diag *diag);
+
+/* Fills derived defaults (db under the state dir) and checks cross-option rules: the
+ * listen address must be an IP literal, and loopback unless allow_remote_plain_http. */
+vtpmca_err server_config_finalize(server_config *cfg, vtpmca_diag *diag);
+
+/* Writes the usage text: every option with its flag, file key, default and meaning. */
+vtpmca_err server_config_write_help(FILE *out, const char *program);
+
+/* The release version, e.g. "0.1.0". */
+const char *server_version(void);
+
+#endif

@@ -1,0 +1,108 @@
+/* The HTTP layer of vtpmcad: libmicrohttpd (epoll, internal thread pool) dispatching through
+ * a route table. It owns the generic rules so handlers only see well-formed requests:
+ * unknown path -> 404, wrong method -> 405 with Allow, POST to a JSON route without
+ * `Content-Type: application/json` -> 415, body above max_body_bytes -> 413; every such
+ * error is a JSON body {"error": code, "message": text}. Each finished request is logged
+ * (method, route, status, duration_ms; never the body) and counted in the metrics. */
+#ifndef VTPMCA_SERVER_HTTP_H
+#define VTPMCA_SERVER_HTTP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vtpmca/err.h"
+#include "vtpmca/server_metrics.h"
+
+struct MHD_Connection;
+
+/* Route label for requests that match no route (metrics and logs). */
+#define SERVER_ROUTE_UNMATCHED "unmatched"
+#define SERVER_JSON_CONTENT_TYPE "application/json"
+
+typedef struct {
+    struct MHD_Connection *connection; /* for headers and cookies */
+    const char *method;
+    const char *path;    /* without the query string */
+    const uint8_t *body; /* NUL-terminated copy of the body (NULL when empty) */
+    size_t body_len;
+} server_request;
+
+#define SERVER_RESPONSE_MAX_HEADERS 4
+
+typedef struct {
+    unsigned status;          /* 0 = handler set nothing (sent as 500) */
+    const char *content_type; /* static string */
+    char *body;               /* malloc'd; the HTTP layer frees it */
+    size_t body_len;
+    size_t n_headers;
+    struct {
+        char name[32];
+        char value[128];
+    } headers[SERVER_RESPONSE_MAX_HEADERS];
+} server_response;
+
+/* `ctx` is the pointer given to server_http_start (the application). */
+typedef void (*server_handler)(void *ctx, const server_request *request, server_response *response);
+
+typedef enum {
+    SERVER_BODY_NONE = 0, /* a body, if any, is read and ignored */
+    SERVER_BODY_JSON,     /* requires Content-Type application/json */
+} server_body_kind;
+
+typedef struct {
+    const char *method; /* "GET", "POST", ... */
+    const char *path;   /* exact path, or a prefix match when it ends in a star */
+    server_body_kind body;
+    server_handler handler;
+} server_route;
+
+/* Metric route labels of a table: each distinct path once, in table order, then
+ * SERVER_ROUTE_UNMATCHED. *labels is a malloc'd array of pointers into the table. */
+vtpmca_err server_http_route_labels(const server_route *routes, size_t n_routes,
+                                    const char ***labels, size_t *n_labels);
+
+typedef struct {
+    const char *listen; /* IPv4 or IPv6 literal */
+    unsigned port;      /* 0 = ephemeral */
+    unsigned threads;   /* thread pool size; 0 = online CPUs */
+    unsigned connection_limit;
+    unsigned connection_timeout_s;
+    size_t max_body_bytes;
+} server_http_config;
+
+typedef struct server_http server_http;
+
+/* Binds and starts serving. `routes` and `ctx` must outlive the server; `metrics` (labels
+ * from server_http_route_labels) is not owned. A port in use or a bad address fails with a
+ * diag that says why. */
+vtpmca_err server_http_start(const server_http_config *config, const server_route *routes,
+                             size_t n_routes, void *ctx, server_metrics *metrics, server_http **out,
+                             vtpmca_diag *diag);
+
+/* The bound TCP port (useful with port 0). */
+unsigned server_http_port(const server_http *http);
+
+/* Stops accepting connections, lets in-flight requests finish for up to grace_ms, then
+ * stops the threads and frees everything. NULL is a no-op. */
+void server_http_stop(server_http *http, unsigned grace_ms);
+
+/* ---- Building responses (for handlers). ---- */
+
+/* Serialises `body` (reference taken over, also on error) compactly as the response. */
+vtpmca_err server_response_json(server_response *response, unsigned status, json_t *body);
+
+/* {"error": code, "message": formatted text}. */
+vtpmca_err server_response_error(server_response *response, unsigned status, const char *code,
+                                 const char *fmt, ...) VTPMCA_PRINTF(4, 5);
+
+/* Takes over a malloc'd body. */
+vtpmca_err server_response_text(server_response *response, unsigned status,
+                                const char *content_type, char *body, size_t len);
+
+/* Adds a response header (e.g. Retry-After); at most SERVER_RESPONSE_MAX_HEADERS. */
+vtpmca_err server_response_add_header(server_response *response, const char *name,
+                                      const char *value);
+
+#endif

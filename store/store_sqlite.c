@@ -1,0 +1,974 @@
+/* sqlite backend of the store.
+ * Durability: WAL journaling with synchronous=FULL, so an acknowledged write survives a crash
+ * or power loss. Concurrency: a pool of connections, each used by one thread at a time and
+ * holding its own prepared statements. WAL readers never wait for each other or for the
+ * writer; this process's writers queue on a mutex, other processes' writers on sqlite's busy
+ * timeout (plus a few whole-transaction retries). */
+#include "store_backend.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vtpmca/log.h"
+
+enum {
+    BUSY_TIMEOUT_MS = 5000, /* how long a statement waits for another process's lock */
+    WRITE_ATTEMPTS = 4,     /* whole write transactions retried while still busy */
+    POOL_MAX_IDLE = 8,      /* idle connections kept open; more are closed on release */
+};
+
+/* Schema migrations. MIGRATIONS[i] brings the schema from version i to version i+1; at open
+ * every missing one is applied in order, each in its own BEGIN IMMEDIATE transaction together
+ * with its row in schema_migrations (so concurrent openers apply each exactly once).
+ * To change the schema, APPEND an entry with a comment naming its version; never edit,
+ * reorder or remove an entry, since deployed databases have already run it. A future
+ * PostgreSQL backend keeps the same version numbers. */
+static const char *const MIGRATIONS[] = {
+    /* 1: VCEK/VLEK certificates. tcb holds the uint64 TCB_VERSION's bit pattern as a signed
+     * 64-bit integer (see tcb_to_db): sqlite integers are signed. */
+    "CREATE TABLE vcek ("
+    "  product TEXT NOT NULL CHECK (product IN ('Milan', 'Genoa', 'Turin')),"
+    "  signer TEXT NOT NULL CHECK (signer IN ('vcek', 'vlek')),"
+    "  chip_id BLOB NOT NULL CHECK (length(chip_id) = 64),"
+    "  tcb INTEGER NOT NULL,"
+    "  der BLOB NOT NULL,"
+    "  source TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (product, signer, chip_id, tcb)"
+    ") STRICT;",
+
+    /* 2: fleets and their versioned (append-only) policies. */
+    "CREATE TABLE fleet ("
+    "  name TEXT NOT NULL PRIMARY KEY,"
+    "  description TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE TABLE policy ("
+    "  fleet TEXT NOT NULL REFERENCES fleet (name),"
+    "  version INTEGER NOT NULL CHECK (version >= 1),"
+    "  json TEXT NOT NULL,"
+    "  author TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (fleet, version)"
+    ") STRICT;",
+};
+#define MIGRATION_COUNT ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
+
+/* Every statement the backend runs; prepared lazily, once per connection. */
+enum stmt_id {
+    STMT_BEGIN_IMMEDIATE,
+    STMT_COMMIT,
+    STMT_ROLLBACK,
+    STMT_SCHEMA_VERSION,
+    STMT_SCHEMA_RECORD,
+    STMT_VCEK_PUT,
+    STMT_VCEK_GET,
+    STMT_VCEK_COUNT,
+    STMT_FLEET_CREATE,
+    STMT_FLEET_EXISTS,
+    STMT_FLEET_LIST,
+    STMT_POLICY_MAX_VERSION,
+    STMT_POLICY_INSERT,
+    STMT_POLICY_GET_LATEST,
+    STMT_POLICY_GET_VERSION,
+    STMT_POLICY_HISTORY,
+    STMT_COUNT
+};
+
+static const char *const STMT_SQL[STMT_COUNT] = {
+    [STMT_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
+    [STMT_COMMIT] = "COMMIT",
+    [STMT_ROLLBACK] = "ROLLBACK",
+    [STMT_SCHEMA_VERSION] = "SELECT COALESCE(MAX(version), 0), COUNT(*) FROM schema_migrations",
+    [STMT_SCHEMA_RECORD] = "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+    [STMT_VCEK_PUT] = "INSERT INTO vcek (product, signer, chip_id, tcb, der, source, created_at)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                      " ON CONFLICT (product, signer, chip_id, tcb) DO UPDATE SET"
+                      " der = excluded.der, source = excluded.source,"
+                      " created_at = excluded.created_at",
+    [STMT_VCEK_GET] = "SELECT der FROM vcek"
+                      " WHERE product = ?1 AND signer = ?2 AND chip_id = ?3 AND tcb = ?4",
+    [STMT_VCEK_COUNT] = "SELECT COUNT(*) FROM vcek",
+    [STMT_FLEET_CREATE] = "INSERT INTO fleet (name, description, created_at) VALUES (?1, ?2, ?3)"
+                          " ON CONFLICT (name) DO NOTHING",
+    [STMT_FLEET_EXISTS] = "SELECT 1 FROM fleet WHERE name = ?1",
+    [STMT_FLEET_LIST] = "SELECT f.name, f.description, f.created_at,"
+                        " (SELECT COALESCE(MAX(p.version), 0) FROM policy p"
+                        "  WHERE p.fleet = f.name)"
+                        " FROM fleet f ORDER BY f.name",
+    [STMT_POLICY_MAX_VERSION] = "SELECT COALESCE(MAX(version), 0) FROM policy WHERE fleet = ?1",
+    [STMT_POLICY_INSERT] = "INSERT INTO policy (fleet, version, json, author, created_at)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [STMT_POLICY_GET_LATEST] = "SELECT version, json FROM policy WHERE fleet = ?1"
+                               " ORDER BY version DESC LIMIT 1",
+    [STMT_POLICY_GET_VERSION] = "SELECT version, json FROM policy"
+                                " WHERE fleet = ?1 AND version = ?2",
+    [STMT_POLICY_HISTORY] = "SELECT version, created_at, author FROM policy WHERE fleet = ?1"
+                            " ORDER BY version",
+};
+
+struct sqlite_conn {
+    sqlite3 *db;
+    sqlite3_stmt *stmts[STMT_COUNT];
+    int last_rc; /* sqlite result of the latest failure, to recognise a retryable SQLITE_BUSY */
+    struct sqlite_conn *next;
+};
+
+struct sqlite_store {
+    char *path; /* as handed to sqlite3_open_v2 */
+    pthread_mutex_t pool_lock;
+    struct sqlite_conn *idle;
+    size_t idle_count;
+    /* Serialises this process's write transactions: sqlite admits one writer at a time, and
+     * queueing on a mutex is cheaper and fairer than sqlite's sleep-and-retry busy handler. */
+    pthread_mutex_t write_lock;
+};
+
+/* A write transaction's body; it runs between BEGIN IMMEDIATE and COMMIT and may run again
+ * when the transaction is retried, so it must only report results through ctx. */
+typedef vtpmca_err (*tx_body)(struct sqlite_conn *c, void *ctx, vtpmca_diag *diag);
+
+static int64_t now_unix(void)
+{
+    return (int64_t)time(NULL);
+}
+
+/* The uint64 TCB's exact bit pattern as sqlite's signed 64-bit integer (memcpy keeps values
+ * >= 2^63 well defined; they become negative and stay distinct). */
+static sqlite3_int64 tcb_to_db(uint64_t tcb)
+{
+    _Static_assert(sizeof(sqlite3_int64) == sizeof(uint64_t), "sqlite integer is 64 bits");
+    sqlite3_int64 value;
+    memcpy(&value, &tcb, sizeof(value));
+    return value;
+}
+
+static vtpmca_err db_fail(struct sqlite_conn *c, int rc, const char *what, vtpmca_diag *diag)
+{
+    c->last_rc = rc;
+    if ((rc & 0xff) == SQLITE_NOMEM)
+        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "store: out of memory while %s", what);
+    /* sqlite's messages name tables, columns and constraints, never bound values. */
+    const char *msg =
+        (sqlite3_errcode(c->db) & 0xff) == (rc & 0xff) ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc);
+    return vtpmca_fail(diag, VTPMCA_ERR_STORE, "store: sqlite failed while %s: %s", what, msg);
+}
+
+static vtpmca_err nomem(vtpmca_diag *diag)
+{
+    return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "store: out of memory");
+}
+
+static vtpmca_err stmt_get(struct sqlite_conn *c, enum stmt_id id, sqlite3_stmt **out,
+                           vtpmca_diag *diag)
+{
+    if (c->stmts[id] == NULL) {
+        int rc = sqlite3_prepare_v3(c->db, STMT_SQL[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &c->stmts[id], NULL);
+        if (rc != SQLITE_OK)
+            return db_fail(c, rc, "preparing a statement", diag);
+    }
+    *out = c->stmts[id];
+    return VTPMCA_OK;
+}
+
+/* Readies a cached statement for its next use and ends its implicit read transaction. */
+static void stmt_done(sqlite3_stmt *st)
+{
+    if (st != NULL) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+}
+
+/* One step; *has_row tells whether a result row is available. */
+static vtpmca_err stmt_step(struct sqlite_conn *c, sqlite3_stmt *st, const char *what,
+                            bool *has_row, vtpmca_diag *diag)
+{
+    int rc = sqlite3_step(st);
+    *has_row = rc == SQLITE_ROW;
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+        return VTPMCA_OK;
+    return db_fail(c, rc, what, diag);
+}
+
+/* Runs a parameterless statement to completion (BEGIN, COMMIT, ROLLBACK). */
+static vtpmca_err stmt_run(struct sqlite_conn *c, enum stmt_id id, const char *what,
+                           vtpmca_diag *diag)
+{
+    sqlite3_stmt *st = NULL;
+    bool has_row;
+    vtpmca_err err = stmt_get(c, id, &st, diag);
+    if (err == VTPMCA_OK)
+        err = stmt_step(c, st, what, &has_row, diag);
+    stmt_done(st);
+    return err;
+}
+
+static int bind_text(sqlite3_stmt *st, int index, const char *text)
+{
+    /* Static: every statement is reset before the bound argument goes out of scope. */
+    return sqlite3_bind_text(st, index, text, -1, SQLITE_STATIC);
+}
+
+static void copy_column_text(sqlite3_stmt *st, int col, char *dst, size_t size)
+{
+    const unsigned char *text = sqlite3_column_text(st, col);
+    snprintf(dst, size, "%s", text != NULL ? (const char *)text : "");
+}
+
+static vtpmca_err column_version(struct sqlite_conn *c, sqlite3_stmt *st, int col, uint32_t *out,
+                                 vtpmca_diag *diag)
+{
+    sqlite3_int64 v = sqlite3_column_int64(st, col);
+    if (v < 1 || v > UINT32_MAX)
+        return vtpmca_fail(diag, VTPMCA_ERR_STORE, "store: policy version out of range in %s",
+                           sqlite3_db_filename(c->db, "main"));
+    *out = (uint32_t)v;
+    return VTPMCA_OK;
+}
+
+/* ---- Connections and the pool ---- */
+
+static void conn_close(struct sqlite_conn *c)
+{
+    if (c == NULL)
+        return;
+    for (int i = 0; i < STMT_COUNT; i++)
+        sqlite3_finalize(c->stmts[i]);
+    sqlite3_close_v2(c->db);
+    free(c);
+}
+
+/* Sets WAL journaling and copies the mode in force into `mode`; returns an sqlite code. */
+static int set_wal_mode(sqlite3 *db, char *mode, size_t size)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        copy_column_text(st, 0, mode, size);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static vtpmca_err conn_configure(struct sqlite_conn *c, vtpmca_diag *diag)
+{
+    int rc = sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+    if (rc != SQLITE_OK)
+        return db_fail(c, rc, "setting the busy timeout", diag);
+
+    /* Switching a new database to WAL takes an exclusive lock without calling the busy
+     * handler, so openers racing on a new database retry here for the busy timeout. */
+    char mode[16] = "";
+    for (int waited_ms = 0;; waited_ms += 10) {
+        rc = set_wal_mode(c->db, mode, sizeof(mode));
+        if ((rc & 0xff) != SQLITE_BUSY || waited_ms >= BUSY_TIMEOUT_MS)
+            break;
+        struct timespec pause = {0, 10L * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    if (rc != SQLITE_OK)
+        return db_fail(c, rc, "enabling WAL journaling", diag);
+    /* The pragma answers with the mode in force: anything but "wal" means the database or
+     * its file system cannot do WAL, and we would lose concurrent reads. */
+    if (strcmp(mode, "wal") != 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_STORE,
+                           "store: %s cannot use WAL journaling (journal_mode is %s)",
+                           sqlite3_db_filename(c->db, "main"), mode);
+
+    rc = sqlite3_exec(c->db,
+                      "PRAGMA synchronous = FULL;"
+                      "PRAGMA foreign_keys = ON;"
+                      "PRAGMA trusted_schema = OFF;",
+                      NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(c, rc, "configuring the connection", diag);
+    return VTPMCA_OK;
+}
+
+static vtpmca_err conn_open(const char *path, struct sqlite_conn **out, vtpmca_diag *diag)
+{
+    struct sqlite_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return nomem(diag);
+    /* No SQLITE_OPEN_CREATE: sqlite_open created the file with the right mode. NOMUTEX: the
+     * pool hands a connection to one thread at a time. */
+    int rc = sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    vtpmca_err err;
+    if (rc != SQLITE_OK) {
+        if (c->db == NULL)
+            err = nomem(diag);
+        else
+            err = vtpmca_fail(diag, VTPMCA_ERR_STORE, "store: cannot open sqlite database %s: %s",
+                              path, sqlite3_errmsg(c->db));
+    } else {
+        err = conn_configure(c, diag);
+    }
+    if (err != VTPMCA_OK) {
+        conn_close(c);
+        return err;
+    }
+    *out = c;
+    return VTPMCA_OK;
+}
+
+static vtpmca_err conn_acquire(struct sqlite_store *s, struct sqlite_conn **out, vtpmca_diag *diag)
+{
+    pthread_mutex_lock(&s->pool_lock);
+    struct sqlite_conn *c = s->idle;
+    if (c != NULL) {
+        s->idle = c->next;
+        s->idle_count--;
+    }
+    pthread_mutex_unlock(&s->pool_lock);
+    if (c == NULL)
+        return conn_open(s->path, out, diag);
+    c->next = NULL;
+    c->last_rc = SQLITE_OK;
+    *out = c;
+    return VTPMCA_OK;
+}
+
+static void conn_release(struct sqlite_store *s, struct sqlite_conn *c)
+{
+    /* Never pool a connection inside a transaction: the next user would inherit it. */
+    if (!sqlite3_get_autocommit(c->db) &&
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK) {
+        conn_close(c);
+        return;
+    }
+    pthread_mutex_lock(&s->pool_lock);
+    bool keep = s->idle_count < POOL_MAX_IDLE;
+    if (keep) {
+        c->next = s->idle;
+        s->idle = c;
+        s->idle_count++;
+    }
+    pthread_mutex_unlock(&s->pool_lock);
+    if (!keep)
+        conn_close(c);
+}
+
+/* Runs body in a BEGIN IMMEDIATE transaction, retrying the whole transaction while another
+ * process keeps the database busy past the busy timeout. */
+static vtpmca_err run_write_tx(struct sqlite_store *s, tx_body body, void *ctx, vtpmca_diag *diag)
+{
+    struct sqlite_conn *c = NULL;
+    vtpmca_err err = conn_acquire(s, &c, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    pthread_mutex_lock(&s->write_lock);
+    for (int attempt = 1;; attempt++) {
+        c->last_rc = SQLITE_OK;
+        err = stmt_run(c, STMT_BEGIN_IMMEDIATE, "starting a transaction", diag);
+        if (err == VTPMCA_OK)
+            err = body(c, ctx, diag);
+        if (err == VTPMCA_OK)
+            err = stmt_run(c, STMT_COMMIT, "committing", diag);
+        if (err == VTPMCA_OK)
+            break;
+        int failed_rc = c->last_rc;
+        if (!sqlite3_get_autocommit(c->db))
+            (void)stmt_run(c, STMT_ROLLBACK, "rolling back", NULL);
+        if ((failed_rc & 0xff) != SQLITE_BUSY || attempt == WRITE_ATTEMPTS)
+            break;
+        struct timespec pause = {0, 20L * 1000 * 1000 * attempt};
+        nanosleep(&pause, NULL);
+    }
+    pthread_mutex_unlock(&s->write_lock);
+    conn_release(s, c);
+    return err;
+}
+
+/* ---- Schema migrations ---- */
+
+struct migrate_step {
+    int version;  /* schema version after this step */
+    bool applied; /* this step ran a migration (false: nothing was pending) */
+};
+
+/* Applies the next missing migration, if any, in the caller's transaction. */
+static vtpmca_err migrate_one(struct sqlite_conn *c, void *ctx, vtpmca_diag *diag)
+{
+    struct migrate_step *step = ctx;
+    int rc = sqlite3_exec(c->db,
+                          "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                          "  version INTEGER NOT NULL PRIMARY KEY,"
+                          "  applied_at INTEGER NOT NULL) STRICT",
+                          NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(c, rc, "creating schema_migrations", diag);
+
+    sqlite3_stmt *st = NULL;
+    bool has_row;
+    vtpmca_err err = stmt_get(c, STMT_SCHEMA_VERSION, &st, diag);
+    if (err == VTPMCA_OK)
+        err = stmt_step(c, st, "reading the schema version", &has_row, diag);
+    sqlite3_int64 current = err == VTPMCA_OK ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_int64 rows = err == VTPMCA_OK ? sqlite3_column_int64(st, 1) : 0;
+    stmt_done(st);
+    if (err != VTPMCA_OK)
+        return err;
+    if (current != rows)
+        return vtpmca_fail(diag, VTPMCA_ERR_STORE,
+                           "store: schema_migrations is inconsistent (highest version %lld, "
+                           "%lld rows)",
+                           (long long)current, (long long)rows);
+    if (current > MIGRATION_COUNT)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "store: database schema version %lld is newer than this build "
+                           "supports (%d); upgrade vtpmca",
+                           (long long)current, MIGRATION_COUNT);
+    step->version = (int)current;
+    step->applied = false;
+    if (current == MIGRATION_COUNT)
+        return VTPMCA_OK;
+
+    rc = sqlite3_exec(c->db, MIGRATIONS[current], NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(c, rc, "applying a schema migration", diag);
+    err = stmt_get(c, STMT_SCHEMA_RECORD, &st, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    rc = sqlite3_bind_int64(st, 1, current + 1);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 2, now_unix());
+    err = rc == SQLITE_OK ? stmt_step(c, st, "recording a schema migration", &has_row, diag)
+                          : db_fail(c, rc, "recording a schema migration", diag);
+    stmt_done(st);
+    if (err != VTPMCA_OK)
+        return err;
+    step->version = (int)current + 1;
+    step->applied = true;
+    return VTPMCA_OK;
+}
+
+static vtpmca_err migrate(struct sqlite_store *s, vtpmca_diag *diag)
+{
+    for (;;) {
+        struct migrate_step step = {0, false};
+        vtpmca_err err = run_write_tx(s, migrate_one, &step, diag);
+        if (err != VTPMCA_OK)
+            return err;
+        if (!step.applied)
+            return VTPMCA_OK;
+        char version[16];
+        snprintf(version, sizeof(version), "%d", step.version);
+        vtpmca_log(VTPMCA_LOG_INFO, "store.migrated", "path", s->path, "version", version, NULL);
+    }
+}
+
+/* ---- Open / close ---- */
+
+/* Creates the database file 0600 before sqlite sees it (sqlite would use 0644); sqlite gives
+ * the -wal and -shm files the database file's mode. */
+static vtpmca_err create_db_file(const char *path, vtpmca_diag *diag)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        close(fd);
+        return VTPMCA_OK;
+    }
+    if (errno != EEXIST)
+        return vtpmca_fail(diag, VTPMCA_ERR_IO, "store: cannot create %s: %s", path,
+                           strerror(errno));
+    struct stat sb;
+    if (stat(path, &sb) == 0 && (sb.st_mode & 077) != 0)
+        vtpmca_log(VTPMCA_LOG_WARN, "store.permissions", "path", path, "detail",
+                   "database file is accessible to group or others; it should be 0600", NULL);
+    return VTPMCA_OK;
+}
+
+static void sqlite_close(void *impl)
+{
+    struct sqlite_store *s = impl;
+    if (s == NULL)
+        return;
+    while (s->idle != NULL) {
+        struct sqlite_conn *c = s->idle;
+        s->idle = c->next;
+        conn_close(c);
+    }
+    pthread_mutex_destroy(&s->pool_lock);
+    pthread_mutex_destroy(&s->write_lock);
+    free(s->path);
+    free(s);
+}
+
+static vtpmca_err sqlite_open(const char *location, void **impl, vtpmca_diag *diag)
+{
+    if (sqlite3_threadsafe() == 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "store: the sqlite library was built without thread support");
+    if (strcmp(location, ":memory:") == 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "store: in-memory sqlite databases are not supported (each pooled "
+                           "connection would see a different database)");
+    struct sqlite_store *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return nomem(diag);
+    /* "./" keeps sqlite from reading a relative name such as "file:x" as a URI. */
+    const char *prefix = location[0] == '/' ? "" : "./";
+    size_t len = strlen(prefix) + strlen(location) + 1;
+    s->path = malloc(len);
+    if (s->path == NULL) {
+        free(s);
+        return nomem(diag);
+    }
+    snprintf(s->path, len, "%s%s", prefix, location);
+    pthread_mutex_init(&s->pool_lock, NULL);
+    pthread_mutex_init(&s->write_lock, NULL);
+
+    vtpmca_err err = create_db_file(s->path, diag);
+    if (err == VTPMCA_OK)
+        err = migrate(s, diag);
+    if (err != VTPMCA_OK) {
+        sqlite_close(s);
+        return err;
+    }
+    *impl = s;
+    return VTPMCA_OK;
+}
+
+static vtpmca_err sqlite_schema_version(void *impl, int *out, vtpmca_diag *diag)
+{
+    struct sqlite_store *s = impl;
+    struct sqlite_conn *c = NULL;
+    vtpmca_err err = conn_acquire(s, &c, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    sqlite3_stmt *st = NULL;
+    bool has_row;
+    err = stmt_get(c, STMT_SCHEMA_VERSION, &st, diag);
+    if (err == VTPMCA_OK)
+        err = stmt_step(c, st, "reading the schema version", &has_row, diag);
+    if (err == VTPMCA_OK)
+        *out = (int)sqlite3_column_int64(st, 0);
+    stmt_done(st);
+    conn_release(s, c);
+    return err;
+}
+
+/* ---- VCEK / VLEK certificates ---- */
+
+struct vcek_put_args {
+    const char *product, *signer, *source;
+    const uint8_t *chip_id;
+    uint64_t tcb;
+    const uint8_t *der;
+    size_t der_len;
+};
+
+static vtpmca_err vcek_put_body(struct sqlite_conn *c, void *ctx, vtpmca_diag *diag)
+{
+    const struct vcek_put_args *a = ctx;
+    sqlite3_stmt *st = NULL;
+    vtpmca_err err = stmt_get(c, STMT_VCEK_PUT, &st, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    int rc = bind_text(st, 1, a->product);
+    if (rc == SQLITE_OK)
+        rc = bind_text(st, 2, a->signer);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_blob(st, 3, a->chip_id, 64, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 4, tcb_to_db(a->tcb));
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_blob64(st, 5, a->der, a->der_len, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = bind_text(st, 6, a->source);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 7, now_unix());
+    bool has_row;
+    err = rc == SQLITE_OK ? stmt_step(c, st, "storing a certificate", &has_row, diag)
+                          : db_fail(c, rc, "storing a certificate", diag);
+    stmt_done(st);
+    return err;
+}
+
+static vtpmca_err sqlite_vcek_put(void *impl, const char *product, const char *signer,
+                                  const uint8_t chip_id[64], uint64_t tcb, const uint8_t *der,
+                                  size_t der_len, const char *source, vtpmca_diag *diag)
+{
+    struct vcek_put_args args = {product, signer, source, chip_id, tcb, der, der_len};
+    return run_write_tx(impl, vcek_put_body, &args, diag);
+}
+
+static vtpmca_err sqlite_vcek_get(void *impl, const char *product, const char *signer,
+                                  const uint8_t chip_id[64], uint64_t tcb, uint8_t **der,
+                                  size_t *der_len, vtpmca_diag *diag)
+{
+    struct sqlite_store *s = impl;
+    struct sqlite_conn *c = NULL;
+    vtpmca_err err = conn_acquire(s, &c, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    sqlite3_stmt *st = NULL;
+    err = stmt_get(c, STMT_VCEK_GET, &st, diag);
+    if (err != VTPMCA_OK)
+        goto out;
+    int rc = bind_text(st, 1, product);
+    if (rc == SQLITE_OK)
+        rc = bind_text(st, 2, signer);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_blob(st, 3, chip_id, 64, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 4, tcb_to_db(tcb));
+    bool has_row = false;
+    err = rc == SQLITE_OK ? stmt_step(c, st, "looking up a certificate", &has_row, diag)
+                          : db_fail(c, rc, "looking up a certificate", diag);
+    if (err != VTPMCA_OK)
+        goto out;
+    if (!has_row) {
+        err = vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND,
+                          "store: no %s %s certificate for this chip at TCB 0x%016" PRIx64, product,
+                          signer, tcb);
+        goto out;
+    }
+    const void *blob = sqlite3_column_blob(st, 0);
+    size_t len = (size_t)sqlite3_column_bytes(st, 0);
+    uint8_t *copy = malloc(len > 0 ? len : 1);
+    if (copy == NULL) {
+        err = nomem(diag);
+        goto out;
+    }
+    if (len > 0)
+        memcpy(copy, blob, len);
+    *der = copy;
+    *der_len = len;
+out:
+    stmt_done(st);
+    conn_release(s, c);
+    return err;
+}
+
+static vtpmca_err sqlite_vcek_count(void *impl, uint64_t *out, vtpmca_diag *diag)
+{
+    struct sqlite_store *s = impl;
+    struct sqlite_conn *c = NULL;
+    vtpmca_err err = conn_acquire(s, &c, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    sqlite3_stmt *st = NULL;
+    bool has_row;
+    err = stmt_get(c, STMT_VCEK_COUNT, &st, diag);
+    if (err == VTPMCA_OK)
+        err = stmt_step(c, st, "counting certificates", &has_row, diag);
+    if (err == VTPMCA_OK)
+        *out = (uint64_t)sqlite3_column_int64(st, 0);
+    stmt_done(st);
+    conn_release(s, c);
+    return err;
+}
+
+/* ---- Fleets ---- */
+
+struct fleet_create_args {
+    const char *name, *description;
+};
+
+static vtpmca_err fleet_create_body(struct sqlite_conn *c, void *ctx, vtpmca_diag *diag)
+{
+    const struct fleet_create_args *a = ctx;
+    sqlite3_stmt *st = NULL;
+    vtpmca_err err = stmt_get(c, STMT_FLEET_CREATE, &st, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    int rc = bind_text(st, 1, a->name);
+    if (rc == SQLITE_OK)
+        rc = bind_text(st, 2, a->description);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 3, now_unix());
+    bool has_row;
+    err = rc == SQLITE_OK ? stmt_step(c, st, "creating a fleet", &has_row, diag)
+                          : db_fail(c, rc, "creating a fleet", diag);
+    stmt_done(st);
+    if (err == VTPMCA_OK && sqlite3_changes(c->db) == 0)
+        err = vtpmca_fail(diag, VTPMCA_ERR_CONFLICT, "store: fleet %s already exists", a->name);
+    return err;
+}
+
+static vtpmca_err sqlite_fleet_create(void *impl, const char *name, const char *description,
+                                      vtpmca_diag *diag)
+{
+    struct fleet_create_args args = {name, description};
+    return run_write_tx(impl, fleet_create_body, &args, diag);
+}
+
+/* VTPMCA_OK when the fleet exists, NOT_FOUND (with a diag naming it) when not. */
+static vtpmca_err fleet_exists_on(struct sqlite_conn *c, const char *name, vtpmca_diag *diag)
+{
+    sqlite3_stmt *st = NULL;
+    vtpmca_err err = stmt_get(c, STMT_FLEET_EXISTS, &st, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    int rc = bind_text(st, 1, name);
+    bool has_row = false;
+    err = rc == SQLITE_OK ? stmt_step(c, st, "looking up a fleet", &has_row, diag)
+                          : db_fail(c, rc, "looking up a fleet", diag);
+    stmt_done(st);
+    if (err == VTPMCA_OK && !has_row)
+        err = vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND, "store: unknown fleet %s", name);
+    return err;
+}
+
+static vtpmca_err sqlite_fleet_exists(void *impl, const char *name, vtpmca_diag *diag)
+{
+    struct sqlite_store *s = impl;
+    struct sqlite_conn *c = NULL;
+    vtpmca_err err = conn_acquire(s, &c, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    err = fleet_exists_on(c, name, diag);
+    conn_release(s, c);
+    return err;
+}
+
+/* Makes room for one more element in a growing result array. */
+static vtpmca_err grow(void **items, size_t *cap, size_t n, size_t item_size, vtpmca_diag *diag)
+{
+    if (n < *cap)
+        return VTPMCA_OK;
+    size_t new_cap = *cap == 0 ? 16 : *cap * 2;
+    void *bigger = realloc(*items, new_cap * item_size);
+    if (bigger == NULL)
+        return nomem(diag);
+    *items = bigger;
+    *cap = new_cap;
+    return VTPMCA_OK;
+}
+
+static vtpmca_err sqlite_fleet_list(void *impl, store_fleet **out, size_t *n, vtpmca_diag *diag)
+{
+    struct sqlite_store *s = impl;
+    struct sqlite_conn *c = NULL;
+    vtpmca_err err = conn_acquire(s, &c, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    sqlite3_stmt *st = NULL;
+    store_fleet *items = NULL;
+    size_t count = 0, cap = 0;
+    err = stmt_get(c, STMT_FLEET_LIST, &st, diag);
+    while (err == VTPMCA_OK) {
+        bool has_row;
+        err = stmt_step(c, st, "listing fleets", &has_row, diag);
+        if (err != VTPMCA_OK || !has_row)
+            break;
+        err = grow((void **)&items, &cap, count, sizeof(*items), diag);
+        if (err != VTPMCA_OK)
+            break;
+        store_fleet *f = &items[count];
+        memset(f, 0, sizeof(*f));
+        copy_column_text(st, 0, f->name, sizeof(f->name));
+        copy_column_text(st, 1, f->description, sizeof(f->description));
+        f->created_at = sqlite3_column_int64(st, 2);
+        sqlite3_int64 latest = sqlite3_column_int64(st, 3);
+        if (latest == 0)
+            f->latest_policy = 0;
+        else
+            err = column_version(c, st, 3, &f->latest_policy, diag);
+        if (err == VTPMCA_OK)
+            count++;
+    }
+    stmt_done(st);
+    conn_release(s, c);
+    if (err != VTPMCA_OK) {
+        free(items);
+        return err;
+    }
+    *out = items;
+    *n = count;
+    return VTPMCA_OK;
+}
+
+/* ---- Policies ---- */
+
+struct policy_put_args {
+    const char *fleet, *json, *author;
+    uint32_t version; /* out */
+};
+
+static vtpmca_err policy_put_body(struct sqlite_conn *c, void *ctx, vtpmca_diag *diag)
+{
+    struct policy_put_args *a = ctx;
+    vtpmca_err err = fleet_exists_on(c, a->fleet, diag);
+    if (err != VTPMCA_OK)
+        return err;
+
+    /* Inside BEGIN IMMEDIATE no other writer can take the same number. */
+    sqlite3_stmt *st = NULL;
+    bool has_row;
+    err = stmt_get(c, STMT_POLICY_MAX_VERSION, &st, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    int rc = bind_text(st, 1, a->fleet);
+    err = rc == SQLITE_OK ? stmt_step(c, st, "reading the policy version", &has_row, diag)
+                          : db_fail(c, rc, "reading the policy version", diag);
+    sqlite3_int64 latest = err == VTPMCA_OK ? sqlite3_column_int64(st, 0) : 0;
+    stmt_done(st);
+    if (err != VTPMCA_OK)
+        return err;
+    if (latest < 0 || latest >= UINT32_MAX)
+        return vtpmca_fail(diag, VTPMCA_ERR_LIMIT, "store: fleet %s has no policy version left",
+                           a->fleet);
+
+    err = stmt_get(c, STMT_POLICY_INSERT, &st, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    rc = bind_text(st, 1, a->fleet);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 2, latest + 1);
+    if (rc == SQLITE_OK)
+        rc = bind_text(st, 3, a->json);
+    if (rc == SQLITE_OK)
+        rc = bind_text(st, 4, a->author);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 5, now_unix());
+    err = rc == SQLITE_OK ? stmt_step(c, st, "storing a policy", &has_row, diag)
+                          : db_fail(c, rc, "storing a policy", diag);
+    stmt_done(st);
+    if (err == VTPMCA_OK)
+        a->version = (uint32_t)(latest + 1);
+    return err;
+}
+
+static vtpmca_err sqlite_policy_put(void *impl, const char *fleet, const char *policy_json,
+                                    const char *author, uint32_t *version_out, vtpmca_diag *diag)
+{
+    struct policy_put_args args = {fleet, policy_json, author, 0};
+    vtpmca_err err = run_write_tx(impl, policy_put_body, &args, diag);
+    if (err == VTPMCA_OK && version_out != NULL)
+        *version_out = args.version;
+    return err;
+}
+
+static vtpmca_err sqlite_policy_get(void *impl, const char *fleet, uint32_t version,
+                                    char **policy_json, uint32_t *version_out, vtpmca_diag *diag)
+{
+    struct sqlite_store *s = impl;
+    struct sqlite_conn *c = NULL;
+    vtpmca_err err = conn_acquire(s, &c, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    sqlite3_stmt *st = NULL;
+    bool has_row = false;
+    err = stmt_get(c, version == 0 ? STMT_POLICY_GET_LATEST : STMT_POLICY_GET_VERSION, &st, diag);
+    if (err != VTPMCA_OK)
+        goto out;
+    int rc = bind_text(st, 1, fleet);
+    if (rc == SQLITE_OK && version != 0)
+        rc = sqlite3_bind_int64(st, 2, version);
+    err = rc == SQLITE_OK ? stmt_step(c, st, "reading a policy", &has_row, diag)
+                          : db_fail(c, rc, "reading a policy", diag);
+    if (err != VTPMCA_OK)
+        goto out;
+    if (!has_row) {
+        stmt_done(st);
+        st = NULL;
+        /* Say whether the fleet or just the version is missing. */
+        err = fleet_exists_on(c, fleet, diag);
+        if (err == VTPMCA_OK && version == 0)
+            err =
+                vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND, "store: fleet %s has no policy yet", fleet);
+        else if (err == VTPMCA_OK)
+            err = vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND,
+                              "store: fleet %s has no policy version %" PRIu32, fleet, version);
+        goto out;
+    }
+    uint32_t found = 0;
+    err = column_version(c, st, 0, &found, diag);
+    if (err != VTPMCA_OK)
+        goto out;
+    const unsigned char *text = sqlite3_column_text(st, 1);
+    size_t len = (size_t)sqlite3_column_bytes(st, 1);
+    char *copy = text != NULL ? malloc(len + 1) : NULL;
+    if (copy == NULL) {
+        err = nomem(diag);
+        goto out;
+    }
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    *policy_json = copy;
+    if (version_out != NULL)
+        *version_out = found;
+out:
+    stmt_done(st);
+    conn_release(s, c);
+    return err;
+}
+
+static vtpmca_err sqlite_policy_history(void *impl, const char *fleet, store_policy_version **out,
+                                        size_t *n, vtpmca_diag *diag)
+{
+    struct sqlite_store *s = impl;
+    struct sqlite_conn *c = NULL;
+    vtpmca_err err = conn_acquire(s, &c, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    sqlite3_stmt *st = NULL;
+    store_policy_version *items = NULL;
+    size_t count = 0, cap = 0;
+    err = fleet_exists_on(c, fleet, diag);
+    if (err == VTPMCA_OK)
+        err = stmt_get(c, STMT_POLICY_HISTORY, &st, diag);
+    if (err == VTPMCA_OK) {
+        int rc = bind_text(st, 1, fleet);
+        if (rc != SQLITE_OK)
+            err = db_fail(c, rc, "reading policy history", diag);
+    }
+    while (err == VTPMCA_OK) {
+        bool has_row;
+        err = stmt_step(c, st, "reading policy history", &has_row, diag);
+        if (err != VTPMCA_OK || !has_row)
+            break;
+        err = grow((void **)&items, &cap, count, sizeof(*items), diag);
+        if (err != VTPMCA_OK)
+            break;
+        store_policy_version *v = &items[count];
+        memset(v, 0, sizeof(*v));
+        err = column_version(c, st, 0, &v->version, diag);
+        v->created_at = sqlite3_column_int64(st, 1);
+        copy_column_text(st, 2, v->author, sizeof(v->author));
+        if (err == VTPMCA_OK)
+            count++;
+    }
+    stmt_done(st);
+    conn_release(s, c);
+    if (err != VTPMCA_OK) {
+        free(items);
+        return err;
+    }
+    *out = items;
+    *n = count;
+    return VTPMCA_OK;
+}
+
+const struct store_backend_ops store_sqlite_backend = {
+    .name = "sqlite",
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .schema_version = sqlite_schema_version,
+    .vcek_put = sqlite_vcek_put,
+    .vcek_get = sqlite_vcek_get,
+    .vcek_count = sqlite_vcek_count,
+    .fleet_create = sqlite_fleet_create,
+    .fleet_exists = sqlite_fleet_exists,
+    .fleet_list = sqlite_fleet_list,
+    .policy_put = sqlite_policy_put,
+    .policy_get = sqlite_policy_get,
+    .policy_history = sqlite_policy_history,
+};

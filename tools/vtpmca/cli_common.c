@@ -1,0 +1,464 @@
+#include "cli_common.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "vtpmca/encoding.h"
+#include "vtpmca/fileio.h"
+
+/* Upper bounds for files the CLI reads: reports and certificates are small; policies may
+ * list thousands of measurements. */
+#define CLI_MAX_EVIDENCE_FILE (1u << 20)
+#define CLI_MAX_POLICY_FILE (16u << 20)
+
+/* getopt_long values for table options start above every short-option character. */
+#define CLI_OPT_BASE 256
+
+typedef struct {
+    const char *name;
+    int has_arg;
+    const char *metavar; /* NULL for flags */
+    const char *help;
+} cli_option_spec;
+
+static const cli_option_spec option_specs[CLI_OPT_COUNT] = {
+    [CLI_OPT_REPORT] = {"report", required_argument, "FILE",
+                        "SEV-SNP report: 1184 raw bytes, hex or base64"},
+    [CLI_OPT_VCEK] = {"vcek", required_argument, "FILE",
+                      "VCEK/VLEK certificate: DER, PEM, or DER as hex/base64"},
+    [CLI_OPT_ROOTS] = {"roots", required_argument, "DIR",
+                       "also trust the roots in DIR (<product>_ark.pem, <product>_ask.pem, "
+                       "<product>_asvk_ark.pem)"},
+    [CLI_OPT_TRUST_BUILTIN] = {"trust-builtin", no_argument, NULL,
+                               "trust the pinned AMD roots (the default)"},
+    [CLI_OPT_NO_BUILTIN] = {"no-builtin", no_argument, NULL,
+                            "do not trust the pinned AMD roots (needs --roots)"},
+    [CLI_OPT_POLICY] = {"policy", required_argument, "FILE",
+                        "appraise the verified claims with this policy document (JSON)"},
+    [CLI_OPT_AT] = {"at", required_argument, "TIME",
+                    "check certificate validity at TIME (RFC 3339, e.g. 2024-06-01T00:00:00Z) "
+                    "instead of now"},
+    [CLI_OPT_DB] = {"db", required_argument, "FILE", "the vtpmca database (path or sqlite:PATH)"},
+    [CLI_OPT_PRODUCT] = {"product", required_argument, "P",
+                         "SEV-SNP product: milan, genoa or turin (v2 reports do not name it)"},
+    [CLI_OPT_FLEET] = {"fleet", required_argument, "NAME", "fleet name"},
+    [CLI_OPT_FILE] = {"file", required_argument, "FILE", "policy document (JSON)"},
+    [CLI_OPT_VERSION] = {"version", required_argument, "N", "policy version (default: the latest)"},
+    [CLI_OPT_DESCRIPTION] = {"description", required_argument, "TEXT", "free-text description"},
+    [CLI_OPT_JSON] = {"json", no_argument, NULL, "print machine-readable JSON"},
+};
+
+static const char *const group_summaries[][2] = {
+    {"snp", "SEV-SNP evidence: decode, verify offline, import VCEKs"},
+    {"fleet", "fleets of confidential VMs that share a policy"},
+    {"policy", "versioned per-fleet appraisal policies"},
+};
+
+/* ---- Help ---- */
+
+static void print_command_line(const cli_command *cmd, FILE *out)
+{
+    fprintf(out, "vtpmca %s %s", cmd->group, cmd->name);
+    if (cmd->args_help != NULL)
+        fprintf(out, " %s", cmd->args_help);
+    /* Required options first, then optional ones in brackets. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int id = 0; id < CLI_OPT_COUNT; id++) {
+            unsigned bit = CLI_OPT(id);
+            bool required = (cmd->required & bit) != 0;
+            if (!(cmd->accepted & bit) || required != (pass == 0))
+                continue;
+            const cli_option_spec *spec = &option_specs[id];
+            fprintf(out, " %s--%s%s%s%s", required ? "" : "[", spec->name, spec->metavar ? " " : "",
+                    spec->metavar ? spec->metavar : "", required ? "" : "]");
+        }
+    }
+}
+
+void cli_print_command_help(const cli_command *cmd, void *out_file)
+{
+    FILE *out = out_file;
+    fputs("Usage: ", out);
+    print_command_line(cmd, out);
+    fprintf(out, "\n\n%s.\n", cmd->summary);
+    if (cmd->details != NULL)
+        fprintf(out, "\n%s\n", cmd->details);
+    fputs("\nOptions:\n", out);
+    for (int id = 0; id < CLI_OPT_COUNT; id++) {
+        if (!(cmd->accepted & CLI_OPT(id)))
+            continue;
+        const cli_option_spec *spec = &option_specs[id];
+        char left[40];
+        snprintf(left, sizeof(left), "--%s%s%s", spec->name, spec->metavar ? " " : "",
+                 spec->metavar ? spec->metavar : "");
+        fprintf(out, "  %-22s %s%s\n", left, spec->help,
+                (cmd->required & CLI_OPT(id)) ? " (required)" : "");
+    }
+    fprintf(out, "  %-22s %s\n", "-h, --help", "show this help");
+    fputs("\nExit status: 0 success, 1 verification or operation failed, 2 usage error or "
+          "unreadable/malformed input.\n",
+          out);
+}
+
+void cli_print_group_help(const char *group, void *out_file)
+{
+    FILE *out = out_file;
+    fprintf(out, "Usage: vtpmca %s <command> [options]\n\nCommands:\n", group);
+    for (size_t i = 0; i < cli_commands_count; i++) {
+        if (strcmp(cli_commands[i].group, group) == 0)
+            fprintf(out, "  %-12s %s\n", cli_commands[i].name, cli_commands[i].summary);
+    }
+    fprintf(out, "\nRun 'vtpmca %s <command> --help' for the options of a command.\n", group);
+}
+
+void cli_print_program_help(void *out_file)
+{
+    FILE *out = out_file;
+    fputs("Usage: vtpmca <group> <command> [options]\n"
+          "       vtpmca --help | --version\n\n"
+          "Admin CLI of vtpmca: verifies SEV-SNP evidence offline and manages fleets, policies\n"
+          "and VCEKs in the vtpmca database (--db).\n",
+          out);
+    for (size_t g = 0; g < sizeof(group_summaries) / sizeof(group_summaries[0]); g++) {
+        fprintf(out, "\n%s: %s\n", group_summaries[g][0], group_summaries[g][1]);
+        for (size_t i = 0; i < cli_commands_count; i++) {
+            if (strcmp(cli_commands[i].group, group_summaries[g][0]) == 0)
+                fprintf(out, "  vtpmca %-6s %-12s %s\n", cli_commands[i].group,
+                        cli_commands[i].name, cli_commands[i].summary);
+        }
+    }
+    fputs("\nRun 'vtpmca <group> <command> --help' for the options of a command.\n"
+          "Exit status: 0 success, 1 verification or operation failed, 2 usage error or "
+          "unreadable/malformed input.\n",
+          out);
+}
+
+/* ---- Errors ---- */
+
+int cli_exit_code(vtpmca_err err)
+{
+    switch (err) {
+    case VTPMCA_OK:
+        return CLI_EXIT_OK;
+    case VTPMCA_ERR_INVALID_ARG:
+    case VTPMCA_ERR_IO:
+    case VTPMCA_ERR_PARSE:
+    case VTPMCA_ERR_UNSUPPORTED:
+    case VTPMCA_ERR_LIMIT: /* the CLI's only limits are input file sizes */
+        return CLI_EXIT_USAGE;
+    default:
+        return CLI_EXIT_FAILED;
+    }
+}
+
+int cli_fail(const cli_command *cmd, vtpmca_err err, const char *fmt, ...)
+{
+    fprintf(stderr, "vtpmca %s %s: ", cmd->group, cmd->name);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return cli_exit_code(err);
+}
+
+int cli_fail_diag(const cli_command *cmd, vtpmca_err err, const vtpmca_diag *diag, const char *fmt,
+                  ...)
+{
+    fprintf(stderr, "vtpmca %s %s: ", cmd->group, cmd->name);
+    if (fmt != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputs(": ", stderr);
+    }
+    fprintf(stderr, "%s\n",
+            diag != NULL && diag->msg[0] != '\0' ? diag->msg : vtpmca_err_name(err));
+    return cli_exit_code(err);
+}
+
+int cli_usage_error(const cli_command *cmd, const char *fmt, ...)
+{
+    fprintf(stderr, "vtpmca %s %s: ", cmd->group, cmd->name);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'vtpmca %s %s --help')\n", cmd->group, cmd->name);
+    return CLI_EXIT_USAGE;
+}
+
+/* ---- Option parsing ---- */
+
+static vtpmca_err parse_version_number(const char *text, uint32_t *out)
+{
+    if (text[0] < '0' || text[0] > '9')
+        return VTPMCA_ERR_PARSE;
+    errno = 0;
+    char *end = NULL;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno != 0 || *end != '\0' || value == 0 || value > UINT32_MAX)
+        return VTPMCA_ERR_PARSE;
+    *out = (uint32_t)value;
+    return VTPMCA_OK;
+}
+
+/* Decodes the typed options and checks the combinations that no single option can. */
+static int decode_option_values(const cli_command *cmd, cli_opts *opts)
+{
+    const char *at = opts->value[CLI_OPT_AT];
+    if (at != NULL && cli_parse_rfc3339(at, &opts->at) != VTPMCA_OK)
+        return cli_usage_error(cmd, "--at '%s': expected an RFC 3339 time such as %s", at,
+                               "2024-06-01T00:00:00Z");
+    const char *product = opts->value[CLI_OPT_PRODUCT];
+    if (product != NULL && snp_product_parse(product, &opts->product) != VTPMCA_OK)
+        return cli_usage_error(cmd, "--product '%s': expected milan, genoa or turin", product);
+    const char *version = opts->value[CLI_OPT_VERSION];
+    if (version != NULL && parse_version_number(version, &opts->version) != VTPMCA_OK)
+        return cli_usage_error(cmd, "--version '%s': expected a policy version number >= 1",
+                               version);
+    opts->json = opts->value[CLI_OPT_JSON] != NULL;
+    if (opts->value[CLI_OPT_TRUST_BUILTIN] != NULL && opts->value[CLI_OPT_NO_BUILTIN] != NULL)
+        return cli_usage_error(cmd, "--trust-builtin and --no-builtin exclude each other");
+    if (opts->value[CLI_OPT_NO_BUILTIN] != NULL && opts->value[CLI_OPT_ROOTS] == NULL)
+        return cli_usage_error(cmd, "--no-builtin needs --roots DIR (nothing would be trusted)");
+    return -1;
+}
+
+int cli_parse(const cli_command *cmd, int argc, char **argv, cli_opts *opts)
+{
+    struct option longopts[CLI_OPT_COUNT + 2];
+    size_t n = 0;
+    for (int id = 0; id < CLI_OPT_COUNT; id++) {
+        if (cmd->accepted & CLI_OPT(id))
+            longopts[n++] = (struct option){option_specs[id].name, option_specs[id].has_arg, NULL,
+                                            CLI_OPT_BASE + id};
+    }
+    longopts[n++] = (struct option){"help", no_argument, NULL, 'h'};
+    longopts[n] = (struct option){NULL, 0, NULL, 0};
+
+    memset(opts, 0, sizeof(*opts));
+    optind = 0; /* glibc: full reset, argv is new */
+    opterr = 0; /* we print our own one-line errors */
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (c == 'h') {
+            cli_print_command_help(cmd, stdout);
+            return CLI_EXIT_OK;
+        }
+        if (c == ':')
+            return cli_usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
+        if (c < CLI_OPT_BASE || c >= CLI_OPT_BASE + CLI_OPT_COUNT)
+            return cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+        int id = c - CLI_OPT_BASE;
+        if (opts->value[id] != NULL)
+            return cli_usage_error(cmd, "option --%s given twice", option_specs[id].name);
+        opts->value[id] = optarg != NULL ? optarg : "";
+    }
+    for (int i = optind; i < argc; i++) {
+        if (opts->n_args == cmd->n_args || opts->n_args == CLI_MAX_ARGS)
+            return cli_usage_error(cmd, "unexpected argument '%s'", argv[i]);
+        opts->args[opts->n_args++] = argv[i];
+    }
+    if (opts->n_args < cmd->n_args)
+        return cli_usage_error(cmd, "missing %s", cmd->args_help);
+    for (int id = 0; id < CLI_OPT_COUNT; id++) {
+        if ((cmd->required & CLI_OPT(id)) && opts->value[id] == NULL)
+            return cli_usage_error(cmd, "missing --%s %s", option_specs[id].name,
+                                   option_specs[id].metavar ? option_specs[id].metavar : "");
+    }
+    return decode_option_values(cmd, opts);
+}
+
+/* ---- Time ---- */
+
+static bool take_digits(const char **p, int count, int *out)
+{
+    int value = 0;
+    for (int i = 0; i < count; i++) {
+        char c = (*p)[i];
+        if (c < '0' || c > '9')
+            return false;
+        value = value * 10 + (c - '0');
+    }
+    *p += count;
+    *out = value;
+    return true;
+}
+
+static bool take_char(const char **p, const char *allowed)
+{
+    if (**p == '\0' || strchr(allowed, **p) == NULL)
+        return false;
+    (*p)++;
+    return true;
+}
+
+static int days_in_month(int year, int month)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return month == 2 && leap ? 29 : days[month - 1];
+}
+
+vtpmca_err cli_parse_rfc3339(const char *text, time_t *out)
+{
+    if (text == NULL || out == NULL)
+        return VTPMCA_ERR_INVALID_ARG;
+    const char *p = text;
+    int year, month, day, hour, minute, second;
+    /* RFC 3339 section 5.6: full-date "T" full-time; "T" and "Z" may be lower case. */
+    if (!take_digits(&p, 4, &year) || !take_char(&p, "-") || !take_digits(&p, 2, &month) ||
+        !take_char(&p, "-") || !take_digits(&p, 2, &day) || !take_char(&p, "Tt") ||
+        !take_digits(&p, 2, &hour) || !take_char(&p, ":") || !take_digits(&p, 2, &minute) ||
+        !take_char(&p, ":") || !take_digits(&p, 2, &second))
+        return VTPMCA_ERR_PARSE;
+    if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month) || hour > 23 ||
+        minute > 59 || second > 60) /* 60: a leap second */
+        return VTPMCA_ERR_PARSE;
+    if (take_char(&p, ".")) {
+        if (*p < '0' || *p > '9')
+            return VTPMCA_ERR_PARSE;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    long offset = 0;
+    if (!take_char(&p, "Zz")) {
+        char sign = *p;
+        int off_hour, off_minute;
+        if (!take_char(&p, "+-") || !take_digits(&p, 2, &off_hour) || !take_char(&p, ":") ||
+            !take_digits(&p, 2, &off_minute) || off_hour > 23 || off_minute > 59)
+            return VTPMCA_ERR_PARSE;
+        offset = (sign == '-' ? -1 : 1) * (off_hour * 3600L + off_minute * 60L);
+    }
+    if (*p != '\0')
+        return VTPMCA_ERR_PARSE;
+    struct tm tm = {.tm_year = year - 1900,
+                    .tm_mon = month - 1,
+                    .tm_mday = day,
+                    .tm_hour = hour,
+                    .tm_min = minute,
+                    .tm_sec = second};
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return VTPMCA_ERR_PARSE;
+    t -= offset; /* local time = UTC + offset */
+    if (t <= 0)  /* 0 means "now" to the verifier */
+        return VTPMCA_ERR_PARSE;
+    *out = t;
+    return VTPMCA_OK;
+}
+
+void cli_format_time(time_t t, char *buf, size_t size)
+{
+    struct tm tm;
+    if (size == 0)
+        return;
+    if (gmtime_r(&t, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, size, "@%lld", (long long)t);
+}
+
+/* ---- Input files ---- */
+
+vtpmca_err cli_load_report(const char *path, uint8_t **out, size_t *out_len, vtpmca_diag *diag)
+{
+    if (path == NULL || out == NULL || out_len == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "report: missing argument");
+    uint8_t *data = NULL;
+    size_t len = 0;
+    vtpmca_err err = vt_file_read(path, CLI_MAX_EVIDENCE_FILE, &data, &len, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    err = vt_decode_flexible(data, len, SNP_REPORT_SIZE, out, out_len);
+    free(data);
+    if (err != VTPMCA_OK)
+        return vtpmca_fail(diag, err, "%s: not a report in binary, hex or base64 form", path);
+    return VTPMCA_OK;
+}
+
+vtpmca_err cli_load_cert(const char *path, uint8_t **out, size_t *out_len, vtpmca_diag *diag)
+{
+    if (path == NULL || out == NULL || out_len == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "certificate: missing argument");
+    uint8_t *data = NULL;
+    size_t len = 0;
+    vtpmca_err err = vt_file_read(path, CLI_MAX_EVIDENCE_FILE, &data, &len, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    /* PEM goes to the certificate parser as is; anything else is DER, maybe as text. */
+    if (strstr((const char *)data, "-----BEGIN") != NULL) {
+        *out = data;
+        *out_len = len;
+        return VTPMCA_OK;
+    }
+    err = vt_decode_flexible(data, len, 0, out, out_len);
+    free(data);
+    if (err != VTPMCA_OK)
+        return vtpmca_fail(diag, err, "%s: not a certificate in DER, PEM, hex or base64 form",
+                           path);
+    return VTPMCA_OK;
+}
+
+vtpmca_err cli_load_text(const char *path, char **out, size_t *out_len, vtpmca_diag *diag)
+{
+    if (path == NULL || out == NULL || out_len == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "text file: missing argument");
+    uint8_t *data = NULL;
+    vtpmca_err err = vt_file_read(path, CLI_MAX_POLICY_FILE, &data, out_len, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    *out = (char *)data; /* vt_file_read NUL-terminates */
+    return VTPMCA_OK;
+}
+
+/* ---- Trust and store ---- */
+
+vtpmca_err cli_load_roots(const cli_opts *opts, snp_roots **out, bool *extra_trusted,
+                          vtpmca_diag *diag)
+{
+    if (opts == NULL || out == NULL || extra_trusted == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "roots: missing argument");
+    snp_roots *roots = NULL;
+    vtpmca_err err = opts->value[CLI_OPT_NO_BUILTIN] != NULL ? snp_roots_new_empty(&roots)
+                                                             : snp_roots_new_builtin(&roots, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    const char *dir = opts->value[CLI_OPT_ROOTS];
+    if (dir != NULL) {
+        err = snp_roots_add_dir(roots, dir, diag);
+        if (err != VTPMCA_OK) {
+            snp_roots_free(roots);
+            return err;
+        }
+    }
+    *out = roots;
+    *extra_trusted = dir != NULL;
+    return VTPMCA_OK;
+}
+
+vtpmca_err cli_open_store(const char *uri, bool create, store **out, vtpmca_diag *diag)
+{
+    if (uri == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: missing argument");
+    const char *path = strncmp(uri, "sqlite:", 7) == 0 ? uri + 7 : uri;
+    struct stat st;
+    if (!create && strstr(uri, "://") == NULL && stat(path, &st) != 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_IO, "no database at %s: %s", path, strerror(errno));
+    return store_open(uri, out, diag);
+}
+
+vtpmca_err cli_print_json(const json_t *value)
+{
+    if (value == NULL)
+        return VTPMCA_ERR_INVALID_ARG;
+    if (json_dumpf(value, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY) != 0)
+        return VTPMCA_ERR_IO;
+    fputc('\n', stdout);
+    return VTPMCA_OK;
+}

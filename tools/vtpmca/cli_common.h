@@ -1,0 +1,136 @@
+/* Shared machinery of the vtpmca CLI: the option table and its getopt_long parser, help text,
+ * error reporting and exit codes, and loaders for the files commands read. */
+#ifndef VTPMCA_CLI_COMMON_H
+#define VTPMCA_CLI_COMMON_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "vtpmca/err.h"
+#include "vtpmca/snp_report.h"
+#include "vtpmca/snp_roots.h"
+#include "vtpmca/store.h"
+
+/* Exit codes of every command (documented in docs/cli.md). */
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_FAILED = 1, /* the operation ran and failed: verification, policy, store, ... */
+    CLI_EXIT_USAGE = 2,  /* bad command line, or an input file that is unreadable or malformed */
+};
+
+/* Every option any command takes. A command lists the ones it accepts in a bit mask. */
+typedef enum {
+    CLI_OPT_REPORT = 0,
+    CLI_OPT_VCEK,
+    CLI_OPT_ROOTS,
+    CLI_OPT_TRUST_BUILTIN,
+    CLI_OPT_NO_BUILTIN,
+    CLI_OPT_POLICY,
+    CLI_OPT_AT,
+    CLI_OPT_DB,
+    CLI_OPT_PRODUCT,
+    CLI_OPT_FLEET,
+    CLI_OPT_FILE,
+    CLI_OPT_VERSION,
+    CLI_OPT_DESCRIPTION,
+    CLI_OPT_JSON,
+    CLI_OPT_COUNT
+} cli_opt_id;
+
+#define CLI_OPT(id) (1u << (id))
+#define CLI_MAX_ARGS 4
+
+/* A parsed command line. value[id] is the option's argument ("" for flags) or NULL when the
+ * option was not given; typed values are decoded once here so commands do not re-parse. */
+typedef struct {
+    const char *value[CLI_OPT_COUNT];
+    time_t at;           /* --at, 0 when absent (= now) */
+    snp_product product; /* --product, SNP_PRODUCT_UNKNOWN when absent */
+    uint32_t version;    /* --version, 0 when absent (= latest) */
+    bool json;           /* --json */
+    const char *args[CLI_MAX_ARGS];
+    unsigned n_args;
+} cli_opts;
+
+typedef struct cli_command cli_command;
+struct cli_command {
+    const char *group;     /* "snp", "fleet", "policy" */
+    const char *name;      /* "verify", ... */
+    const char *args_help; /* positional arguments for the usage line, e.g. "NAME", or NULL */
+    unsigned n_args;       /* exact number of positional arguments */
+    unsigned accepted;     /* CLI_OPT bits */
+    unsigned required;     /* CLI_OPT bits that must be given */
+    const char *summary;   /* one line for the group listing */
+    const char *details;   /* further paragraphs for --help, or NULL */
+    int (*run)(const cli_command *cmd, const cli_opts *opts);
+};
+
+/* The table of groups and commands (main.c). */
+extern const cli_command cli_commands[];
+extern const size_t cli_commands_count;
+
+/* Parses argv (argv[0] is the command name) with getopt_long against the command's accepted
+ * options. Returns -1 when the command should run, otherwise the exit code to use (help was
+ * printed: 0; a usage error was reported: 2). */
+int cli_parse(const cli_command *cmd, int argc, char **argv, cli_opts *opts);
+
+/* Help for the whole program, a group, or one command, written to `out` (a FILE *). */
+void cli_print_program_help(void *out);
+void cli_print_group_help(const char *group, void *out);
+void cli_print_command_help(const cli_command *cmd, void *out);
+
+/* Exit code for an error: input problems (INVALID_ARG, IO, PARSE, UNSUPPORTED) -> 2,
+ * everything else -> 1. */
+int cli_exit_code(vtpmca_err err);
+
+/* Prints "vtpmca GROUP NAME: <message>" to stderr and returns cli_exit_code(err). */
+int cli_fail(const cli_command *cmd, vtpmca_err err, const char *fmt, ...) VTPMCA_PRINTF(3, 4);
+
+/* Prints "vtpmca GROUP NAME: <context>: <diag message>" (the context is optional: fmt may be
+ * NULL; an empty diag prints the error's name) and returns cli_exit_code(err). */
+int cli_fail_diag(const cli_command *cmd, vtpmca_err err, const vtpmca_diag *diag, const char *fmt,
+                  ...) VTPMCA_PRINTF(4, 5);
+
+/* Prints a usage error (with a pointer to --help) and returns CLI_EXIT_USAGE. */
+int cli_usage_error(const cli_command *cmd, const char *fmt, ...) VTPMCA_PRINTF(2, 3);
+
+/* Strict RFC 3339 date-time ("2024-06-01T00:00:00Z", "2024-06-01T02:00:00+02:00", optional
+ * fractional seconds, which are dropped) to Unix seconds. */
+vtpmca_err cli_parse_rfc3339(const char *text, time_t *out);
+/* Formats Unix seconds as "YYYY-MM-DDTHH:MM:SSZ" into buf (at least 32 bytes). */
+void cli_format_time(time_t t, char *buf, size_t size);
+
+/* Reads an SNP report file: raw binary, hex or base64. *out is malloc'd. */
+vtpmca_err cli_load_report(const char *path, uint8_t **out, size_t *out_len, vtpmca_diag *diag);
+/* Reads a certificate file: DER or PEM, or DER as hex or base64. *out is malloc'd. */
+vtpmca_err cli_load_cert(const char *path, uint8_t **out, size_t *out_len, vtpmca_diag *diag);
+/* Reads a whole text file (policy documents). *out is malloc'd and NUL-terminated. */
+vtpmca_err cli_load_text(const char *path, char **out, size_t *out_len, vtpmca_diag *diag);
+
+/* The trust set of a command: the builtin AMD roots unless --no-builtin, plus --roots DIR.
+ * *extra_trusted says whether roots other than the builtin ones are in the set. */
+vtpmca_err cli_load_roots(const cli_opts *opts, snp_roots **out, bool *extra_trusted,
+                          vtpmca_diag *diag);
+
+/* Opens the store named by --db. With create == false a missing database file is an error
+ * (read-only commands must not leave an empty database behind). */
+vtpmca_err cli_open_store(const char *uri, bool create, store **out, vtpmca_diag *diag);
+
+/* Prints a JSON value to stdout (indented) and a newline. */
+vtpmca_err cli_print_json(const json_t *value);
+
+/* Command entry points (cmd_snp.c, cmd_fleet.c, cmd_policy.c); main.c lists them. */
+int cmd_snp_show(const cli_command *cmd, const cli_opts *opts);
+int cmd_snp_verify(const cli_command *cmd, const cli_opts *opts);
+int cmd_snp_import_vcek(const cli_command *cmd, const cli_opts *opts);
+int cmd_fleet_create(const cli_command *cmd, const cli_opts *opts);
+int cmd_fleet_list(const cli_command *cmd, const cli_opts *opts);
+int cmd_policy_put(const cli_command *cmd, const cli_opts *opts); /* create and update */
+int cmd_policy_show(const cli_command *cmd, const cli_opts *opts);
+int cmd_policy_list(const cli_command *cmd, const cli_opts *opts);
+int cmd_policy_check(const cli_command *cmd, const cli_opts *opts);
+
+#endif

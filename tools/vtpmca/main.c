@@ -1,0 +1,126 @@
+/* vtpmca: the admin CLI. `vtpmca <group> <command> [options]`; see docs/cli.md. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli_common.h"
+#include "vtpmca/log.h"
+
+#define VTPMCA_CLI_VERSION "0.1.0"
+
+#define TRUST_OPTS                                                                                 \
+    (CLI_OPT(CLI_OPT_ROOTS) | CLI_OPT(CLI_OPT_TRUST_BUILTIN) | CLI_OPT(CLI_OPT_NO_BUILTIN))
+#define JSON_OPT CLI_OPT(CLI_OPT_JSON)
+#define DB_OPT CLI_OPT(CLI_OPT_DB)
+
+const cli_command cli_commands[] = {
+    {"snp", "verify", NULL, 0,
+     CLI_OPT(CLI_OPT_REPORT) | CLI_OPT(CLI_OPT_VCEK) | TRUST_OPTS | CLI_OPT(CLI_OPT_POLICY) |
+         CLI_OPT(CLI_OPT_AT) | DB_OPT | CLI_OPT(CLI_OPT_PRODUCT) | JSON_OPT,
+     CLI_OPT(CLI_OPT_REPORT), "Verify a SEV-SNP report offline and appraise it with a policy",
+     "Checks the report's signature with its VCEK/VLEK, the certificate's chain to the trusted\n"
+     "roots and its binding to the report (TCB, chip id), then the policy if --policy is given.\n"
+     "The certificate comes from --vcek, or from the database (--db) where import-vcek put it.\n"
+     "Output says when a root other than the pinned AMD roots was trusted.\n"
+     "Exit status 0 only if the evidence verifies and passes the policy (when given).",
+     cmd_snp_verify},
+    {"snp", "show", NULL, 0, CLI_OPT(CLI_OPT_REPORT) | CLI_OPT(CLI_OPT_PRODUCT) | JSON_OPT,
+     CLI_OPT(CLI_OPT_REPORT), "Decode a SEV-SNP report without verifying it",
+     "--product chooses the TCB layout for v2 reports, which do not name their product.",
+     cmd_snp_show},
+    {"snp", "import-vcek", NULL, 0,
+     CLI_OPT(CLI_OPT_VCEK) | DB_OPT | CLI_OPT(CLI_OPT_PRODUCT) | TRUST_OPTS | CLI_OPT(CLI_OPT_AT) |
+         JSON_OPT,
+     CLI_OPT(CLI_OPT_VCEK) | DB_OPT, "Store a VCEK/VLEK in the database after checking its chain",
+     "The certificate is stored under its product, kind, hwID and TCB, where the verifier and\n"
+     "the daemon look it up. Certificates that do not chain to a trusted root are refused;\n"
+     "--product, when given, must match the certificate's productName.",
+     cmd_snp_import_vcek},
+    {"fleet", "create", "NAME", 1, DB_OPT | CLI_OPT(CLI_OPT_DESCRIPTION) | JSON_OPT, DB_OPT,
+     "Create a fleet", "NAME: 1 to 63 characters of A-Z a-z 0-9 . _ -", cmd_fleet_create},
+    {"fleet", "list", NULL, 0, DB_OPT | JSON_OPT, DB_OPT, "List fleets and their latest policy",
+     NULL, cmd_fleet_list},
+    {"policy", "create", NULL, 0,
+     CLI_OPT(CLI_OPT_FLEET) | CLI_OPT(CLI_OPT_FILE) | DB_OPT | JSON_OPT,
+     CLI_OPT(CLI_OPT_FLEET) | CLI_OPT(CLI_OPT_FILE) | DB_OPT,
+     "Set the first policy of a fleet (version 1)",
+     "The document is validated first (see docs/policy.md) and stored in canonical form.",
+     cmd_policy_put},
+    {"policy", "update", NULL, 0,
+     CLI_OPT(CLI_OPT_FLEET) | CLI_OPT(CLI_OPT_FILE) | DB_OPT | JSON_OPT,
+     CLI_OPT(CLI_OPT_FLEET) | CLI_OPT(CLI_OPT_FILE) | DB_OPT,
+     "Add a new version of a fleet's policy",
+     "The document is validated first and stored in canonical form; earlier versions stay.",
+     cmd_policy_put},
+    {"policy", "show", NULL, 0,
+     CLI_OPT(CLI_OPT_FLEET) | CLI_OPT(CLI_OPT_VERSION) | DB_OPT | JSON_OPT,
+     CLI_OPT(CLI_OPT_FLEET) | DB_OPT, "Print a fleet's policy (the latest or --version N)", NULL,
+     cmd_policy_show},
+    {"policy", "list", NULL, 0, CLI_OPT(CLI_OPT_FLEET) | DB_OPT | JSON_OPT,
+     CLI_OPT(CLI_OPT_FLEET) | DB_OPT, "List every version of a fleet's policy", NULL,
+     cmd_policy_list},
+    {"policy", "check", NULL, 0, CLI_OPT(CLI_OPT_FILE) | JSON_OPT, CLI_OPT(CLI_OPT_FILE),
+     "Validate a policy document without storing it",
+     "Exit status 0 if the document is valid, 1 if it is not (the message names the key),\n"
+     "2 if it cannot be read.",
+     cmd_policy_check},
+};
+const size_t cli_commands_count = sizeof(cli_commands) / sizeof(cli_commands[0]);
+
+static bool is_help(const char *arg)
+{
+    return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0 || strcmp(arg, "help") == 0;
+}
+
+static bool group_exists(const char *group)
+{
+    for (size_t i = 0; i < cli_commands_count; i++) {
+        if (strcmp(cli_commands[i].group, group) == 0)
+            return true;
+    }
+    return false;
+}
+
+int main(int argc, char **argv)
+{
+    /* Library warnings (e.g. a rejected certificate) repeat what the command reports in its
+     * one error line; only errors are worth a second line. */
+    vtpmca_log_setup(VTPMCA_LOG_ERROR, VTPMCA_LOG_LOGFMT, 2);
+    if (argc < 2) {
+        cli_print_program_help(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    const char *group = argv[1];
+    if (is_help(group)) {
+        cli_print_program_help(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(group, "--version") == 0) {
+        printf("vtpmca %s\n", VTPMCA_CLI_VERSION);
+        return CLI_EXIT_OK;
+    }
+    if (!group_exists(group)) {
+        fprintf(stderr, "vtpmca: unknown command group '%s' (see 'vtpmca --help')\n", group);
+        return CLI_EXIT_USAGE;
+    }
+    if (argc < 3) {
+        cli_print_group_help(group, stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (is_help(argv[2])) {
+        cli_print_group_help(group, stdout);
+        return CLI_EXIT_OK;
+    }
+    for (size_t i = 0; i < cli_commands_count; i++) {
+        const cli_command *cmd = &cli_commands[i];
+        if (strcmp(cmd->group, group) != 0 || strcmp(cmd->name, argv[2]) != 0)
+            continue;
+        cli_opts opts;
+        int rc = cli_parse(cmd, argc - 2, argv + 2, &opts);
+        if (rc >= 0)
+            return rc;
+        return cmd->run(cmd, &opts);
+    }
+    fprintf(stderr, "vtpmca %s: unknown command '%s' (see 'vtpmca %s --help')\n", group, argv[2],
+            group);
+    return CLI_EXIT_USAGE;
+}
