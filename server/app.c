@@ -60,7 +60,7 @@ static void handle_metrics(void *ctx, const server_request *request, server_resp
         .start_time_s = (double)app->started_wall,
         .verifier = &verifier_stats,
         .kds = app->kds != NULL ? &kds : NULL,
-        .policy_cache_entries = server_policy_cache_size(app->policies),
+        .policy_cache_entries = policy_cache_size(app->policies),
     };
     char *text = NULL;
     size_t len = 0;
@@ -146,7 +146,7 @@ vtpmca_err server_app_new(const server_config *config, server_app **out, vtpmca_
         err = snp_verifier_new(&vc, &app->verifier, diag);
     }
     if (err == VTPMCA_OK) {
-        err = server_policy_cache_new(app->store, app->config.policy_cache_entries,
+        err = policy_cache_new(app->store, app->config.policy_cache_entries,
                                       app->config.policy_refresh_ms, &app->policies);
         if (err != VTPMCA_OK)
             vtpmca_fail(diag, err, "cannot create the policy cache");
@@ -226,7 +226,7 @@ void server_app_free(server_app *app)
         return;
     server_app_stop(app);
     server_metrics_free(app->metrics);
-    server_policy_cache_free(app->policies);
+    policy_cache_free(app->policies);
     snp_verifier_free(app->verifier);
     kds_client_free(app->kds);
     snp_roots_free(app->roots);

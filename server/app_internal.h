@@ -9,7 +9,7 @@
 #include "vtpmca/server_config.h"
 #include "vtpmca/server_http.h"
 #include "vtpmca/server_metrics.h"
-#include "vtpmca/server_policy_cache.h"
+#include "vtpmca/policy_cache.h"
 #include "vtpmca/snp_roots.h"
 #include "vtpmca/snp_verifier.h"
 #include "vtpmca/store.h"
@@ -20,7 +20,7 @@ struct server_app {
     snp_roots *roots;
     kds_client *kds; /* NULL when KDS is disabled */
     snp_verifier *verifier;
-    server_policy_cache *policies;
+    policy_cache *policies;
     server_metrics *metrics;
     server_http *http; /* NULL unless started */
     struct timespec started_monotonic;

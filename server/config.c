@@ -498,7 +498,9 @@ vtpmca_err server_config_write_help(FILE *out, const char *program)
             "Options are read from FILE (`key = value` lines, '#' comments), then from flags;\n"
             "flags win. Each flag --some-name sets the file key some_name.\n"
             "\n"
-            "  --config FILE                 configuration file (default: none)\n"
+            "  --config FILE                 configuration file, e.g. " SERVER_DEFAULT_CONFIG_PATH
+            "\n"
+            "                                (default: none)\n"
             "  --help                        show this help\n"
             "  --version                     show the version\n",
             program != NULL ? program : "vtpmcad");

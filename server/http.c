@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -28,8 +29,11 @@ struct server_http {
     size_t max_body_bytes;
     unsigned port;
     atomic_uint in_flight; /* requests between their first byte and completion */
-    char start_error[160]; /* last libmicrohttpd message while starting, for the diag */
-    bool starting;
+    /* While MHD_start_daemon runs, libmicrohttpd's messages from the starting thread are kept
+     * for the diag instead of being logged. */
+    char start_error[160];
+    atomic_bool starting;
+    pthread_t starter;
 };
 
 /* Per-request state, created on the first call of the access handler. */
@@ -371,6 +375,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 {
     server_http *http = cls;
     request_state *rs = *req_cls;
+    (void)conn;
     if (rs == NULL)
         return;
     *req_cls = NULL;
@@ -390,7 +395,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     free(rs->body);
     free(rs);
     atomic_fetch_sub(&http->in_flight, 1);
-    (void)conn;
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -401,7 +405,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     size_t len = strlen(message);
     while (len > 0 && (message[len - 1] == '\n' || message[len - 1] == '\r'))
         message[--len] = '\0';
-    if (http->starting) { /* reported once, in server_http_start's diag */
+    if (atomic_load(&http->starting) && pthread_equal(pthread_self(), http->starter)) {
         snprintf(http->start_error, sizeof(http->start_error), "%s", message);
         return;
     }
@@ -481,7 +485,8 @@ vtpmca_err server_http_start(const server_http_config *config, const server_rout
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (ipv6)
         flags |= MHD_USE_IPv6;
-    http->starting = true;
+    http->starter = pthread_self();
+    atomic_store(&http->starting, true);
     /* The logger goes first so that libmicrohttpd reports even option errors through it. */
     http->daemon = MHD_start_daemon(
         flags, (uint16_t)config->port, NULL, NULL, on_request, http, MHD_OPTION_EXTERNAL_LOGGER,
@@ -489,7 +494,7 @@ vtpmca_err server_http_start(const server_http_config *config, const server_rout
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, config->connection_limit,
         MHD_OPTION_CONNECTION_TIMEOUT, config->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, http, MHD_OPTION_END);
-    http->starting = false;
+    atomic_store(&http->starting, false);
     if (http->daemon == NULL) {
         err = vtpmca_fail(diag, VTPMCA_ERR_IO, "cannot listen on %s port %u: %s", config->listen,
                           config->port,

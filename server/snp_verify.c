@@ -123,11 +123,11 @@ static bool parse_body(const server_request *request, verify_request *vr, json_t
 
 /* Maps a policy lookup failure to the HTTP answer. */
 static void policy_lookup_failed(server_app *app, server_response *response, vtpmca_err err,
-                                 server_policy_lookup lookup, const vtpmca_diag *diag)
+                                 policy_lookup lookup, const vtpmca_diag *diag)
 {
     if (err == VTPMCA_ERR_NOT_FOUND) {
-        const char *code = lookup == SERVER_POLICY_UNKNOWN_FLEET ? "unknown_fleet"
-                           : lookup == SERVER_POLICY_NO_POLICY   ? "no_policy"
+        const char *code = lookup == POLICY_UNKNOWN_FLEET ? "unknown_fleet"
+                           : lookup == POLICY_NO_POLICY   ? "no_policy"
                                                                  : "unknown_policy_version";
         bad_request(app, response, 404, code, diag->msg);
     } else if (err == VTPMCA_ERR_INVALID_ARG) {
@@ -214,7 +214,7 @@ void server_handle_snp_verify(void *ctx, const server_request *request, server_r
     json_t *root = NULL;
     const char *code = NULL;
     char why[256];
-    server_cached_policy *policy = NULL;
+    cached_policy *policy = NULL;
 
     if (!parse_body(request, &vr, &root, &code, why, sizeof(why))) {
         bad_request(app, response, 400, code, why);
@@ -229,14 +229,14 @@ void server_handle_snp_verify(void *ctx, const server_request *request, server_r
         bad_request(app, response, 400, "bad_report", why);
         goto out;
     }
-    server_policy_lookup lookup;
-    vtpmca_err err = server_policy_cache_get(app->policies, vr.fleet, vr.policy_version, &policy,
+    policy_lookup lookup;
+    vtpmca_err err = policy_cache_get(app->policies, vr.fleet, vr.policy_version, &policy,
                                              &lookup, &diag);
     if (err != VTPMCA_OK) {
         policy_lookup_failed(app, response, err, lookup, &diag);
         goto out;
     }
-    uint32_t version = server_cached_policy_version(policy);
+    uint32_t version = cached_policy_version(policy);
 
     snp_evidence evidence;
     vtpmca_diag_clear(&diag);
@@ -247,7 +247,7 @@ void server_handle_snp_verify(void *ctx, const server_request *request, server_r
     char error_text[300];
     const char *error = NULL;
     if (err == VTPMCA_OK) {
-        snp_policy_evaluate(server_cached_policy_get(policy), &evidence, &verdict);
+        snp_policy_evaluate(cached_policy_get(policy), &evidence, &verdict);
         outcome = verdict.pass ? SERVER_VERIFY_PASS : SERVER_VERIFY_POLICY_FAIL;
         if (!verdict.pass) {
             char checks[200];
@@ -265,7 +265,8 @@ void server_handle_snp_verify(void *ctx, const server_request *request, server_r
         snprintf(error_text, sizeof(error_text), "%s: %s", vtpmca_err_name(err), diag.msg);
         error = error_text;
     } else if (err == VTPMCA_ERR_NETWORK || err == VTPMCA_ERR_LIMIT) {
-        log_outcome(vr.fleet, version, SERVER_VERIFY_EVIDENCE_FAIL, diag.msg);
+        vtpmca_log(VTPMCA_LOG_WARN, "snp.verify.kds_unavailable", "fleet", vr.fleet, "error",
+                   vtpmca_err_name(err), "detail", diag.msg, NULL);
         server_response_error(response, 503, "kds_unavailable",
                               "the VCEK is not known and AMD KDS cannot be asked now: %s",
                               diag.msg);
@@ -290,7 +291,7 @@ void server_handle_snp_verify(void *ctx, const server_request *request, server_r
     log_outcome(vr.fleet, version, outcome, error != NULL ? error : "");
     server_response_json(response, 200, body);
 out:
-    server_cached_policy_release(policy);
+    cached_policy_release(policy);
     verify_request_free(&vr);
     json_decref(root); /* vr.fleet pointed into it */
 }

@@ -144,9 +144,10 @@ static bool parse_ulong(const char *text, unsigned long max, unsigned long *out)
 static bool parse_tcb(const char *text, snp_product product, snp_tcb *out, char *why,
                       size_t why_size)
 {
-    static const char *const keys[] = {"bl", "tee", "snp", "ucode", "fmc"};
-    bool seen[5] = {false};
-    uint8_t values[5] = {0};
+    enum { BL, TEE, SNP, UCODE, FMC, KEY_COUNT };
+    static const char *const keys[KEY_COUNT] = {"bl", "tee", "snp", "ucode", "fmc"};
+    bool seen[KEY_COUNT] = {false};
+    uint8_t values[KEY_COUNT] = {0};
     char *copy = strdup(text);
     if (copy == NULL) {
         snprintf(why, why_size, "out of memory");
@@ -164,10 +165,10 @@ static bool parse_tcb(const char *text, snp_product product, snp_tcb *out, char 
         }
         *eq = '\0';
         size_t k = 0;
-        while (k < 5 && strcmp(item, keys[k]) != 0)
+        while (k < KEY_COUNT && strcmp(item, keys[k]) != 0)
             k++;
         unsigned long value = 0;
-        if (k == 5) {
+        if (k == KEY_COUNT) {
             snprintf(why, why_size, "unknown TCB component \"%s\" (bl, tee, snp, ucode, fmc)",
                      item);
             ok = false;
@@ -182,23 +183,23 @@ static bool parse_tcb(const char *text, snp_product product, snp_tcb *out, char 
             values[k] = (uint8_t)value;
         }
     }
-    for (size_t k = 0; ok && k < 4; k++) {
+    for (size_t k = BL; ok && k <= UCODE; k++) {
         if (!seen[k]) {
             snprintf(why, why_size, "TCB component %s is missing", keys[k]);
             ok = false;
         }
     }
-    if (ok && seen[4] && product != SNP_PRODUCT_TURIN) {
+    if (ok && seen[FMC] && product != SNP_PRODUCT_TURIN) {
         snprintf(why, why_size, "fmc is only defined on Turin");
         ok = false;
     }
     free(copy);
     if (ok)
-        *out = (snp_tcb){.bootloader = values[0],
-                         .tee = values[1],
-                         .snp = values[2],
-                         .microcode = values[3],
-                         .fmc = values[4]};
+        *out = (snp_tcb){.bootloader = values[BL],
+                         .tee = values[TEE],
+                         .snp = values[SNP],
+                         .microcode = values[UCODE],
+                         .fmc = values[FMC]};
     return ok;
 }
 

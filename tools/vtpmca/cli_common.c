@@ -53,19 +53,57 @@ static const cli_option_spec option_specs[CLI_OPT_COUNT] = {
     [CLI_OPT_JSON] = {"json", no_argument, NULL, "print machine-readable JSON"},
 };
 
-static const char *const group_summaries[][2] = {
-    {"snp", "SEV-SNP evidence: decode, verify offline, import VCEKs"},
-    {"fleet", "fleets of confidential VMs that share a policy"},
-    {"policy", "versioned per-fleet appraisal policies"},
-};
-
 /* ---- Help ---- */
 
-static void print_command_line(const cli_command *cmd, FILE *out)
+#define HELP_WIDTH 90
+#define HELP_OPTION_COLUMN 25 /* where option descriptions start */
+
+/* A cursor for word-wrapped help output. */
+typedef struct {
+    FILE *out;
+    size_t column; /* characters on the current line */
+    size_t indent; /* where continuation lines start */
+    bool fresh;    /* at the start of a continuation line: no separating space */
+} help_cursor;
+
+/* Writes `token` after a space, or on a new indented line when it would pass HELP_WIDTH. */
+static void put_token(help_cursor *cur, const char *token)
 {
-    fprintf(out, "vtpmca %s %s", cmd->group, cmd->name);
+    size_t len = strlen(token);
+    if (!cur->fresh && cur->column + 1 + len > HELP_WIDTH) {
+        fprintf(cur->out, "\n%*s", (int)cur->indent, "");
+        cur->column = cur->indent;
+        cur->fresh = true;
+    }
+    if (!cur->fresh) {
+        fputc(' ', cur->out);
+        cur->column++;
+    }
+    fputs(token, cur->out);
+    cur->column += len;
+    cur->fresh = false;
+}
+
+/* Writes text word by word through put_token. */
+static void put_wrapped(help_cursor *cur, const char *text)
+{
+    char word[128];
+    while (*text != '\0') {
+        size_t len = strcspn(text, " ");
+        snprintf(word, sizeof(word), "%.*s", (int)(len < sizeof(word) ? len : sizeof(word) - 1),
+                 text);
+        put_token(cur, word);
+        text += len;
+        text += strspn(text, " ");
+    }
+}
+
+static void print_usage_line(const cli_command *cmd, FILE *out)
+{
+    int n = fprintf(out, "Usage: vtpmca %s %s", cmd->group, cmd->name);
+    help_cursor cur = {out, n > 0 ? (size_t)n : 0, n > 0 ? (size_t)n + 1 : 0, false};
     if (cmd->args_help != NULL)
-        fprintf(out, " %s", cmd->args_help);
+        put_token(&cur, cmd->args_help);
     /* Required options first, then optional ones in brackets. */
     for (int pass = 0; pass < 2; pass++) {
         for (int id = 0; id < CLI_OPT_COUNT; id++) {
@@ -74,18 +112,21 @@ static void print_command_line(const cli_command *cmd, FILE *out)
             if (!(cmd->accepted & bit) || required != (pass == 0))
                 continue;
             const cli_option_spec *spec = &option_specs[id];
-            fprintf(out, " %s--%s%s%s%s", required ? "" : "[", spec->name, spec->metavar ? " " : "",
-                    spec->metavar ? spec->metavar : "", required ? "" : "]");
+            char token[64];
+            snprintf(token, sizeof(token), "%s--%s%s%s%s", required ? "" : "[", spec->name,
+                     spec->metavar ? " " : "", spec->metavar ? spec->metavar : "",
+                     required ? "" : "]");
+            put_token(&cur, token);
         }
     }
+    fputc('\n', out);
 }
 
 void cli_print_command_help(const cli_command *cmd, void *out_file)
 {
     FILE *out = out_file;
-    fputs("Usage: ", out);
-    print_command_line(cmd, out);
-    fprintf(out, "\n\n%s.\n", cmd->summary);
+    print_usage_line(cmd, out);
+    fprintf(out, "\n%s.\n", cmd->summary);
     if (cmd->details != NULL)
         fprintf(out, "\n%s\n", cmd->details);
     fputs("\nOptions:\n", out);
@@ -96,11 +137,15 @@ void cli_print_command_help(const cli_command *cmd, void *out_file)
         char left[40];
         snprintf(left, sizeof(left), "--%s%s%s", spec->name, spec->metavar ? " " : "",
                  spec->metavar ? spec->metavar : "");
-        fprintf(out, "  %-22s %s%s\n", left, spec->help,
-                (cmd->required & CLI_OPT(id)) ? " (required)" : "");
+        int n = fprintf(out, "  %-22s", left);
+        help_cursor cur = {out, n > 0 ? (size_t)n : 0, HELP_OPTION_COLUMN, false};
+        put_wrapped(&cur, spec->help);
+        if (cmd->required & CLI_OPT(id))
+            put_token(&cur, "(required)");
+        fputc('\n', out);
     }
     fprintf(out, "  %-22s %s\n", "-h, --help", "show this help");
-    fputs("\nExit status: 0 success, 1 verification or operation failed, 2 usage error or "
+    fputs("\nExit status: 0 success, 1 verification or operation failed, 2 usage error or\n"
           "unreadable/malformed input.\n",
           out);
 }
@@ -124,16 +169,16 @@ void cli_print_program_help(void *out_file)
           "Admin CLI of vtpmca: verifies SEV-SNP evidence offline and manages fleets, policies\n"
           "and VCEKs in the vtpmca database (--db).\n",
           out);
-    for (size_t g = 0; g < sizeof(group_summaries) / sizeof(group_summaries[0]); g++) {
-        fprintf(out, "\n%s: %s\n", group_summaries[g][0], group_summaries[g][1]);
+    for (size_t g = 0; g < cli_groups_count; g++) {
+        fprintf(out, "\n%s: %s\n", cli_groups[g].name, cli_groups[g].summary);
         for (size_t i = 0; i < cli_commands_count; i++) {
-            if (strcmp(cli_commands[i].group, group_summaries[g][0]) == 0)
+            if (strcmp(cli_commands[i].group, cli_groups[g].name) == 0)
                 fprintf(out, "  vtpmca %-6s %-12s %s\n", cli_commands[i].group,
                         cli_commands[i].name, cli_commands[i].summary);
         }
     }
     fputs("\nRun 'vtpmca <group> <command> --help' for the options of a command.\n"
-          "Exit status: 0 success, 1 verification or operation failed, 2 usage error or "
+          "Exit status: 0 success, 1 verification or operation failed, 2 usage error or\n"
           "unreadable/malformed input.\n",
           out);
 }
@@ -156,12 +201,19 @@ int cli_exit_code(vtpmca_err err)
     }
 }
 
-int cli_fail(const cli_command *cmd, vtpmca_err err, const char *fmt, ...)
+/* "vtpmca GROUP NAME: " and the formatted message (if any), without a newline. */
+static void print_error_start(const cli_command *cmd, const char *fmt, va_list ap)
 {
     fprintf(stderr, "vtpmca %s %s: ", cmd->group, cmd->name);
+    if (fmt != NULL)
+        vfprintf(stderr, fmt, ap);
+}
+
+int cli_fail(const cli_command *cmd, vtpmca_err err, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    print_error_start(cmd, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
     return cli_exit_code(err);
@@ -170,25 +222,20 @@ int cli_fail(const cli_command *cmd, vtpmca_err err, const char *fmt, ...)
 int cli_fail_diag(const cli_command *cmd, vtpmca_err err, const vtpmca_diag *diag, const char *fmt,
                   ...)
 {
-    fprintf(stderr, "vtpmca %s %s: ", cmd->group, cmd->name);
-    if (fmt != NULL) {
-        va_list ap;
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputs(": ", stderr);
-    }
-    fprintf(stderr, "%s\n",
+    va_list ap;
+    va_start(ap, fmt);
+    print_error_start(cmd, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s%s\n", fmt != NULL ? ": " : "",
             diag != NULL && diag->msg[0] != '\0' ? diag->msg : vtpmca_err_name(err));
     return cli_exit_code(err);
 }
 
 int cli_usage_error(const cli_command *cmd, const char *fmt, ...)
 {
-    fprintf(stderr, "vtpmca %s %s: ", cmd->group, cmd->name);
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    print_error_start(cmd, fmt, ap);
     va_end(ap);
     fprintf(stderr, " (see 'vtpmca %s %s --help')\n", cmd->group, cmd->name);
     return CLI_EXIT_USAGE;
@@ -405,15 +452,21 @@ vtpmca_err cli_load_cert(const char *path, uint8_t **out, size_t *out_len, vtpmc
     return VTPMCA_OK;
 }
 
-vtpmca_err cli_load_text(const char *path, char **out, size_t *out_len, vtpmca_diag *diag)
+vtpmca_err cli_load_policy(const char *path, snp_policy **out, vtpmca_diag *diag)
 {
-    if (path == NULL || out == NULL || out_len == NULL)
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "text file: missing argument");
-    uint8_t *data = NULL;
-    vtpmca_err err = vt_file_read(path, CLI_MAX_POLICY_FILE, &data, out_len, diag);
+    if (path == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "policy: missing argument");
+    uint8_t *text = NULL;
+    size_t len = 0;
+    vtpmca_err err = vt_file_read(path, CLI_MAX_POLICY_FILE, &text, &len, diag);
     if (err != VTPMCA_OK)
         return err;
-    *out = (char *)data; /* vt_file_read NUL-terminates */
+    vtpmca_diag parse_diag = {{0}};
+    err = snp_policy_from_json((const char *)text, len, out, &parse_diag);
+    free(text);
+    if (err != VTPMCA_OK)
+        return vtpmca_fail(diag, err, "invalid policy %s: %s", path,
+                           parse_diag.msg[0] ? parse_diag.msg : vtpmca_err_name(err));
     return VTPMCA_OK;
 }
 

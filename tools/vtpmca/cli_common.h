@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "vtpmca/err.h"
+#include "vtpmca/snp_policy.h"
 #include "vtpmca/snp_report.h"
 #include "vtpmca/snp_roots.h"
 #include "vtpmca/store.h"
@@ -68,7 +69,14 @@ struct cli_command {
     int (*run)(const cli_command *cmd, const cli_opts *opts);
 };
 
+typedef struct {
+    const char *name;
+    const char *summary;
+} cli_group;
+
 /* The table of groups and commands (main.c). */
+extern const cli_group cli_groups[];
+extern const size_t cli_groups_count;
 extern const cli_command cli_commands[];
 extern const size_t cli_commands_count;
 
@@ -107,8 +115,9 @@ void cli_format_time(time_t t, char *buf, size_t size);
 vtpmca_err cli_load_report(const char *path, uint8_t **out, size_t *out_len, vtpmca_diag *diag);
 /* Reads a certificate file: DER or PEM, or DER as hex or base64. *out is malloc'd. */
 vtpmca_err cli_load_cert(const char *path, uint8_t **out, size_t *out_len, vtpmca_diag *diag);
-/* Reads a whole text file (policy documents). *out is malloc'd and NUL-terminated. */
-vtpmca_err cli_load_text(const char *path, char **out, size_t *out_len, vtpmca_diag *diag);
+/* Reads and validates a policy document (docs/policy.md); the diag names the file and the
+ * offending key. */
+vtpmca_err cli_load_policy(const char *path, snp_policy **out, vtpmca_diag *diag);
 
 /* The trust set of a command: the builtin AMD roots unless --no-builtin, plus --roots DIR.
  * *extra_trusted says whether roots other than the builtin ones are in the set. */

@@ -10,18 +10,10 @@
 /* Reads and validates a policy file; *canonical receives its canonical JSON (malloc'd). */
 static vtpmca_err load_canonical_policy(const char *path, char **canonical, vtpmca_diag *diag)
 {
-    char *text = NULL;
-    size_t len = 0;
-    vtpmca_err err = cli_load_text(path, &text, &len, diag);
+    snp_policy *policy = NULL;
+    vtpmca_err err = cli_load_policy(path, &policy, diag);
     if (err != VTPMCA_OK)
         return err;
-    snp_policy *policy = NULL;
-    vtpmca_diag parse_diag = {{0}};
-    err = snp_policy_from_json(text, len, &policy, &parse_diag);
-    free(text);
-    if (err != VTPMCA_OK)
-        return vtpmca_fail(diag, err, "invalid policy %s: %s", path,
-                           parse_diag.msg[0] ? parse_diag.msg : vtpmca_err_name(err));
     err = snp_policy_to_json(policy, canonical);
     snp_policy_free(policy);
     if (err != VTPMCA_OK)

@@ -203,19 +203,8 @@ static vtpmca_err verify_job_load(const cli_opts *opts, verify_job *job, vtpmca_
         cli_load_report(opts->value[CLI_OPT_REPORT], &job->report, &job->report_len, diag);
     if (err == VTPMCA_OK && opts->value[CLI_OPT_VCEK] != NULL)
         err = cli_load_cert(opts->value[CLI_OPT_VCEK], &job->cert, &job->cert_len, diag);
-    if (err == VTPMCA_OK && opts->value[CLI_OPT_POLICY] != NULL) {
-        char *text = NULL;
-        size_t len = 0;
-        err = cli_load_text(opts->value[CLI_OPT_POLICY], &text, &len, diag);
-        if (err == VTPMCA_OK) {
-            vtpmca_diag parse_diag = {{0}};
-            err = snp_policy_from_json(text, len, &job->policy, &parse_diag);
-            if (err != VTPMCA_OK)
-                vtpmca_fail(diag, err, "invalid policy %s: %s", opts->value[CLI_OPT_POLICY],
-                            parse_diag.msg);
-            free(text);
-        }
-    }
+    if (err == VTPMCA_OK && opts->value[CLI_OPT_POLICY] != NULL)
+        err = cli_load_policy(opts->value[CLI_OPT_POLICY], &job->policy, diag);
     if (err == VTPMCA_OK)
         err = cli_load_roots(opts, &job->roots, &job->extra_roots, diag);
     if (err == VTPMCA_OK && opts->value[CLI_OPT_DB] != NULL)

@@ -12,6 +12,13 @@
 #define JSON_OPT CLI_OPT(CLI_OPT_JSON)
 #define DB_OPT CLI_OPT(CLI_OPT_DB)
 
+const cli_group cli_groups[] = {
+    {"snp", "SEV-SNP evidence: decode, verify offline, import VCEKs"},
+    {"fleet", "fleets of confidential VMs that share a policy"},
+    {"policy", "versioned per-fleet appraisal policies"},
+};
+const size_t cli_groups_count = sizeof(cli_groups) / sizeof(cli_groups[0]);
+
 const cli_command cli_commands[] = {
     {"snp", "verify", NULL, 0,
      CLI_OPT(CLI_OPT_REPORT) | CLI_OPT(CLI_OPT_VCEK) | TRUST_OPTS | CLI_OPT(CLI_OPT_POLICY) |
@@ -73,8 +80,8 @@ static bool is_help(const char *arg)
 
 static bool group_exists(const char *group)
 {
-    for (size_t i = 0; i < cli_commands_count; i++) {
-        if (strcmp(cli_commands[i].group, group) == 0)
+    for (size_t i = 0; i < cli_groups_count; i++) {
+        if (strcmp(cli_groups[i].name, group) == 0)
             return true;
     }
     return false;

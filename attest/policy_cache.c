@@ -1,5 +1,5 @@
 /* In-memory cache of parsed fleet policies, keyed by (fleet, version). */
-#include "vtpmca/server_policy_cache.h"
+#include "vtpmca/policy_cache.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -11,7 +11,7 @@
 
 #define FLEET_NAME_MAX 64 /* store: 1..63 characters */
 
-struct server_cached_policy {
+struct cached_policy {
     char fleet[FLEET_NAME_MAX];
     uint32_t version;
     snp_policy *policy;
@@ -27,12 +27,12 @@ typedef struct {
 
 /* Linear scans under one mutex: with a few hundred entries a scan costs far less than the
  * ECDSA verification that follows, and the lock is never held during store I/O or parsing. */
-struct server_policy_cache {
+struct policy_cache {
     store *st;
     unsigned capacity;
     unsigned refresh_ms;
     pthread_mutex_t lock;
-    server_cached_policy **entries; /* capacity slots */
+    cached_policy **entries; /* capacity slots */
     uint64_t *last_used;            /* access tick per slot, for LRU eviction */
     size_t n_entries;
     latest_entry *latest; /* capacity slots */
@@ -47,12 +47,12 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-vtpmca_err server_policy_cache_new(store *st, unsigned capacity, unsigned refresh_ms,
-                                   server_policy_cache **out)
+vtpmca_err policy_cache_new(store *st, unsigned capacity, unsigned refresh_ms,
+                                   policy_cache **out)
 {
     if (st == NULL || capacity == 0 || out == NULL)
         return VTPMCA_ERR_INVALID_ARG;
-    server_policy_cache *cache = calloc(1, sizeof(*cache));
+    policy_cache *cache = calloc(1, sizeof(*cache));
     if (cache == NULL)
         return VTPMCA_ERR_NOMEM;
     cache->entries = calloc(capacity, sizeof(*cache->entries));
@@ -73,7 +73,7 @@ vtpmca_err server_policy_cache_new(store *st, unsigned capacity, unsigned refres
     return VTPMCA_OK;
 }
 
-void server_cached_policy_release(server_cached_policy *entry)
+void cached_policy_release(cached_policy *entry)
 {
     if (entry == NULL)
         return;
@@ -83,12 +83,12 @@ void server_cached_policy_release(server_cached_policy *entry)
     }
 }
 
-void server_policy_cache_free(server_policy_cache *cache)
+void policy_cache_free(policy_cache *cache)
 {
     if (cache == NULL)
         return;
     for (size_t i = 0; i < cache->n_entries; i++)
-        server_cached_policy_release(cache->entries[i]);
+        cached_policy_release(cache->entries[i]);
     pthread_mutex_destroy(&cache->lock);
     free(cache->entries);
     free(cache->last_used);
@@ -96,17 +96,17 @@ void server_policy_cache_free(server_policy_cache *cache)
     free(cache);
 }
 
-const snp_policy *server_cached_policy_get(const server_cached_policy *entry)
+const snp_policy *cached_policy_get(const cached_policy *entry)
 {
     return entry != NULL ? entry->policy : NULL;
 }
 
-uint32_t server_cached_policy_version(const server_cached_policy *entry)
+uint32_t cached_policy_version(const cached_policy *entry)
 {
     return entry != NULL ? entry->version : 0;
 }
 
-size_t server_policy_cache_size(server_policy_cache *cache)
+size_t policy_cache_size(policy_cache *cache)
 {
     if (cache == NULL)
         return 0;
@@ -117,11 +117,11 @@ size_t server_policy_cache_size(server_policy_cache *cache)
 }
 
 /* Caller holds the lock. Returns a new reference or NULL. */
-static server_cached_policy *find_locked(server_policy_cache *cache, const char *fleet,
+static cached_policy *find_locked(policy_cache *cache, const char *fleet,
                                          uint32_t version)
 {
     for (size_t i = 0; i < cache->n_entries; i++) {
-        server_cached_policy *e = cache->entries[i];
+        cached_policy *e = cache->entries[i];
         if (e->version == version && strcmp(e->fleet, fleet) == 0) {
             cache->last_used[i] = ++cache->tick;
             atomic_fetch_add(&e->refs, 1);
@@ -132,7 +132,7 @@ static server_cached_policy *find_locked(server_policy_cache *cache, const char 
 }
 
 /* Caller holds the lock. Version 0 when unknown or stale. */
-static uint32_t latest_locked(server_policy_cache *cache, const char *fleet, uint64_t now)
+static uint32_t latest_locked(policy_cache *cache, const char *fleet, uint64_t now)
 {
     for (size_t i = 0; i < cache->n_latest; i++) {
         latest_entry *l = &cache->latest[i];
@@ -143,7 +143,7 @@ static uint32_t latest_locked(server_policy_cache *cache, const char *fleet, uin
 }
 
 /* Caller holds the lock. Replaces the fleet's answer, or the oldest one when full. */
-static void remember_latest_locked(server_policy_cache *cache, const char *fleet, uint32_t version,
+static void remember_latest_locked(policy_cache *cache, const char *fleet, uint32_t version,
                                    uint64_t now)
 {
     size_t slot = cache->n_latest;
@@ -170,7 +170,7 @@ static void remember_latest_locked(server_policy_cache *cache, const char *fleet
 }
 
 /* Caller holds the lock; `entry` arrives with the cache's reference. */
-static void insert_locked(server_policy_cache *cache, server_cached_policy *entry)
+static void insert_locked(policy_cache *cache, cached_policy *entry)
 {
     size_t slot = cache->n_entries;
     if (cache->n_entries == cache->capacity) {
@@ -179,7 +179,7 @@ static void insert_locked(server_policy_cache *cache, server_cached_policy *entr
             if (cache->last_used[i] < cache->last_used[slot])
                 slot = i;
         }
-        server_cached_policy_release(cache->entries[slot]);
+        cached_policy_release(cache->entries[slot]);
     } else {
         cache->n_entries++;
     }
@@ -188,33 +188,33 @@ static void insert_locked(server_policy_cache *cache, server_cached_policy *entr
 }
 
 /* Says which part of (fleet, version) the store does not have. */
-static vtpmca_err explain_missing(server_policy_cache *cache, const char *fleet, uint32_t version,
-                                  server_policy_lookup *lookup, vtpmca_diag *diag)
+static vtpmca_err explain_missing(policy_cache *cache, const char *fleet, uint32_t version,
+                                  policy_lookup *lookup, vtpmca_diag *diag)
 {
     vtpmca_err err = store_fleet_exists(cache->st, fleet, NULL);
     if (err == VTPMCA_ERR_NOT_FOUND) {
-        *lookup = SERVER_POLICY_UNKNOWN_FLEET;
+        *lookup = POLICY_UNKNOWN_FLEET;
         return vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND, "unknown fleet '%s'", fleet);
     }
     if (err != VTPMCA_OK)
         return vtpmca_fail(diag, err, "store: cannot look up fleet '%s'", fleet);
     if (version == 0) {
-        *lookup = SERVER_POLICY_NO_POLICY;
+        *lookup = POLICY_NO_POLICY;
         return vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND, "fleet '%s' has no policy", fleet);
     }
-    *lookup = SERVER_POLICY_UNKNOWN_VERSION;
+    *lookup = POLICY_UNKNOWN_VERSION;
     return vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND, "fleet '%s' has no policy version %u", fleet,
                        version);
 }
 
-vtpmca_err server_policy_cache_get(server_policy_cache *cache, const char *fleet, uint32_t version,
-                                   server_cached_policy **out, server_policy_lookup *lookup,
+vtpmca_err policy_cache_get(policy_cache *cache, const char *fleet, uint32_t version,
+                                   cached_policy **out, policy_lookup *lookup,
                                    vtpmca_diag *diag)
 {
     if (cache == NULL || fleet == NULL || out == NULL || lookup == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "policy cache: missing argument");
     *out = NULL;
-    *lookup = SERVER_POLICY_FOUND;
+    *lookup = POLICY_FOUND;
     size_t fleet_len = strlen(fleet);
     if (fleet_len == 0 || fleet_len >= FLEET_NAME_MAX)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "fleet name must be 1..%d characters",
@@ -223,7 +223,7 @@ vtpmca_err server_policy_cache_get(server_policy_cache *cache, const char *fleet
     uint64_t now = now_ms();
     pthread_mutex_lock(&cache->lock);
     uint32_t wanted = version != 0 ? version : latest_locked(cache, fleet, now);
-    server_cached_policy *hit = wanted != 0 ? find_locked(cache, fleet, wanted) : NULL;
+    cached_policy *hit = wanted != 0 ? find_locked(cache, fleet, wanted) : NULL;
     pthread_mutex_unlock(&cache->lock);
     if (hit != NULL) {
         *out = hit;
@@ -252,7 +252,7 @@ vtpmca_err server_policy_cache_get(server_policy_cache *cache, const char *fleet
         }
     }
 
-    server_cached_policy *entry = calloc(1, sizeof(*entry));
+    cached_policy *entry = calloc(1, sizeof(*entry));
     if (entry == NULL) {
         free(json);
         return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "policy cache: out of memory");

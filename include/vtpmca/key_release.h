@@ -1,0 +1,62 @@
+/* Decides whether an enrolled instance's persistence key may be released to verified SNP
+ * evidence, and audits every decision. Transport-neutral: the KBS protocol engine calls it
+ * after the evidence and its REPORT_DATA binding are verified. */
+#ifndef VTPMCA_KEY_RELEASE_H
+#define VTPMCA_KEY_RELEASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vtpmca/err.h"
+#include "vtpmca/keyvault.h"
+#include "vtpmca/policy_cache.h"
+#include "vtpmca/snp_policy.h"
+#include "vtpmca/snp_verifier.h"
+#include "vtpmca/store.h"
+
+typedef struct key_release key_release;
+
+typedef struct {
+    store *store;          /* instances and the audit log; not owned */
+    const keyvault *vault; /* master key; not owned */
+    policy_cache *policies; /* fleet policies; not owned */
+} key_release_config;
+
+vtpmca_err key_release_new(const key_release_config *config, key_release **out,
+                           vtpmca_diag *diag);
+void key_release_free(key_release *kr);
+
+typedef enum {
+    KEY_RELEASE_GRANTED = 0,
+    KEY_RELEASE_UNKNOWN_RESOURCE,   /* no enrolled instance at that resource path */
+    KEY_RELEASE_DISABLED,           /* the instance is disabled */
+    KEY_RELEASE_NO_POLICY,          /* the instance's fleet has no policy */
+    KEY_RELEASE_POLICY_REJECTED,    /* evidence fails the fleet policy (see verdict) */
+    KEY_RELEASE_HOST_DATA_MISMATCH, /* enrolled host_data differs from the attested one */
+    KEY_RELEASE_WRAPPED_KEY_INVALID, /* wrapped-key mode: blob missing, tampered or foreign */
+} key_release_outcome;
+
+/* Stable name, e.g. "granted", "policy_rejected". */
+const char *key_release_outcome_name(key_release_outcome outcome);
+
+typedef struct {
+    key_release_outcome outcome;
+    char instance_id[64];
+    char fleet[64];
+    uint32_t policy_version;
+    snp_verdict verdict;
+    char reason[256]; /* for logs and the client; never contains key material */
+} key_release_decision;
+
+/* resource_path is "<repo>/<type>/<tag>". `wrapped` (may be NULL) is the blob an instance in
+ * wrapped-key mode presents. `client` names the requester for the audit log (e.g. the
+ * session id). On GRANTED, key_out receives *key_len (<= KEYVAULT_KEY_MAX) bytes. Every
+ * decision is written to the audit log (instance, time, outcome, measurement, chip id,
+ * reason; never the key). Returns VTPMCA_OK when a decision was made, granted or not. */
+vtpmca_err key_release_decide(key_release *kr, const snp_evidence *evidence,
+                              const char *resource_path, const uint8_t *wrapped,
+                              size_t wrapped_len, const char *client,
+                              uint8_t key_out[KEYVAULT_KEY_MAX], size_t *key_len,
+                              key_release_decision *decision, vtpmca_diag *diag);
+
+#endif
