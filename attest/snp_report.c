@@ -245,6 +245,61 @@ static void decode_fields(const uint8_t *buf, snp_report *r)
     memcpy(r->raw, buf, SNP_REPORT_SIZE);
 }
 
+static void put_le32(uint8_t *dst, uint32_t value)
+{
+    for (int i = 0; i < 4; i++)
+        dst[i] = (uint8_t)(value >> (8 * i));
+}
+
+static void put_le64(uint8_t *dst, uint64_t value)
+{
+    put_le32(dst, (uint32_t)value);
+    put_le32(dst + 4, (uint32_t)(value >> 32));
+}
+
+/* The inverse of decode_fields, kept beside it so both use one offset table. */
+vtpmca_err snp_report_encode(const snp_report *r, uint8_t buf[SNP_REPORT_SIZE])
+{
+    if (r == NULL || buf == NULL)
+        return VTPMCA_ERR_INVALID_ARG;
+    memset(buf, 0, SNP_REPORT_SIZE);
+    put_le32(buf + OFF_VERSION, r->version);
+    put_le32(buf + OFF_GUEST_SVN, r->guest_svn);
+    put_le64(buf + OFF_POLICY, r->policy);
+    memcpy(buf + OFF_FAMILY_ID, r->family_id, sizeof(r->family_id));
+    memcpy(buf + OFF_IMAGE_ID, r->image_id, sizeof(r->image_id));
+    put_le32(buf + OFF_VMPL, r->vmpl);
+    put_le32(buf + OFF_SIG_ALGO, r->signature_algo);
+    put_le64(buf + OFF_CURRENT_TCB, r->current_tcb);
+    put_le64(buf + OFF_PLATFORM_INFO, r->platform_info);
+    put_le32(buf + OFF_KEY_INFO, r->key_info);
+    memcpy(buf + OFF_REPORT_DATA, r->report_data, sizeof(r->report_data));
+    memcpy(buf + OFF_MEASUREMENT, r->measurement, sizeof(r->measurement));
+    memcpy(buf + OFF_HOST_DATA, r->host_data, sizeof(r->host_data));
+    memcpy(buf + OFF_ID_KEY_DIGEST, r->id_key_digest, sizeof(r->id_key_digest));
+    memcpy(buf + OFF_AUTHOR_KEY_DIGEST, r->author_key_digest, sizeof(r->author_key_digest));
+    memcpy(buf + OFF_REPORT_ID, r->report_id, sizeof(r->report_id));
+    memcpy(buf + OFF_REPORT_ID_MA, r->report_id_ma, sizeof(r->report_id_ma));
+    put_le64(buf + OFF_REPORTED_TCB, r->reported_tcb);
+    buf[OFF_CPUID_FAMILY] = r->cpuid_family;
+    buf[OFF_CPUID_MODEL] = r->cpuid_model;
+    buf[OFF_CPUID_STEPPING] = r->cpuid_stepping;
+    memcpy(buf + OFF_CHIP_ID, r->chip_id, sizeof(r->chip_id));
+    put_le64(buf + OFF_COMMITTED_TCB, r->committed_tcb);
+    buf[OFF_CURRENT_VERSION] = r->current_build;
+    buf[OFF_CURRENT_VERSION + 1] = r->current_minor;
+    buf[OFF_CURRENT_VERSION + 2] = r->current_major;
+    buf[OFF_COMMITTED_VERSION] = r->committed_build;
+    buf[OFF_COMMITTED_VERSION + 1] = r->committed_minor;
+    buf[OFF_COMMITTED_VERSION + 2] = r->committed_major;
+    put_le64(buf + OFF_LAUNCH_TCB, r->launch_tcb);
+    put_le64(buf + OFF_LAUNCH_MIT_VECTOR, r->launch_mit_vector);
+    put_le64(buf + OFF_CURRENT_MIT_VECTOR, r->current_mit_vector);
+    memcpy(buf + OFF_SIG_R, r->sig_r, SIG_COMPONENT_SIZE);
+    memcpy(buf + OFF_SIG_S, r->sig_s, SIG_COMPONENT_SIZE);
+    return VTPMCA_OK;
+}
+
 vtpmca_err snp_report_parse(const uint8_t *buf, size_t len, snp_report *out, vtpmca_diag *diag)
 {
     if (buf == NULL || out == NULL)

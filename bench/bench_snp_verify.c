@@ -270,43 +270,57 @@ static bool setup(bench_ctx *ctx, const char *dir)
     X509 *cert = NULL;
     uint64_t tcb_raw = 0;
     char db_path[4096];
+    bool ok = false;
     snp_test_cert_params params = {.kind = SNP_SIGNER_VCEK, .tcb = bench_tcb};
     for (size_t i = 0; i < sizeof(params.chip_id); i++)
         params.chip_id[i] = (uint8_t)(0xA5 ^ (i * 7));
     snprintf(db_path, sizeof(db_path), "%s/bench.db", dir);
 
-    bool ok = false;
-    if (snp_test_root_new(SNP_PRODUCT_MILAN, ROOT_RSA_BITS, &root, &diag) != VTPMCA_OK)
+    if (snp_test_root_new(SNP_PRODUCT_MILAN, ROOT_RSA_BITS, &root, &diag) != VTPMCA_OK ||
+        snp_test_issue_cert(root, &params, &key, &der, &der_len, &diag) != VTPMCA_OK ||
+        snp_test_root_save(root, dir, &diag) != VTPMCA_OK) {
         fail_setup("test root", &diag);
-    else if (snp_test_issue_cert(root, &params, &key, &der, &der_len, &diag) != VTPMCA_OK)
-        fail_setup("VCEK issue", &diag);
-    else if (snp_test_root_save(root, dir, &diag) != VTPMCA_OK)
-        fail_setup("test root save", &diag);
-    else if (snp_roots_new_empty(&ctx->roots) != VTPMCA_OK ||
-             snp_roots_add_dir(ctx->roots, dir, &diag) != VTPMCA_OK)
+        goto out;
+    }
+    if (snp_roots_new_empty(&ctx->roots) != VTPMCA_OK ||
+        snp_roots_add_dir(ctx->roots, dir, &diag) != VTPMCA_OK) {
         fail_setup("trusting the test root", &diag);
-    else if (snp_tcb_encode(&bench_tcb, SNP_PRODUCT_MILAN, &tcb_raw) != VTPMCA_OK ||
-             store_open(db_path, &ctx->store, &diag) != VTPMCA_OK ||
-             store_vcek_put(ctx->store, snp_product_name(SNP_PRODUCT_MILAN), "vcek", params.chip_id,
-                            tcb_raw, der, der_len, "import", &diag) != VTPMCA_OK)
+        goto out;
+    }
+    if (snp_tcb_encode(&bench_tcb, SNP_PRODUCT_MILAN, &tcb_raw) != VTPMCA_OK ||
+        store_open(db_path, &ctx->store, &diag) != VTPMCA_OK ||
+        store_vcek_put(ctx->store, snp_product_name(SNP_PRODUCT_MILAN), "vcek", params.chip_id,
+                       tcb_raw, der, der_len, "import", &diag) != VTPMCA_OK) {
         fail_setup("store", &diag);
-    else if ((ctx->sha384 = EVP_MD_fetch(NULL, "SHA384", NULL)) == NULL ||
-             (cert = d2i_X509(NULL, &(const unsigned char *){der}, (long)der_len)) == NULL ||
-             (ctx->vcek_public = X509_get_pubkey(cert)) == NULL)
+        goto out;
+    }
+    const unsigned char *der_cursor = der; /* d2i_X509 advances it */
+    ctx->sha384 = EVP_MD_fetch(NULL, "SHA384", NULL);
+    cert = d2i_X509(NULL, &der_cursor, (long)der_len);
+    ctx->vcek_public = cert != NULL ? X509_get_pubkey(cert) : NULL;
+    if (ctx->sha384 == NULL || ctx->vcek_public == NULL) {
         fail_setup("VCEK public key", NULL);
-    else if (make_reports(ctx, key, params.chip_id))
-        ok = true;
+        goto out;
+    }
+    if (!make_reports(ctx, key, params.chip_id))
+        goto out;
 
     snp_verifier_config config = {.roots = ctx->roots, .store = ctx->store};
-    if (ok && snp_verifier_new(&config, &ctx->warm, &diag) != VTPMCA_OK)
-        ok = fail_setup("verifier", &diag);
+    if (snp_verifier_new(&config, &ctx->warm, &diag) != VTPMCA_OK) {
+        fail_setup("verifier", &diag);
+        goto out;
+    }
     /* Warm the cache: the first report finds the VCEK in the store, the rest in the cache. */
-    for (unsigned i = 0; ok && i < ctx->n_reports; i++) {
+    for (unsigned i = 0; i < ctx->n_reports; i++) {
         snp_evidence evidence;
         if (snp_verifier_verify(ctx->warm, ctx->reports[i], SNP_REPORT_SIZE, NULL, 0, 0, &evidence,
-                                &diag) != VTPMCA_OK)
-            ok = fail_setup("warm-up verification", &diag);
+                                &diag) != VTPMCA_OK) {
+            fail_setup("warm-up verification", &diag);
+            goto out;
+        }
     }
+    ok = true;
+out:
     X509_free(cert);
     free(der);
     EVP_PKEY_free(key);

@@ -14,6 +14,11 @@ struct store {
     void *impl;
 };
 
+/* Longest strings that fit the fixed-size fields of the result structs (NUL excluded). */
+#define FLEET_NAME_MAX (sizeof((store_fleet){0}.name) - 1)
+#define FLEET_DESCRIPTION_MAX (sizeof((store_fleet){0}.description) - 1)
+#define AUTHOR_MAX (sizeof((store_policy_version){0}.author) - 1)
+
 static bool is_one_of(const char *text, const char *const *allowed, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -67,9 +72,10 @@ static vtpmca_err check_fleet_name(const char *name, vtpmca_diag *diag)
     if (name == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: fleet name missing");
     size_t len = strlen(name);
-    if (len == 0 || len > 63)
+    if (len == 0 || len > FLEET_NAME_MAX)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
-                           "store: fleet name must be 1 to 63 characters, got %zu", len);
+                           "store: fleet name must be 1 to %zu characters, got %zu", FLEET_NAME_MAX,
+                           len);
     for (size_t i = 0; i < len; i++) {
         char c = name[i];
         bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
@@ -227,8 +233,7 @@ vtpmca_err store_fleet_create(store *st, const char *name, const char *descripti
         return err;
     if (description == NULL)
         description = "";
-    err = check_text("fleet description", description, 0,
-                     sizeof(((store_fleet *)0)->description) - 1, diag);
+    err = check_text("fleet description", description, 0, FLEET_DESCRIPTION_MAX, diag);
     if (err != VTPMCA_OK)
         return err;
     return st->ops->fleet_create(st->impl, name, description, diag);
@@ -261,8 +266,7 @@ vtpmca_err store_policy_put(store *st, const char *fleet, const char *policy_jso
     vtpmca_err err = check_fleet_name(fleet, diag);
     if (err != VTPMCA_OK)
         return err;
-    err = check_text("policy author", author, 1, sizeof(((store_policy_version *)0)->author) - 1,
-                     diag);
+    err = check_text("policy author", author, 1, AUTHOR_MAX, diag);
     if (err != VTPMCA_OK)
         return err;
     size_t json_len = strlen(policy_json);

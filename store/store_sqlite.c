@@ -738,18 +738,17 @@ static vtpmca_err sqlite_fleet_exists(void *impl, const char *name, vtpmca_diag 
     return err;
 }
 
-/* Makes room for one more element in a growing result array. */
-static vtpmca_err grow(void **items, size_t *cap, size_t n, size_t item_size, vtpmca_diag *diag)
+/* Returns the array with room for element n, reallocated if needed, or NULL when out of
+ * memory (the old array then still belongs to the caller). */
+static void *reserve(void *items, size_t *cap, size_t n, size_t item_size)
 {
     if (n < *cap)
-        return VTPMCA_OK;
+        return items;
     size_t new_cap = *cap == 0 ? 16 : *cap * 2;
-    void *bigger = realloc(*items, new_cap * item_size);
-    if (bigger == NULL)
-        return nomem(diag);
-    *items = bigger;
-    *cap = new_cap;
-    return VTPMCA_OK;
+    void *bigger = realloc(items, new_cap * item_size);
+    if (bigger != NULL)
+        *cap = new_cap;
+    return bigger;
 }
 
 static vtpmca_err sqlite_fleet_list(void *impl, store_fleet **out, size_t *n, vtpmca_diag *diag)
@@ -768,9 +767,12 @@ static vtpmca_err sqlite_fleet_list(void *impl, store_fleet **out, size_t *n, vt
         err = stmt_step(c, st, "listing fleets", &has_row, diag);
         if (err != VTPMCA_OK || !has_row)
             break;
-        err = grow((void **)&items, &cap, count, sizeof(*items), diag);
-        if (err != VTPMCA_OK)
+        store_fleet *bigger = reserve(items, &cap, count, sizeof(*items));
+        if (bigger == NULL) {
+            err = nomem(diag);
             break;
+        }
+        items = bigger;
         store_fleet *f = &items[count];
         memset(f, 0, sizeof(*f));
         copy_column_text(st, 0, f->name, sizeof(f->name));
@@ -935,9 +937,12 @@ static vtpmca_err sqlite_policy_history(void *impl, const char *fleet, store_pol
         err = stmt_step(c, st, "reading policy history", &has_row, diag);
         if (err != VTPMCA_OK || !has_row)
             break;
-        err = grow((void **)&items, &cap, count, sizeof(*items), diag);
-        if (err != VTPMCA_OK)
+        store_policy_version *bigger = reserve(items, &cap, count, sizeof(*items));
+        if (bigger == NULL) {
+            err = nomem(diag);
             break;
+        }
+        items = bigger;
         store_policy_version *v = &items[count];
         memset(v, 0, sizeof(*v));
         err = column_version(c, st, 0, &v->version, diag);

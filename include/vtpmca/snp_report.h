@@ -115,6 +115,10 @@ typedef struct {
  * (for the report's version), signing key VCEK or VLEK. The diag names the offending field. */
 vtpmca_err snp_report_parse(const uint8_t *buf, size_t len, snp_report *out, vtpmca_diag *diag);
 
+/* Writes every field (signature included) at its ABI offset; reserved areas are zero. No
+ * validation: tests and the reference client use it to build reports, valid or not. */
+vtpmca_err snp_report_encode(const snp_report *report, uint8_t out[SNP_REPORT_SIZE]);
+
 /* Signing key named by key_info bits 4:2. */
 snp_signer snp_report_signer(const snp_report *report);
 

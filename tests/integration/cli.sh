@@ -189,7 +189,7 @@ err_has "no database" && err_one_line
 echo "-- snp verify: hex, base64 and PEM copies give the same result"
 run 0 "$CLI" snp verify --report "$SNP/milan-v2-report.bin" --vcek "$SNP/milan-v2-vcek.der" --at "$AT" --json
 cp "$OUT" "$TMP/binary.json"
-xxd -p "$SNP/milan-v2-report.bin" >"$TMP/report.hex"
+od -An -v -tx1 "$SNP/milan-v2-report.bin" | tr -d " " >"$TMP/report.hex" # hex, one line per 16 bytes
 base64 "$SNP/milan-v2-report.bin" >"$TMP/report.b64"
 base64 -w0 "$SNP/milan-v2-report.bin" | tr '+/' '-_' | tr -d '=' >"$TMP/report.b64url"
 openssl x509 -inform der -in "$SNP/milan-v2-vcek.der" -out "$TMP/vcek.pem"

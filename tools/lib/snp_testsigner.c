@@ -39,42 +39,10 @@
 
 #define KDS_OID_BASE "1.3.6.1.4.1.3704.1"
 
-/* Report offsets (AMD SEV-SNP firmware ABI, report structure). */
+/* Where r and s sit in the wire format (right after the signed bytes). */
 enum {
-    OFF_VERSION = 0x000,
-    OFF_GUEST_SVN = 0x004,
-    OFF_POLICY = 0x008,
-    OFF_FAMILY_ID = 0x010,
-    OFF_IMAGE_ID = 0x020,
-    OFF_VMPL = 0x030,
-    OFF_SIGNATURE_ALGO = 0x034,
-    OFF_CURRENT_TCB = 0x038,
-    OFF_PLATFORM_INFO = 0x040,
-    OFF_KEY_INFO = 0x048,
-    OFF_REPORT_DATA = 0x050,
-    OFF_MEASUREMENT = 0x090,
-    OFF_HOST_DATA = 0x0C0,
-    OFF_ID_KEY_DIGEST = 0x0E0,
-    OFF_AUTHOR_KEY_DIGEST = 0x110,
-    OFF_REPORT_ID = 0x140,
-    OFF_REPORT_ID_MA = 0x160,
-    OFF_REPORTED_TCB = 0x180,
-    OFF_CPUID_FAMILY = 0x188,
-    OFF_CPUID_MODEL = 0x189,
-    OFF_CPUID_STEPPING = 0x18A,
-    OFF_CHIP_ID = 0x1A0,
-    OFF_COMMITTED_TCB = 0x1E0,
-    OFF_CURRENT_BUILD = 0x1E8,
-    OFF_CURRENT_MINOR = 0x1E9,
-    OFF_CURRENT_MAJOR = 0x1EA,
-    OFF_COMMITTED_BUILD = 0x1EC,
-    OFF_COMMITTED_MINOR = 0x1ED,
-    OFF_COMMITTED_MAJOR = 0x1EE,
-    OFF_LAUNCH_TCB = 0x1F0,
-    OFF_LAUNCH_MIT_VECTOR = 0x1F8,
-    OFF_CURRENT_MIT_VECTOR = 0x200,
-    OFF_SIG_R = 0x2A0,
-    OFF_SIG_S = 0x2E8,
+    OFF_SIG_R = SNP_REPORT_SIGNED_SIZE,
+    OFF_SIG_S = SNP_REPORT_SIGNED_SIZE + 72,
 };
 #define SIG_COMPONENT_LEN 72
 
@@ -866,57 +834,6 @@ vtpmca_err snp_test_report_defaults(snp_report *report, snp_product product, uin
     return VTPMCA_OK;
 }
 
-static void put_le32(uint8_t *dst, uint32_t value)
-{
-    for (int i = 0; i < 4; i++)
-        dst[i] = (uint8_t)(value >> (8 * i));
-}
-
-static void put_le64(uint8_t *dst, uint64_t value)
-{
-    for (int i = 0; i < 8; i++)
-        dst[i] = (uint8_t)(value >> (8 * i));
-}
-
-/* Every field at its ABI offset; everything else (reserved areas, signature) zero. */
-static void serialise_report(const snp_report *report, uint8_t buf[SNP_REPORT_SIZE])
-{
-    memset(buf, 0, SNP_REPORT_SIZE);
-    put_le32(buf + OFF_VERSION, report->version);
-    put_le32(buf + OFF_GUEST_SVN, report->guest_svn);
-    put_le64(buf + OFF_POLICY, report->policy);
-    memcpy(buf + OFF_FAMILY_ID, report->family_id, sizeof(report->family_id));
-    memcpy(buf + OFF_IMAGE_ID, report->image_id, sizeof(report->image_id));
-    put_le32(buf + OFF_VMPL, report->vmpl);
-    put_le32(buf + OFF_SIGNATURE_ALGO, report->signature_algo);
-    put_le64(buf + OFF_CURRENT_TCB, report->current_tcb);
-    put_le64(buf + OFF_PLATFORM_INFO, report->platform_info);
-    put_le32(buf + OFF_KEY_INFO, report->key_info);
-    memcpy(buf + OFF_REPORT_DATA, report->report_data, sizeof(report->report_data));
-    memcpy(buf + OFF_MEASUREMENT, report->measurement, sizeof(report->measurement));
-    memcpy(buf + OFF_HOST_DATA, report->host_data, sizeof(report->host_data));
-    memcpy(buf + OFF_ID_KEY_DIGEST, report->id_key_digest, sizeof(report->id_key_digest));
-    memcpy(buf + OFF_AUTHOR_KEY_DIGEST, report->author_key_digest,
-           sizeof(report->author_key_digest));
-    memcpy(buf + OFF_REPORT_ID, report->report_id, sizeof(report->report_id));
-    memcpy(buf + OFF_REPORT_ID_MA, report->report_id_ma, sizeof(report->report_id_ma));
-    put_le64(buf + OFF_REPORTED_TCB, report->reported_tcb);
-    buf[OFF_CPUID_FAMILY] = report->cpuid_family;
-    buf[OFF_CPUID_MODEL] = report->cpuid_model;
-    buf[OFF_CPUID_STEPPING] = report->cpuid_stepping;
-    memcpy(buf + OFF_CHIP_ID, report->chip_id, sizeof(report->chip_id));
-    put_le64(buf + OFF_COMMITTED_TCB, report->committed_tcb);
-    buf[OFF_CURRENT_BUILD] = report->current_build;
-    buf[OFF_CURRENT_MINOR] = report->current_minor;
-    buf[OFF_CURRENT_MAJOR] = report->current_major;
-    buf[OFF_COMMITTED_BUILD] = report->committed_build;
-    buf[OFF_COMMITTED_MINOR] = report->committed_minor;
-    buf[OFF_COMMITTED_MAJOR] = report->committed_major;
-    put_le64(buf + OFF_LAUNCH_TCB, report->launch_tcb);
-    put_le64(buf + OFF_LAUNCH_MIT_VECTOR, report->launch_mit_vector);
-    put_le64(buf + OFF_CURRENT_MIT_VECTOR, report->current_mit_vector);
-}
-
 static vtpmca_err check_p384_key(EVP_PKEY *key, vtpmca_diag *diag)
 {
     char group[32] = "";
@@ -972,8 +889,10 @@ vtpmca_err snp_test_report_sign(snp_report *report, EVP_PKEY *key, uint8_t out[S
     if (report == NULL || key == NULL || out == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "sign report: missing argument");
     uint8_t wire[SNP_REPORT_SIZE];
-    serialise_report(report, wire);
-    vtpmca_err err = snp_test_report_resign(wire, key, diag);
+    vtpmca_err err = snp_report_encode(report, wire);
+    if (err != VTPMCA_OK)
+        return vtpmca_fail(diag, err, "sign report: cannot encode the fields");
+    err = snp_test_report_resign(wire, key, diag);
     if (err != VTPMCA_OK)
         return err;
     memcpy(report->sig_r, wire + OFF_SIG_R, sizeof(report->sig_r));
