@@ -42,19 +42,17 @@ void keyvault_free(keyvault *vault)
 
 /* Reads the key through one descriptor, so the mode and size checked are those of the file
  * actually read (a symlink, e.g. a mounted secret, is followed). */
-static vtpmca_err read_master_key(const char *path, uint8_t key[MASTER_KEY_LEN],
-                                  vtpmca_diag *diag)
+static vtpmca_err read_master_key(const char *path, uint8_t key[MASTER_KEY_LEN], vtpmca_diag *diag)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return vtpmca_fail(diag, errno == ENOENT ? VTPMCA_ERR_NOT_FOUND : VTPMCA_ERR_IO,
-                           "keyvault: cannot open master key file %s: %s", path,
-                           strerror(errno));
+                           "keyvault: cannot open master key file %s: %s", path, strerror(errno));
     vtpmca_err err = VTPMCA_OK;
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
-        err = vtpmca_fail(diag, VTPMCA_ERR_IO, "keyvault: cannot stat %s: %s", path,
-                          strerror(errno));
+        err =
+            vtpmca_fail(diag, VTPMCA_ERR_IO, "keyvault: cannot stat %s: %s", path, strerror(errno));
     } else if (!S_ISREG(sb.st_mode)) {
         err = vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
                           "keyvault: master key file %s is not a regular file", path);
@@ -97,9 +95,9 @@ static vtpmca_err fsync_dir_of(const char *path, vtpmca_diag *diag)
     int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     free(copy);
     if (dfd < 0 || fsync(dfd) != 0) {
-        vtpmca_err err = vtpmca_fail(diag, VTPMCA_ERR_IO,
-                                     "keyvault: cannot sync the directory of %s: %s", path,
-                                     strerror(errno));
+        vtpmca_err err =
+            vtpmca_fail(diag, VTPMCA_ERR_IO, "keyvault: cannot sync the directory of %s: %s", path,
+                        strerror(errno));
         if (dfd >= 0)
             close(dfd);
         return err;
@@ -128,8 +126,8 @@ static vtpmca_err create_master_key(const char *path, vtpmca_diag *diag)
         OPENSSL_cleanse(key, sizeof(key));
         return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "keyvault: out of memory");
     }
-    snprintf(tmp, tmp_len, "%s.new-%02x%02x%02x%02x%02x%02x%02x%02x", path, suffix[0],
-             suffix[1], suffix[2], suffix[3], suffix[4], suffix[5], suffix[6], suffix[7]);
+    snprintf(tmp, tmp_len, "%s.new-%02x%02x%02x%02x%02x%02x%02x%02x", path, suffix[0], suffix[1],
+             suffix[2], suffix[3], suffix[4], suffix[5], suffix[6], suffix[7]);
     vtpmca_err err = vt_file_write_atomic(tmp, key, sizeof(key), 0600, diag);
     OPENSSL_cleanse(key, sizeof(key));
     if (err == VTPMCA_OK) {
@@ -194,14 +192,12 @@ static bool gcm_crypt(const keyvault *vault, bool encrypt, const uint8_t iv[IV_L
 {
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int n = 0, final_n = 0;
-    bool ok = ctx != NULL && len <= KEYVAULT_KEY_MAX &&
-              EVP_CipherInit_ex2(ctx, vault->aes_gcm, vault->key, iv, encrypt ? 1 : 0, NULL) ==
-                  1 &&
-              EVP_CipherUpdate(ctx, NULL, &n, (const uint8_t *)AAD_LABEL, sizeof(AAD_LABEL)) ==
-                  1 &&
-              EVP_CipherUpdate(ctx, NULL, &n, (const uint8_t *)context, (int)strlen(context)) ==
-                  1 &&
-              EVP_CipherUpdate(ctx, out, &n, in, (int)len) == 1 && (size_t)n == len;
+    bool ok =
+        ctx != NULL && len <= KEYVAULT_KEY_MAX &&
+        EVP_CipherInit_ex2(ctx, vault->aes_gcm, vault->key, iv, encrypt ? 1 : 0, NULL) == 1 &&
+        EVP_CipherUpdate(ctx, NULL, &n, (const uint8_t *)AAD_LABEL, sizeof(AAD_LABEL)) == 1 &&
+        EVP_CipherUpdate(ctx, NULL, &n, (const uint8_t *)context, (int)strlen(context)) == 1 &&
+        EVP_CipherUpdate(ctx, out, &n, in, (int)len) == 1 && (size_t)n == len;
     if (ok && !encrypt)
         ok = EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_LEN, tag) == 1;
     if (ok)
@@ -213,8 +209,7 @@ static bool gcm_crypt(const keyvault *vault, bool encrypt, const uint8_t iv[IV_L
 }
 
 vtpmca_err keyvault_wrap(const keyvault *vault, const uint8_t *key, size_t key_len,
-                         const char *context, uint8_t **blob, size_t *blob_len,
-                         vtpmca_diag *diag)
+                         const char *context, uint8_t **blob, size_t *blob_len, vtpmca_diag *diag)
 {
     if (blob != NULL)
         *blob = NULL;
@@ -249,6 +244,25 @@ vtpmca_err keyvault_wrap(const keyvault *vault, const uint8_t *key, size_t key_l
     return VTPMCA_OK;
 }
 
+/* A blob comes from storage or from an instance: its shape is checked, not trusted. */
+static vtpmca_err check_blob_shape(const uint8_t *blob, size_t blob_len, size_t out_cap,
+                                   vtpmca_diag *diag)
+{
+    if (blob_len < BLOB_OVERHEAD + 1 || blob_len > BLOB_OVERHEAD + KEYVAULT_KEY_MAX)
+        return vtpmca_fail(diag, VTPMCA_ERR_CRYPTO,
+                           "keyvault: a wrapped key is %d to %d bytes, got %zu", BLOB_OVERHEAD + 1,
+                           BLOB_OVERHEAD + KEYVAULT_KEY_MAX, blob_len);
+    if (blob[0] != BLOB_VERSION)
+        return vtpmca_fail(diag, VTPMCA_ERR_CRYPTO,
+                           "keyvault: unknown wrapped key version 0x%02x (expected 0x%02x)",
+                           blob[0], BLOB_VERSION);
+    if (out_cap < blob_len - BLOB_OVERHEAD)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "keyvault: unwrap: output holds %zu bytes, the key has %zu", out_cap,
+                           blob_len - BLOB_OVERHEAD);
+    return VTPMCA_OK;
+}
+
 vtpmca_err keyvault_unwrap(const keyvault *vault, const uint8_t *blob, size_t blob_len,
                            const char *context, uint8_t *out, size_t out_cap, size_t *out_len,
                            vtpmca_diag *diag)
@@ -258,31 +272,25 @@ vtpmca_err keyvault_unwrap(const keyvault *vault, const uint8_t *blob, size_t bl
     if (vault == NULL || blob == NULL || out == NULL || out_len == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "keyvault: unwrap: missing argument");
     vtpmca_err err = check_context(context, diag);
-    if (err != VTPMCA_OK)
-        return err;
-    /* A blob comes from storage or from an instance: its shape is checked, not trusted. */
-    if (blob_len < BLOB_OVERHEAD + 1 || blob_len > BLOB_OVERHEAD + KEYVAULT_KEY_MAX)
-        return vtpmca_fail(diag, VTPMCA_ERR_CRYPTO,
-                           "keyvault: a wrapped key is %d to %d bytes, got %zu",
-                           BLOB_OVERHEAD + 1, BLOB_OVERHEAD + KEYVAULT_KEY_MAX, blob_len);
-    if (blob[0] != BLOB_VERSION)
-        return vtpmca_fail(diag, VTPMCA_ERR_CRYPTO,
-                           "keyvault: unknown wrapped key version 0x%02x (expected 0x%02x)",
-                           blob[0], BLOB_VERSION);
-    size_t key_len = blob_len - BLOB_OVERHEAD;
-    if (out_cap < key_len)
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
-                           "keyvault: unwrap: output holds %zu bytes, the key has %zu", out_cap,
-                           key_len);
-    const uint8_t *iv = blob + 1, *ciphertext = blob + 1 + IV_LEN;
-    uint8_t tag[TAG_LEN];
-    memcpy(tag, ciphertext + key_len, TAG_LEN);
-    if (!gcm_crypt(vault, false, iv, context, ciphertext, key_len, out, tag)) {
+    if (err == VTPMCA_OK)
+        err = check_blob_shape(blob, blob_len, out_cap, diag);
+    size_t key_len = 0;
+    if (err == VTPMCA_OK) {
+        key_len = blob_len - BLOB_OVERHEAD;
+        const uint8_t *iv = blob + 1, *ciphertext = blob + 1 + IV_LEN;
+        uint8_t tag[TAG_LEN];
+        memcpy(tag, ciphertext + key_len, TAG_LEN);
+        if (!gcm_crypt(vault, false, iv, context, ciphertext, key_len, out, tag)) {
+            vtpmca_diag_append_openssl(NULL); /* drop whatever OpenSSL queued */
+            err = vtpmca_fail(diag, VTPMCA_ERR_CRYPTO,
+                              "keyvault: wrapped key does not authenticate (tampered, wrapped "
+                              "for another context, or under another master key)");
+        }
+    }
+    if (err != VTPMCA_OK) {
+        /* GCM writes plaintext before the tag is checked: leave nothing behind. */
         OPENSSL_cleanse(out, out_cap);
-        vtpmca_diag_append_openssl(NULL); /* drop whatever OpenSSL queued */
-        return vtpmca_fail(diag, VTPMCA_ERR_CRYPTO,
-                           "keyvault: wrapped key does not authenticate (tampered, wrapped for "
-                           "another context, or under another master key)");
+        return err;
     }
     *out_len = key_len;
     return VTPMCA_OK;

@@ -11,10 +11,6 @@
 
 #include "vtpmca/fileio.h"
 
-#ifndef VTPMCA_VERSION
-#define VTPMCA_VERSION "0.1.0"
-#endif
-
 #define CONFIG_FILE_MAX_BYTES (1u << 20)
 
 typedef enum {

@@ -37,7 +37,7 @@ vtpmca_err ear_render_snp(const snp_evidence *evidence, const snp_verdict *verdi
 
 #define EAR_PROFILE "tag:github.com,2023:veraison/ear"
 #define EAR_VERIFIER_DEVELOPER "vtpmca"
-#define EAR_VERIFIER_BUILD "vtpmca 0.1.0"
+#define EAR_VERIFIER_BUILD "vtpmca " VTPMCA_VERSION
 #define EAR_SUBMOD_SNP "SEV-SNP"
 
 #endif

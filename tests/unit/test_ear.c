@@ -297,7 +297,7 @@ static void test_ear_shape(void **state)
     json_t *verifier = json_object_get(ear, "ear.verifier-id");
     assert_int_equal(json_object_size(verifier), 2);
     assert_string_equal(json_string_value(json_object_get(verifier, "developer")), "vtpmca");
-    assert_string_equal(json_string_value(json_object_get(verifier, "build")), "vtpmca 0.1.0");
+    assert_string_equal(json_string_value(json_object_get(verifier, "build")), "vtpmca " VTPMCA_VERSION);
     json_t *submods = json_object_get(ear, "submods");
     assert_int_equal(json_object_size(submods), 1);
     json_t *submod = json_object_get(submods, "SEV-SNP");

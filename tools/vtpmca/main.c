@@ -5,8 +5,6 @@
 #include "cli_common.h"
 #include "vtpmca/log.h"
 
-#define VTPMCA_CLI_VERSION "0.1.0"
-
 #define TRUST_OPTS                                                                                 \
     (CLI_OPT(CLI_OPT_ROOTS) | CLI_OPT(CLI_OPT_TRUST_BUILTIN) | CLI_OPT(CLI_OPT_NO_BUILTIN))
 #define JSON_OPT CLI_OPT(CLI_OPT_JSON)
@@ -102,7 +100,7 @@ int main(int argc, char **argv)
         return CLI_EXIT_OK;
     }
     if (strcmp(group, "--version") == 0) {
-        printf("vtpmca %s\n", VTPMCA_CLI_VERSION);
+        printf("vtpmca %s\n", VTPMCA_VERSION);
         return CLI_EXIT_OK;
     }
     if (!group_exists(group)) {
