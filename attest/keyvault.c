@@ -131,13 +131,14 @@ static vtpmca_err create_master_key(const char *path, vtpmca_diag *diag)
     vtpmca_err err = vt_file_write_atomic(tmp, key, sizeof(key), 0600, diag);
     OPENSSL_cleanse(key, sizeof(key));
     if (err == VTPMCA_OK) {
-        if (link(tmp, path) == 0)
+        if (link(tmp, path) == 0) {
             err = fsync_dir_of(path, diag);
-        else if (errno != EEXIST)
+            if (err == VTPMCA_OK)
+                vtpmca_log(VTPMCA_LOG_INFO, "keyvault.created", "path", path, NULL);
+        } else if (errno != EEXIST) {
             err = vtpmca_fail(diag, VTPMCA_ERR_IO, "keyvault: cannot create %s: %s", path,
                               strerror(errno));
-        if (err == VTPMCA_OK)
-            vtpmca_log(VTPMCA_LOG_INFO, "keyvault.created", "path", path, NULL);
+        }
         unlink(tmp);
     }
     free(tmp);
