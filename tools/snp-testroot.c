@@ -15,6 +15,7 @@
 #include "vtpmca/encoding.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/snp_report.h"
+#include "vtpmca/sim_platform.h"
 #include "vtpmca/snp_testsigner.h"
 
 #define EXIT_USAGE 2
@@ -140,78 +141,6 @@ static bool parse_ulong(const char *text, unsigned long max, unsigned long *out)
     return true;
 }
 
-/* "bl=N,tee=N,snp=N,ucode=N[,fmc=N]": every component once, fmc only on Turin. */
-static bool parse_tcb(const char *text, snp_product product, snp_tcb *out, char *why,
-                      size_t why_size)
-{
-    enum { BL, TEE, SNP, UCODE, FMC, KEY_COUNT };
-    static const char *const keys[KEY_COUNT] = {"bl", "tee", "snp", "ucode", "fmc"};
-    bool seen[KEY_COUNT] = {false};
-    uint8_t values[KEY_COUNT] = {0};
-    char *copy = strdup(text);
-    if (copy == NULL) {
-        snprintf(why, why_size, "out of memory");
-        return false;
-    }
-    bool ok = true;
-    char *save = NULL;
-    for (char *item = strtok_r(copy, ",", &save); ok && item != NULL;
-         item = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(item, '=');
-        if (eq == NULL) {
-            snprintf(why, why_size, "\"%s\" is not KEY=VALUE", item);
-            ok = false;
-            break;
-        }
-        *eq = '\0';
-        size_t k = 0;
-        while (k < KEY_COUNT && strcmp(item, keys[k]) != 0)
-            k++;
-        unsigned long value = 0;
-        if (k == KEY_COUNT) {
-            snprintf(why, why_size, "unknown TCB component \"%s\" (bl, tee, snp, ucode, fmc)",
-                     item);
-            ok = false;
-        } else if (seen[k]) {
-            snprintf(why, why_size, "TCB component %s given twice", item);
-            ok = false;
-        } else if (!parse_ulong(eq + 1, 255, &value)) {
-            snprintf(why, why_size, "TCB component %s must be 0..255, got \"%s\"", item, eq + 1);
-            ok = false;
-        } else {
-            seen[k] = true;
-            values[k] = (uint8_t)value;
-        }
-    }
-    for (size_t k = BL; ok && k <= UCODE; k++) {
-        if (!seen[k]) {
-            snprintf(why, why_size, "TCB component %s is missing", keys[k]);
-            ok = false;
-        }
-    }
-    if (ok && seen[FMC] && product != SNP_PRODUCT_TURIN) {
-        snprintf(why, why_size, "fmc is only defined on Turin");
-        ok = false;
-    }
-    free(copy);
-    if (ok)
-        *out = (snp_tcb){.bootloader = values[BL],
-                         .tee = values[TEE],
-                         .snp = values[SNP],
-                         .microcode = values[UCODE],
-                         .fmc = values[FMC]};
-    return ok;
-}
-
-/* 64 bytes of hex; Turin chips have an 8-byte ID, so 16 digits are accepted there. */
-static bool parse_chip_id(const char *text, snp_product product, uint8_t out[CHIP_ID_LEN])
-{
-    memset(out, 0, CHIP_ID_LEN);
-    if (product == SNP_PRODUCT_TURIN && strlen(text) == 2 * TURIN_HWID_LEN)
-        return vt_hex_decode_fixed(text, out, TURIN_HWID_LEN) == VTPMCA_OK;
-    return vt_hex_decode_fixed(text, out, CHIP_ID_LEN) == VTPMCA_OK;
-}
-
 static int cmd_init(int argc, char **argv)
 {
     static const struct option options[] = {
@@ -335,18 +264,18 @@ static int cmd_cert(int argc, char **argv)
         return usage_error("cert", "%s is required", missing);
     snp_test_cert_params params = {.kind = vlek ? SNP_SIGNER_VLEK : SNP_SIGNER_VCEK};
     snp_product product;
-    char why[160];
+    vtpmca_diag why = {""};
     if (!parse_product(product_text, &product))
         return usage_error("cert", "--product must be milan, genoa or turin, got %s", product_text);
-    if (!parse_tcb(tcb_text, product, &params.tcb, why, sizeof(why)))
-        return usage_error("cert", "--tcb: %s", why);
+    if (sim_tcb_parse(tcb_text, product, &params.tcb, &why) != VTPMCA_OK)
+        return usage_error("cert", "--tcb: %s", why.msg);
     if (chip_text != NULL && vlek)
         return usage_error("cert", "%s", "--chip-id does not apply to a VLEK");
     if (csp_id != NULL && !vlek)
         return usage_error("cert", "%s", "--csp-id needs --vlek");
-    if (chip_text != NULL && !parse_chip_id(chip_text, product, params.chip_id))
-        return usage_error("cert", "--chip-id must be 128 hex digits (16 on Turin), got \"%s\"",
-                           chip_text);
+    if (chip_text != NULL &&
+        sim_chip_id_parse(chip_text, product, params.chip_id, &why) != VTPMCA_OK)
+        return usage_error("cert", "--chip-id: %s, got \"%s\"", why.msg, chip_text);
     params.csp_id = csp_id;
 
     fputs(TEST_ONLY_NOTICE, stderr);
@@ -457,15 +386,14 @@ static int cmd_report(int argc, char **argv)
     snp_product product;
     snp_tcb tcb;
     uint8_t chip_id[CHIP_ID_LEN] = {0};
-    char why[160];
+    vtpmca_diag why = {""};
     if (!parse_product(product_text, &product))
         return usage_error("report", "--product must be milan, genoa or turin, got %s",
                            product_text);
-    if (!parse_tcb(tcb_text, product, &tcb, why, sizeof(why)))
-        return usage_error("report", "--tcb: %s", why);
-    if (chip_text != NULL && !parse_chip_id(chip_text, product, chip_id))
-        return usage_error("report", "--chip-id must be 128 hex digits (16 on Turin), got \"%s\"",
-                           chip_text);
+    if (sim_tcb_parse(tcb_text, product, &tcb, &why) != VTPMCA_OK)
+        return usage_error("report", "--tcb: %s", why.msg);
+    if (chip_text != NULL && sim_chip_id_parse(chip_text, product, chip_id, &why) != VTPMCA_OK)
+        return usage_error("report", "--chip-id: %s, got \"%s\"", why.msg, chip_text);
     snp_report report;
     if (snp_test_report_defaults(&report, product, (uint32_t)version, chip_id, &tcb) != VTPMCA_OK)
         return usage_error("report", "%s", "cannot build a report from these values");

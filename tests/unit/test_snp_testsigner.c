@@ -1364,7 +1364,7 @@ static void test_tool_rejections(void **state)
         {"cert --dir {dir} --product milan --tcb {tcb} --out {out} --key-out {key}", 2,
          "--chip-id is required"},
         {"cert --dir {dir} --product milan --chip-id abcd --tcb {tcb} --out {out} --key-out {key}",
-         2, "--chip-id must be"},
+         2, "--chip-id: the chip id must be 128 hex digits"},
         {"cert --dir {dir} --product milan --chip-id {chip} --tcb bl=1,tee=0,snp=1 --out {out} "
          "--key-out {key}",
          2, "ucode is missing"},
@@ -1376,10 +1376,10 @@ static void test_tool_rejections(void **state)
          2, "0..255"},
         {"cert --dir {dir} --product milan --chip-id {chip} --tcb {tcb},fmc=1 --out {out} "
          "--key-out {key}",
-         2, "only defined on Turin"},
+         2, "fmc exists on Turin only"},
         {"cert --dir {dir} --product milan --chip-id {chip} --tcb {tcb},pi=3 --out {out} "
          "--key-out {key}",
-         2, "unknown TCB component"},
+         2, "TCB component \"pi\" is unknown"},
         {"cert --dir {dir} --product milan --chip-id {chip} --tcb {tcb} --csp-id x --out {out} "
          "--key-out {key}",
          2, "--csp-id needs --vlek"},
@@ -1390,23 +1390,23 @@ static void test_tool_rejections(void **state)
         {"cert --dir {dir} --product milan --chip-id {chip} --tcb {tcb} --out {out} --key-out "
          "{key}",
          1, "milan_ark.pem"},
-        {"report --product turin --key {rsakey} --chip-id {chip} --tcb {tcb} --version 4 "
+        {"report --product milan --key {rsakey} --chip-id {chip} --tcb {tcb} --version 4 "
          "--out {out}",
          2, "--version"},
-        {"report --product turin --key {rsakey} --chip-id {chip} --tcb {tcb} --vmpl 4 --out {out}",
+        {"report --product milan --key {rsakey} --chip-id {chip} --tcb {tcb} --vmpl 4 --out {out}",
          2, "--vmpl"},
-        {"report --product turin --key {rsakey} --chip-id {chip} --tcb {tcb} --measurement 00 "
+        {"report --product milan --key {rsakey} --chip-id {chip} --tcb {tcb} --measurement 00 "
          "--out {out}",
          2, "--measurement"},
-        {"report --product turin --key {rsakey} --chip-id {chip} --tcb {tcb} --policy 0xZZ "
+        {"report --product milan --key {rsakey} --chip-id {chip} --tcb {tcb} --policy 0xZZ "
          "--out {out}",
          2, "--policy"},
-        {"report --product turin --key {rsakey} --chip-id {chip} --tcb {tcb}", 2,
+        {"report --product milan --key {rsakey} --chip-id {chip} --tcb {tcb}", 2,
          "--out is required"},
         /* An RSA key cannot sign a report; a missing key file is named. */
-        {"report --product turin --key {rsakey} --chip-id {chip} --tcb {tcb} --out {out}", 1,
+        {"report --product milan --key {rsakey} --chip-id {chip} --tcb {tcb} --out {out}", 1,
          "P-384"},
-        {"report --product turin --key {dir}/none.pem --chip-id {chip} --tcb {tcb} --out {out}", 1,
+        {"report --product milan --key {dir}/none.pem --chip-id {chip} --tcb {tcb} --out {out}", 1,
          "none.pem"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
