@@ -12,11 +12,10 @@
 #include <openssl/param_build.h>
 
 /* TPM_RC format-1 layout: bit 7 set, bit 6 "parameter", bits 8..11 the number. */
-#define RC_FMT1_PARAMETER 0x040u
 #define RC_FMT1_NUMBER_SHIFT 8
 #define RC_FMT1_NUMBER_MASK 0xFu
 #define RC_FMT1_BASE_MASK 0x0BFu
-#define RC_FMT1_SESSION_FIRST 8u
+#define RC_FMT1_SESSION_BASE 8u /* TPM_RC_S: number 9 is session 1 */
 #define RSA_DEFAULT_EXPONENT 65537u
 #define EC_UNCOMPRESSED_TAG 0x04
 
@@ -191,8 +190,7 @@ vtpmca_err tpm2_sessions_begin(tpm2_writer *w, size_t *mark)
 }
 
 vtpmca_err tpm2_put_auth(tpm2_writer *w, uint32_t session_handle, const uint8_t *nonce,
-                         size_t nonce_len, uint8_t attributes, const uint8_t *hmac,
-                         size_t hmac_len)
+                         size_t nonce_len, uint8_t attributes, const uint8_t *hmac, size_t hmac_len)
 {
     tpm2_put_u32(w, session_handle);
     tpm2_put_tpm2b(w, nonce, nonce_len);
@@ -321,8 +319,8 @@ vtpmca_err tpm2_response_parse(const uint8_t *resp, size_t len, tpm2_response *o
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "tpm2 response: NULL argument");
     memset(out, 0, sizeof(*out));
     if (len < TPM2_HEADER_SIZE)
-        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "tpm2 response: %zu bytes, header needs %u",
-                           len, TPM2_HEADER_SIZE);
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "tpm2 response: %zu bytes, header needs %u", len,
+                           TPM2_HEADER_SIZE);
     uint16_t tag = (uint16_t)load_be(resp, 2);
     uint32_t size = (uint32_t)load_be(resp + 2, 4);
     uint32_t rc = (uint32_t)load_be(resp + 6, 4);
@@ -450,6 +448,13 @@ static const rc_name RC_NAMES[] = {
     {0x908, "TPM_RC_YIELDED"},
     {0x909, "TPM_RC_CANCELED"},
     {0x90A, "TPM_RC_TESTING"},
+    {0x910, "TPM_RC_REFERENCE_H0"},
+    {0x911, "TPM_RC_REFERENCE_H1"},
+    {0x912, "TPM_RC_REFERENCE_H2"},
+    {0x913, "TPM_RC_REFERENCE_H3"},
+    {0x914, "TPM_RC_REFERENCE_H4"},
+    {0x915, "TPM_RC_REFERENCE_H5"},
+    {0x916, "TPM_RC_REFERENCE_H6"},
     {0x920, "TPM_RC_NV_RATE"},
     {0x921, "TPM_RC_LOCKOUT"},
     {0x922, "TPM_RC_RETRY"},
@@ -459,6 +464,14 @@ static const rc_name RC_NAMES[] = {
 uint32_t tpm2_rc_base(uint32_t rc)
 {
     return (rc & TPM2_RC_FMT1) ? (rc & RC_FMT1_BASE_MASK) : rc;
+}
+
+unsigned tpm2_rc_handle_number(uint32_t rc)
+{
+    unsigned number = (rc >> RC_FMT1_NUMBER_SHIFT) & RC_FMT1_NUMBER_MASK;
+    if (!(rc & TPM2_RC_FMT1) || (rc & TPM2_RC_P) || number >= RC_FMT1_SESSION_BASE)
+        return 0;
+    return number;
 }
 
 vtpmca_err tpm2_rc_describe(uint32_t rc, char *out, size_t out_size)
@@ -476,12 +489,12 @@ vtpmca_err tpm2_rc_describe(uint32_t rc, char *out, size_t out_size)
     char where[24] = "";
     if (rc & TPM2_RC_FMT1) {
         unsigned number = (rc >> RC_FMT1_NUMBER_SHIFT) & RC_FMT1_NUMBER_MASK;
-        if (rc & RC_FMT1_PARAMETER)
+        if (rc & TPM2_RC_P)
             snprintf(where, sizeof(where), ", parameter %u", number);
-        else if (number >= RC_FMT1_SESSION_FIRST)
-            snprintf(where, sizeof(where), ", session %u", number - RC_FMT1_SESSION_FIRST + 1);
-        else if (number > 0)
-            snprintf(where, sizeof(where), ", handle %u", number);
+        else if (number >= RC_FMT1_SESSION_BASE)
+            snprintf(where, sizeof(where), ", session %u", number - RC_FMT1_SESSION_BASE);
+        else if (tpm2_rc_handle_number(rc) > 0)
+            snprintf(where, sizeof(where), ", handle %u", tpm2_rc_handle_number(rc));
     }
     snprintf(out, out_size, "0x%08x (%s%s)", rc, name, where);
     return VTPMCA_OK;
@@ -593,6 +606,19 @@ static vtpmca_err parse_kdf(tpm2_reader *r, tpm2_public *out, vtpmca_diag *diag)
     return VTPMCA_OK;
 }
 
+/* Hashes inside the parameters (scheme, KDF) must be known algorithms. */
+static vtpmca_err check_param_hashes(const tpm2_public *pub, vtpmca_diag *diag)
+{
+    bool scheme_has_hash = pub->scheme != TPM2_ALG_NULL && pub->scheme != TPM2_ALG_RSAES;
+    if (scheme_has_hash && !is_hash_or_null(pub->scheme_hash))
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "TPMT_PUBLIC: unknown scheme hash 0x%04x",
+                           pub->scheme_hash);
+    if (pub->type == TPM2_ALG_ECC && pub->kdf != TPM2_ALG_NULL && !is_hash_or_null(pub->kdf_hash))
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "TPMT_PUBLIC: unknown KDF hash 0x%04x",
+                           pub->kdf_hash);
+    return VTPMCA_OK;
+}
+
 vtpmca_err tpm2_public_parse(const uint8_t *tpmt_public, size_t len, tpm2_public *out,
                              vtpmca_diag *diag)
 {
@@ -641,8 +667,10 @@ vtpmca_err tpm2_public_parse(const uint8_t *tpmt_public, size_t len, tpm2_public
         return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "TPMT_PUBLIC: truncated at byte %zu of %zu",
                            r.off, len);
     if (r.off != len)
-        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "TPMT_PUBLIC: %zu trailing bytes",
-                           len - r.off);
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "TPMT_PUBLIC: %zu trailing bytes", len - r.off);
+    err = check_param_hashes(&pub, diag);
+    if (err != VTPMCA_OK)
+        return err;
     *out = pub;
     return VTPMCA_OK;
 }
@@ -684,9 +712,8 @@ vtpmca_err tpm2_put_public(tpm2_writer *w, const tpm2_public *pub)
     return tpm2_put_tpm2b(w, pub->unique_b, pub->unique_b_len);
 }
 
-vtpmca_err vtpm_object_name(const uint8_t *tpmt_public, size_t len,
-                            uint8_t name_out[TPM2_NAME_MAX], size_t *name_len,
-                            vtpmca_diag *diag)
+vtpmca_err vtpm_object_name(const uint8_t *tpmt_public, size_t len, uint8_t name_out[TPM2_NAME_MAX],
+                            size_t *name_len, vtpmca_diag *diag)
 {
     if (name_out == NULL || name_len == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "object name: NULL argument");
@@ -809,8 +836,8 @@ static vtpmca_err ecc_to_evp(const tpm2_public *pub, EVP_PKEY **out, vtpmca_diag
     vtpmca_err err;
     if (bld == NULL ||
         OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1 ||
-        OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point,
-                                         1 + 2 * coord_len) != 1) {
+        OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, 1 + 2 * coord_len) !=
+            1) {
         err = vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "TPMT_PUBLIC: EC parameters");
         vtpmca_diag_append_openssl(diag);
     } else {
@@ -835,19 +862,31 @@ vtpmca_err vtpm_tpmt_public_to_evp(const uint8_t *tpmt_public, size_t len, EVP_P
 
 /* ---- EK templates (TCG EK Credential Profile for TPM Family 2.0, Level 0, v2.x) ---- */
 
-/* PolicySecret(TPM_RH_ENDORSEMENT): H(H(0..0 || TPM_CC_PolicySecret || TPM_RH_ENDORSEMENT)
- * || policyRef=""), as the profile's Table "PolicyA_SHA256"/"PolicyB_SHA384". */
+/* PolicyA = PolicySecret(TPM_RH_ENDORSEMENT):
+ * H(H(0..0 || TPM_CC_PolicySecret || TPM_RH_ENDORSEMENT) || policyRef=""). */
 const uint8_t TPM2_EK_POLICY_A_SHA256[32] = {
-    0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc,
-    0x8d, 0x46, 0xa5, 0xd7, 0x24, 0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52,
-    0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,
+    0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc, 0x8d, 0x46, 0xa5, 0xd7, 0x24,
+    0xfd, 0x52, 0xd7, 0x6e, 0x06, 0x52, 0x0b, 0x64, 0xf2, 0xa1, 0xda, 0x1b, 0x33, 0x14, 0x69, 0xaa,
 };
 
+const uint8_t TPM2_EK_POLICY_A_SHA384[48] = {
+    0x8b, 0xbf, 0x22, 0x66, 0x53, 0x7c, 0x17, 0x1c, 0xb5, 0x6e, 0x40, 0x3c, 0x4d, 0xc1, 0xd4, 0xb6,
+    0x4f, 0x43, 0x26, 0x11, 0xdc, 0x38, 0x6e, 0x6f, 0x53, 0x20, 0x50, 0xc3, 0x27, 0x8c, 0x93, 0x0e,
+    0x14, 0x3e, 0x8b, 0xb1, 0x13, 0x38, 0x24, 0xcc, 0xb4, 0x31, 0x05, 0x38, 0x71, 0xc6, 0xdb, 0x53,
+};
+
+/* PolicyC = PolicyAuthorizeNV(I-2): H(0..0 || TPM_CC_PolicyAuthorizeNV || name of I-2). */
+const uint8_t TPM2_EK_POLICY_C_SHA384[48] = {
+    0xd6, 0x03, 0x2c, 0xe6, 0x1f, 0x2f, 0xb3, 0xc2, 0x40, 0xeb, 0x3c, 0xf6, 0xa3, 0x32, 0x37, 0xef,
+    0x2b, 0x6a, 0x16, 0xf4, 0x29, 0x3c, 0x22, 0xb4, 0x55, 0xe2, 0x61, 0xcf, 0xfd, 0x21, 0x7a, 0xd5,
+    0xb4, 0x94, 0x7c, 0x2d, 0x73, 0xe6, 0x30, 0x05, 0xee, 0xd2, 0xdc, 0x2b, 0x35, 0x93, 0xd1, 0x65,
+};
+
+/* PolicyB = PolicyOR(PolicyA, PolicyC): H(0..0 || TPM_CC_PolicyOR || PolicyA || PolicyC). */
 const uint8_t TPM2_EK_POLICY_B_SHA384[48] = {
-    0xb2, 0x6e, 0x7d, 0x28, 0xd1, 0x1a, 0x50, 0xbc, 0x53, 0xd8, 0x82, 0xbc,
-    0xf5, 0xfd, 0x3a, 0x1a, 0x07, 0x41, 0x48, 0xbb, 0x35, 0xd3, 0xb4, 0xe4,
-    0xcb, 0x1c, 0x0a, 0xd9, 0xbd, 0xe4, 0x19, 0xca, 0xcb, 0x47, 0xba, 0x09,
-    0x69, 0x96, 0x46, 0x15, 0x0f, 0x9f, 0xc0, 0x00, 0xf3, 0xf8, 0x0e, 0x12,
+    0xb2, 0x6e, 0x7d, 0x28, 0xd1, 0x1a, 0x50, 0xbc, 0x53, 0xd8, 0x82, 0xbc, 0xf5, 0xfd, 0x3a, 0x1a,
+    0x07, 0x41, 0x48, 0xbb, 0x35, 0xd3, 0xb4, 0xe4, 0xcb, 0x1c, 0x0a, 0xd9, 0xbd, 0xe4, 0x19, 0xca,
+    0xcb, 0x47, 0xba, 0x09, 0x69, 0x96, 0x46, 0x15, 0x0f, 0x9f, 0xc0, 0x00, 0xf3, 0xf8, 0x0e, 0x12,
 };
 
 /* The low-range templates put zeros of the key size in `unique` (RSA 256 bytes, P-256 32

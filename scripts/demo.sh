@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The "run it" demo: installs dependencies, builds vtpmca into build/, starts vtpmcad on
 # 127.0.0.1 with a fresh state dir (state/demo) and a TEST root, and walks through offline and
-# online SEV-SNP verification. Exits non-zero as soon as a step does not behave as expected.
+# online SEV-SNP verification and the KBS persistence-key release to a simulated SVSM
+# (svsm-sim: two boots of one instance, then a refused one). Exits non-zero as soon as a step
+# does not behave as expected.
 # Usage: bash scripts/demo.sh   (VTPMCA_BUILD_DIR=DIR builds and runs from DIR instead)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +51,7 @@ cmake --build "$BUILD" -j"$(nproc)"
 VTPMCA=$BUILD/vtpmca
 VTPMCAD=$BUILD/vtpmcad
 TESTROOT_TOOL=$BUILD/snp-testroot
+SVSM_SIM=$BUILD/svsm-sim
 
 step "3. Fresh state directory state/demo"
 rm -rf "$STATE"
@@ -153,7 +156,43 @@ grep -E '^vtpmca_(snp_verifications_total|http_requests_total)' "$STATE/metrics.
 grep -qE '^vtpmca_snp_verifications_total\{outcome="pass"\} 1$' "$STATE/metrics.txt" ||
     fail "metrics do not count the passing verification"
 
-step "12. Stop vtpmcad with SIGTERM"
+step "12. A simulated SVSM machine (svsm-sim, TEST VCEK) and its enrolled instance"
+SVSM_PLATFORM=$STATE/svsm-platform
+SVSM_STATE=$STATE/svsm-vm1
+"$SVSM_SIM" platform-init --platform "$SVSM_PLATFORM" --test-root "$TESTROOT" --product milan
+expect_exit 0 "$VTPMCA" snp import-vcek --db "$DB" --vcek "$SVSM_PLATFORM/vcek.der" \
+    --roots "$TESTROOT"
+expect_exit 0 "$VTPMCA" instance enroll vm1 --fleet demo --db "$DB" | tee "$STATE/enroll-vm1.txt"
+RESOURCE=$(sed -nE 's/^resource path: +(.+)$/\1/p' "$STATE/enroll-vm1.txt")
+[ -n "$RESOURCE" ] || fail "instance enroll printed no resource path"
+
+SVSM_BOOT=("$SVSM_SIM" boot --server "$URL" --platform "$SVSM_PLATFORM" --state "$SVSM_STATE"
+    --resource "$RESOURCE")
+ek_of() { sed -nE 's/^ +EK RSA-2048 sha256 ([0-9a-f]{64}).*$/\1/p' "$STATE/$1.txt"; }
+
+step "13. KBS: the first boot of vm1 receives its persistence key and makes a new vTPM"
+expect_exit 0 "${SVSM_BOOT[@]}" --measurement "$GOOD_MEASUREMENT" >"$STATE/boot-1.txt"
+cat "$STATE/boot-1.txt"
+grep -q "manufactured a new vTPM" "$STATE/boot-1.txt" || fail "the first boot made no vTPM"
+[ -n "$(ek_of boot-1)" ] || fail "the first boot printed no EK"
+
+step "14. KBS: the second boot of vm1 reopens its vTPM with the released key (same EK)"
+expect_exit 0 "${SVSM_BOOT[@]}" --measurement "$GOOD_MEASUREMENT" >"$STATE/boot-2.txt"
+grep -E "^\[|EK RSA-2048|update counter|boot OK" "$STATE/boot-2.txt"
+[ "$(ek_of boot-2)" = "$(ek_of boot-1)" ] || fail "the reopened vTPM has another EK"
+grep -q "(same as recorded)" "$STATE/boot-2.txt" || fail "the second boot did not check the EK"
+
+step "15. KBS: a boot with a wrong measurement is refused and changes nothing"
+cp "$SVSM_STATE/vtpm.state" "$STATE/vtpm.state.before"
+expect_exit 1 "${SVSM_BOOT[@]}" --measurement "$BAD_MEASUREMENT" >"$STATE/boot-refused.txt"
+grep -E "^\[|REFUSED" "$STATE/boot-refused.txt"
+grep -q "^boot REFUSED at resource" "$STATE/boot-refused.txt" ||
+    fail "the refusal does not come from the key release"
+cmp -s "$SVSM_STATE/vtpm.state" "$STATE/vtpm.state.before" ||
+    fail "the refused boot changed the vTPM state"
+echo "vTPM state unchanged"
+
+step "16. Stop vtpmcad with SIGTERM"
 kill -TERM "$DAEMON_PID"
 status=0
 wait "$DAEMON_PID" || status=$?

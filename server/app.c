@@ -2,9 +2,14 @@
 #include "app_internal.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vtpmca/fileio.h"
@@ -18,6 +23,14 @@ static const server_route app_routes[] = {
     {"GET", "/healthz", SERVER_BODY_NONE, handle_healthz},
     {"GET", "/metrics", SERVER_BODY_NONE, handle_metrics},
     {"POST", "/v1/snp/verify", SERVER_BODY_JSON, server_handle_snp_verify},
+    /* The admin API authenticates and routes itself (server/admin_routes.c). */
+    {"GET", "/v1/admin/*", SERVER_BODY_NONE, server_handle_admin},
+    {"POST", "/v1/admin/*", SERVER_BODY_JSON, server_handle_admin},
+    /* KBS protocol 0.4.0 (server/kbs_routes.c). */
+    {"POST", "/kbs/v0/auth", SERVER_BODY_JSON, server_handle_kbs_auth},
+    {"POST", "/kbs/v0/attest", SERVER_BODY_JSON, server_handle_kbs_attest},
+    {"GET", "/kbs/v0/resource/*", SERVER_BODY_NONE, server_handle_kbs_resource},
+    {"POST", "/kbs/v0/resource/*", SERVER_BODY_JSON, server_handle_kbs_resource},
 };
 #define N_APP_ROUTES (sizeof(app_routes) / sizeof(app_routes[0]))
 
@@ -64,7 +77,9 @@ static void handle_metrics(void *ctx, const server_request *request, server_resp
     };
     char *text = NULL;
     size_t len = 0;
-    if (server_metrics_render(app->metrics, &external, &text, &len) != VTPMCA_OK) {
+    if (server_metrics_render(app->metrics, &external, &text, &len) != VTPMCA_OK ||
+        server_kbs_metrics_append(app->kbs, &text, &len) != VTPMCA_OK) {
+        free(text);
         server_response_error(response, 503, "unavailable", "cannot render metrics");
         return;
     }
@@ -156,11 +171,82 @@ vtpmca_err server_app_new(const server_config *config, server_app **out, vtpmca_
         if (err != VTPMCA_OK)
             vtpmca_fail(diag, err, "cannot create the metrics");
     }
+    if (err == VTPMCA_OK)
+        err = server_admin_setup(app, diag);
+    if (err == VTPMCA_OK)
+        err = server_kbs_setup(app, diag);
     if (err != VTPMCA_OK) {
         server_app_free(app);
         return err;
     }
     *out = app;
+    return VTPMCA_OK;
+}
+
+#define TLS_FILE_MAX (1u << 20)
+
+static void free_tls_material(server_app *app)
+{
+    free(app->tls_cert_pem);
+    app->tls_cert_pem = NULL;
+    if (app->tls_key_pem != NULL)
+        OPENSSL_clear_free(app->tls_key_pem, app->tls_key_len);
+    app->tls_key_pem = NULL;
+    app->tls_key_len = 0;
+}
+
+/* Checks the PEM files with OpenSSL before GnuTLS sees them: precise messages, and no
+ * half-loaded credentials inside libmicrohttpd on a failed start. */
+static vtpmca_err check_tls_pair(const char *cert_pem, size_t cert_len, const char *key_pem,
+                                 size_t key_len, vtpmca_diag *diag)
+{
+    BIO *cert_bio = BIO_new_mem_buf(cert_pem, (int)cert_len);
+    BIO *key_bio = BIO_new_mem_buf(key_pem, (int)key_len);
+    X509 *cert = cert_bio != NULL ? PEM_read_bio_X509(cert_bio, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *key = key_bio != NULL ? PEM_read_bio_PrivateKey(key_bio, NULL, NULL, NULL) : NULL;
+    vtpmca_err err = VTPMCA_OK;
+    if (cert == NULL)
+        err = vtpmca_fail(diag, VTPMCA_ERR_PARSE, "tls_cert_file: no PEM certificate");
+    else if (key == NULL)
+        err = vtpmca_fail(diag, VTPMCA_ERR_PARSE, "tls_key_file: no unencrypted PEM private key");
+    else if (X509_check_private_key(cert, key) != 1)
+        err = vtpmca_fail(diag, VTPMCA_ERR_CRYPTO,
+                          "tls_key_file does not hold the key of tls_cert_file's certificate");
+    ERR_clear_error();
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    BIO_free(cert_bio);
+    BIO_free(key_bio);
+    return err;
+}
+
+/* Reads the HTTPS certificate and key (kept until the server stops). */
+static vtpmca_err load_tls_material(server_app *app, vtpmca_diag *diag)
+{
+    const server_config *cfg = &app->config;
+    if (cfg->tls_cert_file[0] == '\0')
+        return VTPMCA_OK;
+    uint8_t *cert = NULL, *key = NULL;
+    size_t cert_len = 0, key_len = 0;
+    vtpmca_err err = vt_file_read(cfg->tls_cert_file, TLS_FILE_MAX, &cert, &cert_len, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    struct stat sb;
+    if (stat(cfg->tls_key_file, &sb) == 0 && (sb.st_mode & 077) != 0)
+        vtpmca_log(VTPMCA_LOG_WARN, "tls.key_permissions", "file", cfg->tls_key_file, "message",
+                   "the TLS private key is accessible to group or others; chmod 600 it", NULL);
+    err = vt_file_read(cfg->tls_key_file, TLS_FILE_MAX, &key, &key_len, diag);
+    if (err == VTPMCA_OK)
+        err = check_tls_pair((const char *)cert, cert_len, (const char *)key, key_len, diag);
+    if (err != VTPMCA_OK) {
+        free(cert);
+        if (key != NULL)
+            OPENSSL_clear_free(key, key_len);
+        return err;
+    }
+    app->tls_cert_pem = (char *)cert;
+    app->tls_key_pem = (char *)key;
+    app->tls_key_len = key_len;
     return VTPMCA_OK;
 }
 
@@ -183,10 +269,16 @@ vtpmca_err server_app_start(server_app *app, vtpmca_diag *diag)
         .connection_timeout_s = cfg->connection_timeout_s,
         .max_body_bytes = cfg->max_body_bytes,
     };
-    vtpmca_err err =
-        server_http_start(&hc, app_routes, N_APP_ROUTES, app, app->metrics, &app->http, diag);
+    vtpmca_err err = load_tls_material(app, diag);
     if (err != VTPMCA_OK)
         return err;
+    hc.tls_cert_pem = app->tls_cert_pem;
+    hc.tls_key_pem = app->tls_key_pem;
+    err = server_http_start(&hc, app_routes, N_APP_ROUTES, app, app->metrics, &app->http, diag);
+    if (err != VTPMCA_OK) {
+        free_tls_material(app);
+        return err;
+    }
     char port[16];
     snprintf(port, sizeof(port), "%u", server_http_port(app->http));
     if (cfg->port_file[0] != '\0') {
@@ -196,11 +288,15 @@ vtpmca_err server_app_start(server_app *app, vtpmca_diag *diag)
         if (err != VTPMCA_OK) {
             server_http_stop(app->http, 0);
             app->http = NULL;
+            free_tls_material(app);
             return err;
         }
     }
+    char admin_keys[16];
+    snprintf(admin_keys, sizeof(admin_keys), "%zu", admin_auth_key_count(app->admin));
     vtpmca_log(VTPMCA_LOG_INFO, "start", "version", server_version(), "listen", cfg->listen, "port",
-               port, "db", cfg->db, "kds", app->kds != NULL ? "enabled" : "disabled", NULL);
+               port, "tls", hc.tls_cert_pem != NULL ? "on" : "off", "db", cfg->db, "kds",
+               app->kds != NULL ? "enabled" : "disabled", "admin_keys", admin_keys, NULL);
     return VTPMCA_OK;
 }
 
@@ -215,6 +311,7 @@ void server_app_stop(server_app *app)
         return;
     server_http_stop(app->http, app->config.shutdown_grace_ms);
     app->http = NULL;
+    free_tls_material(app);
     if (app->config.port_file[0] != '\0')
         unlink(app->config.port_file);
     vtpmca_log(VTPMCA_LOG_INFO, "http.stopped", NULL);
@@ -225,6 +322,8 @@ void server_app_free(server_app *app)
     if (app == NULL)
         return;
     server_app_stop(app);
+    admin_auth_free(app->admin);
+    server_kbs_free(app->kbs);
     server_metrics_free(app->metrics);
     policy_cache_free(app->policies);
     snp_verifier_free(app->verifier);

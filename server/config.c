@@ -23,6 +23,7 @@ typedef enum {
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
     OPT_PRODUCT,
+    OPT_PATH_LIST, /* server_config_paths: each value appends, "" clears */
 } option_type;
 
 typedef struct {
@@ -39,6 +40,7 @@ typedef struct {
 #define STR_OPT(field, empty_ok)                                                                   \
     OPT_STRING, offsetof(server_config, field), sizeof(((server_config *)0)->field), empty_ok, 0, 0
 #define NUM_OPT(type, field, lo, hi) type, offsetof(server_config, field), 0, false, lo, hi
+#define LIST_OPT(field) OPT_PATH_LIST, offsetof(server_config, field), 0, true, 0, 0
 
 static const option_def options[] = {
     {"listen", STR_OPT(listen, false), "127.0.0.1",
@@ -80,6 +82,33 @@ static const option_def options[] = {
      "parsed fleet policies kept in memory"},
     {"policy_refresh_ms", NUM_OPT(OPT_UINT, policy_refresh_ms, 0, 3600000), "1000",
      "how long the latest policy version of a fleet is reused before asking the store again"},
+    {"tls_cert_file", STR_OPT(tls_cert_file, true), "",
+     "PEM certificate (then intermediates) for HTTPS; with tls_key_file"},
+    {"tls_key_file", STR_OPT(tls_key_file, true), "", "PEM private key for HTTPS (mode 0600)"},
+    {"admin_keys_dir", STR_OPT(admin_keys_dir, true), "",
+     "admin API keys: NAME.pub.pem (role admin) and auditors/NAME.pub.pem (role auditor)"},
+    {"admin_key", LIST_OPT(admin_keys), "",
+     "one admin public key NAME.pub.pem (role admin); repeatable, empty clears"},
+    {"auditor_key", LIST_OPT(auditor_keys), "",
+     "one auditor public key NAME.pub.pem (read-only); repeatable, empty clears"},
+    {"kbs_key_file", STR_OPT(kbs_key_file, true), "",
+     "KBS binding signing key, PEM, created when missing (default <state_dir>/kbs-key.pem)"},
+    {"kbs_key_curve", STR_OPT(kbs_key_curve, false), "p384",
+     "curve of the KBS key: p384 (ES384) or p256 (ES256)"},
+    {"kbs_token_key_file", STR_OPT(kbs_token_key_file, true), "",
+     "attestation token signing key, PEM, created when missing (default "
+     "<state_dir>/token-key.pem)"},
+    {"kbs_token_alg", STR_OPT(kbs_token_alg, false), "ES384",
+     "attestation token algorithm: ES384 or ES256"},
+    {"master_key_file", STR_OPT(master_key_file, true), "",
+     "master key wrapping the persistence keys, 32 bytes, created when missing (default "
+     "<state_dir>/master.key)"},
+    {"kbs_session_capacity", NUM_OPT(OPT_UINT, kbs_session_capacity, 1, 10000000), "4096",
+     "KBS sessions held at most; memory stays bounded under floods of auth calls"},
+    {"kbs_auth_ttl_s", NUM_OPT(OPT_UINT, kbs_auth_ttl_s, 1, 86400), "60",
+     "seconds a KBS session may take from auth to attest"},
+    {"kbs_session_ttl_s", NUM_OPT(OPT_UINT, kbs_session_ttl_s, 1, 86400), "300",
+     "seconds an attested KBS session and its token stay valid"},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -163,6 +192,22 @@ static vtpmca_err parse_positive_double(const char *key, const char *value, doub
     return VTPMCA_OK;
 }
 
+static vtpmca_err set_string(const char *key, char *field, size_t size, bool allow_empty,
+                             const char *value, vtpmca_diag *diag)
+{
+    size_t len = strlen(value);
+    if (len == 0 && !allow_empty)
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s: must not be empty", key);
+    if (len >= size)
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s: longer than %zu characters", key, size - 1);
+    for (size_t i = 0; i < len; i++) {
+        if (iscntrl((unsigned char)value[i]))
+            return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s: contains a control character", key);
+    }
+    memcpy(field, value, len + 1);
+    return VTPMCA_OK;
+}
+
 /* Parses into a temporary first so a bad value leaves the config unchanged. */
 static vtpmca_err apply_option(server_config *cfg, const option_def *opt, const char *value,
                                vtpmca_diag *diag)
@@ -171,21 +216,8 @@ static vtpmca_err apply_option(server_config *cfg, const option_def *opt, const 
     unsigned long long n = 0;
     vtpmca_err err;
     switch (opt->type) {
-    case OPT_STRING: {
-        size_t len = strlen(value);
-        if (len == 0 && !opt->allow_empty)
-            return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s: must not be empty", opt->key);
-        if (len >= opt->string_size)
-            return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s: longer than %zu characters", opt->key,
-                               opt->string_size - 1);
-        for (size_t i = 0; i < len; i++) {
-            if (iscntrl((unsigned char)value[i]))
-                return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s: contains a control character",
-                                   opt->key);
-        }
-        memcpy(field, value, len + 1);
-        return VTPMCA_OK;
-    }
+    case OPT_STRING:
+        return set_string(opt->key, field, opt->string_size, opt->allow_empty, value, diag);
     case OPT_UINT:
         err = parse_unsigned(opt->key, value, opt->min, opt->max, &n, diag);
         if (err == VTPMCA_OK)
@@ -231,6 +263,21 @@ static vtpmca_err apply_option(server_config *cfg, const option_def *opt, const 
                                opt->key, value);
         *(vtpmca_log_format *)(void *)field = format;
         return VTPMCA_OK;
+    }
+    case OPT_PATH_LIST: {
+        server_config_paths *list = (server_config_paths *)(void *)field;
+        if (*value == '\0') {
+            memset(list, 0, sizeof(*list));
+            return VTPMCA_OK;
+        }
+        if (list->count == SERVER_CONFIG_LIST_MAX)
+            return vtpmca_fail(diag, VTPMCA_ERR_LIMIT, "%s: at most %d entries", opt->key,
+                               SERVER_CONFIG_LIST_MAX);
+        err = set_string(opt->key, list->path[list->count], sizeof(list->path[0]), false, value,
+                         diag);
+        if (err == VTPMCA_OK)
+            list->count++;
+        return err;
     }
     case OPT_PRODUCT: {
         snp_product product = SNP_PRODUCT_UNKNOWN;
@@ -466,12 +513,21 @@ vtpmca_err server_config_finalize(server_config *cfg, vtpmca_diag *diag)
         inet_pton(AF_INET6, cfg->listen, &scratch) != 1)
         return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "listen: '%.60s' is not an IPv4 or IPv6 address",
                            cfg->listen);
+    if ((cfg->tls_cert_file[0] == '\0') != (cfg->tls_key_file[0] == '\0'))
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE,
+                           "tls_cert_file and tls_key_file must be set together");
+    bool tls = cfg->tls_cert_file[0] != '\0';
     bool ipv6 = false;
-    if (!is_loopback(cfg->listen, &ipv6) && !cfg->allow_remote_plain_http)
+    if (!is_loopback(cfg->listen, &ipv6) && !tls && !cfg->allow_remote_plain_http)
         return vtpmca_fail(diag, VTPMCA_ERR_POLICY,
                            "listen: refusing non-loopback address %.60s without TLS; set "
-                           "allow_remote_plain_http = true to accept plain HTTP from the network",
+                           "tls_cert_file and tls_key_file, or allow_remote_plain_http = true to "
+                           "accept plain HTTP from the network",
                            cfg->listen);
+    if (strcmp(cfg->kbs_key_curve, "p384") != 0 && strcmp(cfg->kbs_key_curve, "p256") != 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "kbs_key_curve: must be p384 or p256");
+    if (strcmp(cfg->kbs_token_alg, "ES384") != 0 && strcmp(cfg->kbs_token_alg, "ES256") != 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "kbs_token_alg: must be ES384 or ES256");
     if (cfg->kds_url[0] != '\0' && strncmp(cfg->kds_url, "https://", 8) != 0 &&
         strncmp(cfg->kds_url, "http://", 7) != 0)
         return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "kds_url: must start with https:// or http://");

@@ -438,8 +438,14 @@ vtpmca_err server_http_start(const server_http_config *config, const server_rout
                              vtpmca_diag *diag)
 {
     if (config == NULL || config->listen == NULL || routes == NULL || n_routes == 0 ||
-        metrics == NULL || out == NULL || config->port > 65535 || config->max_body_bytes == 0)
+        metrics == NULL || out == NULL || config->port > 65535 || config->max_body_bytes == 0 ||
+        (config->tls_cert_pem == NULL) != (config->tls_key_pem == NULL))
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "http: bad arguments");
+    const bool tls = config->tls_cert_pem != NULL;
+    if (tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "HTTPS is unavailable: this libmicrohttpd was built without TLS "
+                           "(GnuTLS) support");
     struct sockaddr_storage addr;
     bool ipv6 = false;
     vtpmca_err err = make_sockaddr(config->listen, config->port, &addr, &ipv6, diag);
@@ -485,6 +491,16 @@ vtpmca_err server_http_start(const server_http_config *config, const server_rout
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (ipv6)
         flags |= MHD_USE_IPv6;
+    if (tls)
+        flags |= MHD_USE_TLS;
+    /* TLS options only with TLS (the first entry ends the array otherwise): TLS 1.2 and 1.3
+     * with GnuTLS's NORMAL cipher suites. */
+    struct MHD_OptionItem tls_options[] = {
+        {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, (void *)config->tls_cert_pem},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)config->tls_key_pem},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+        {MHD_OPTION_END, 0, NULL},
+    };
     http->starter = pthread_self();
     atomic_store(&http->starting, true);
     /* The logger goes first so that libmicrohttpd reports even option errors through it. */
@@ -493,7 +509,7 @@ vtpmca_err server_http_start(const server_http_config *config, const server_rout
         on_mhd_log, http, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, config->connection_limit,
         MHD_OPTION_CONNECTION_TIMEOUT, config->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, http, MHD_OPTION_END);
+        on_completed, http, MHD_OPTION_ARRAY, tls_options, MHD_OPTION_END);
     atomic_store(&http->starting, false);
     if (http->daemon == NULL) {
         err = vtpmca_fail(diag, VTPMCA_ERR_IO, "cannot listen on %s port %u: %s", config->listen,

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store_backend.h"
 
@@ -67,6 +68,12 @@ static bool is_clean_utf8(const char *text)
     return true;
 }
 
+static bool is_name_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+}
+
 static vtpmca_err check_fleet_name(const char *name, vtpmca_diag *diag)
 {
     if (name == NULL)
@@ -78,9 +85,7 @@ static vtpmca_err check_fleet_name(const char *name, vtpmca_diag *diag)
                            len);
     for (size_t i = 0; i < len; i++) {
         char c = name[i];
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                  c == '.' || c == '_' || c == '-';
-        if (!ok)
+        if (!is_name_char(c))
             return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
                                "store: fleet name may only hold [A-Za-z0-9._-] (bad byte "
                                "0x%02x at offset %zu)",
@@ -311,4 +316,648 @@ vtpmca_err store_policy_history(store *st, const char *fleet, store_policy_versi
     if (err != VTPMCA_OK)
         return err;
     return st->ops->policy_history(st->impl, fleet, out, n, diag);
+}
+
+/* ---- Instances ---- */
+
+const char *store_key_mode_name(store_key_mode mode)
+{
+    switch (mode) {
+    case STORE_KEY_GENERATED:
+        return "generated";
+    case STORE_KEY_WRAPPED:
+        return "wrapped";
+    }
+    return "unknown";
+}
+
+vtpmca_err store_key_mode_parse(const char *text, store_key_mode *out)
+{
+    if (text == NULL || out == NULL)
+        return VTPMCA_ERR_INVALID_ARG;
+    if (strcmp(text, "generated") == 0)
+        *out = STORE_KEY_GENERATED;
+    else if (strcmp(text, "wrapped") == 0)
+        *out = STORE_KEY_WRAPPED;
+    else
+        return VTPMCA_ERR_INVALID_ARG;
+    return VTPMCA_OK;
+}
+
+vtpmca_err store_check_instance_id(const char *id, vtpmca_diag *diag)
+{
+    if (id == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: instance id missing");
+    size_t len = strlen(id);
+    if (len == 0 || len > STORE_INSTANCE_ID_MAX)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: instance id must be 1 to %d characters, got %zu",
+                           STORE_INSTANCE_ID_MAX, len);
+    for (size_t i = 0; i < len; i++) {
+        if (!is_name_char(id[i]) && id[i] != ':')
+            return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                               "store: instance id may only hold [A-Za-z0-9._:-] (bad byte "
+                               "0x%02x at offset %zu)",
+                               (unsigned)(unsigned char)id[i], i);
+    }
+    return VTPMCA_OK;
+}
+
+vtpmca_err store_check_resource_path(const char *path, vtpmca_diag *diag)
+{
+    static const char *const segment_names[] = {"repository", "type", "tag"};
+    if (path == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: resource path missing");
+    const char *p = path;
+    for (int segment = 0; segment < 3; segment++) {
+        size_t len = 0;
+        while (p[len] != '\0' && p[len] != '/') {
+            if (!is_name_char(p[len]))
+                return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                                   "store: resource path %s may only hold [A-Za-z0-9._-] (bad "
+                                   "byte 0x%02x at offset %zu)",
+                                   segment_names[segment], (unsigned)(unsigned char)p[len],
+                                   (size_t)(p - path) + len);
+            len++;
+        }
+        if (len == 0 || len > STORE_RESOURCE_SEGMENT_MAX)
+            return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                               "store: resource path %s must be 1 to %d characters, got %zu "
+                               "(the form is <repository>/<type>/<tag>)",
+                               segment_names[segment], STORE_RESOURCE_SEGMENT_MAX, len);
+        /* HTTP clients fold "." and ".." segments away: such a path could never be asked for. */
+        if ((len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+            return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                               "store: resource path %s may not be . or ..",
+                               segment_names[segment]);
+        p += len;
+        if (segment < 2 && *p != '/')
+            return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                               "store: resource path must be <repository>/<type>/<tag>");
+        if (segment < 2)
+            p++;
+    }
+    if (*p != '\0')
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: resource path has more than three segments");
+    return VTPMCA_OK;
+}
+
+/* A fixed-size text field of a struct the caller filled: it must end inside its array. */
+static bool is_terminated(const char *field, size_t size)
+{
+    return memchr(field, '\0', size) != NULL;
+}
+
+static vtpmca_err check_instance(const store_instance *inst, vtpmca_diag *diag)
+{
+    if (!is_terminated(inst->id, sizeof(inst->id)) ||
+        !is_terminated(inst->fleet, sizeof(inst->fleet)) ||
+        !is_terminated(inst->resource_path, sizeof(inst->resource_path)))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: instance text field is not NUL-terminated");
+    vtpmca_err err = store_check_instance_id(inst->id, diag);
+    if (err == VTPMCA_OK)
+        err = check_fleet_name(inst->fleet, diag);
+    if (err == VTPMCA_OK)
+        err = store_check_resource_path(inst->resource_path, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    switch (inst->key_mode) {
+    case STORE_KEY_GENERATED:
+        if (inst->wrapped_key == NULL || inst->wrapped_key_len == 0)
+            return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                               "store: instance %s: generated key mode needs its wrapped key",
+                               inst->id);
+        if (inst->wrapped_key_len > STORE_WRAPPED_KEY_MAX)
+            return vtpmca_fail(diag, VTPMCA_ERR_LIMIT,
+                               "store: instance %s: wrapped key of %zu bytes exceeds %d", inst->id,
+                               inst->wrapped_key_len, STORE_WRAPPED_KEY_MAX);
+        return VTPMCA_OK;
+    case STORE_KEY_WRAPPED:
+        if (inst->wrapped_key != NULL || inst->wrapped_key_len != 0)
+            return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                               "store: instance %s: wrapped key mode stores no key", inst->id);
+        return VTPMCA_OK;
+    }
+    return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: instance %s: unknown key mode %d",
+                       inst->id, (int)inst->key_mode);
+}
+
+static vtpmca_err check_audit_event(const store_audit_event *ev, vtpmca_diag *diag)
+{
+    const struct {
+        const char *name;
+        const char *text;
+        size_t size;
+    } fields[] = {
+        {"actor", ev->actor, sizeof(ev->actor)},
+        {"action", ev->action, sizeof(ev->action)},
+        {"instance_id", ev->instance_id, sizeof(ev->instance_id)},
+        {"outcome", ev->outcome, sizeof(ev->outcome)},
+        {"measurement", ev->measurement, sizeof(ev->measurement)},
+        {"chip_id", ev->chip_id, sizeof(ev->chip_id)},
+        {"detail", ev->detail, sizeof(ev->detail)},
+    };
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        if (!is_terminated(fields[i].text, fields[i].size))
+            return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                               "store: audit %s is not NUL-terminated", fields[i].name);
+        if (!is_clean_utf8(fields[i].text))
+            return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                               "store: audit %s is not valid UTF-8 or holds control characters",
+                               fields[i].name);
+    }
+    if (ev->action[0] == '\0' ||
+        strspn(ev->action, "abcdefghijklmnopqrstuvwxyz0123456789_.") != strlen(ev->action))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: audit action must be non-empty [a-z0-9_.]");
+    if (strspn(ev->measurement, "0123456789abcdef") != strlen(ev->measurement) ||
+        strspn(ev->chip_id, "0123456789abcdef") != strlen(ev->chip_id))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: audit measurement and chip_id are lower-case hex");
+    if (ev->at_ms < 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: audit time is negative");
+    return VTPMCA_OK;
+}
+
+/* Validates the caller's audit rows as the backend asks for them. */
+struct describe_checked_ctx {
+    store_audit_describe_fn describe;
+    void *ctx;
+    vtpmca_diag *diag;
+};
+
+static vtpmca_err describe_checked(const store_instance *item, size_t index,
+                                   store_audit_event *event, void *ctx)
+{
+    struct describe_checked_ctx *c = ctx;
+    vtpmca_err err = c->describe(item, index, event, c->ctx);
+    if (err != VTPMCA_OK)
+        return vtpmca_fail(c->diag, err, "store: item %zu: no audit row could be made", index);
+    return check_audit_event(event, c->diag);
+}
+
+vtpmca_err store_instance_put_batch_audited(store *st, const store_instance *items, size_t n,
+                                            store_audit_describe_fn describe, void *ctx,
+                                            size_t *failed_index, vtpmca_diag *diag)
+{
+    if (failed_index != NULL)
+        *failed_index = n;
+    if (st == NULL || items == NULL || n == 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: instance put: missing argument");
+    for (size_t i = 0; i < n; i++) {
+        vtpmca_diag item_diag = {{0}};
+        vtpmca_err err = check_instance(&items[i], &item_diag);
+        if (err != VTPMCA_OK) {
+            if (failed_index != NULL)
+                *failed_index = i;
+            return n > 1 ? vtpmca_fail(diag, err, "%s (item %zu)", item_diag.msg, i)
+                         : vtpmca_fail(diag, err, "%s", item_diag.msg);
+        }
+    }
+    struct describe_checked_ctx checked = {describe, ctx, diag};
+    return st->ops->instance_put_batch(st->impl, items, n,
+                                       describe != NULL ? describe_checked : NULL, &checked,
+                                       failed_index, diag);
+}
+
+vtpmca_err store_instance_put_batch(store *st, const store_instance *items, size_t n,
+                                    size_t *failed_index, vtpmca_diag *diag)
+{
+    return store_instance_put_batch_audited(st, items, n, NULL, NULL, failed_index, diag);
+}
+
+vtpmca_err store_instance_put(store *st, const store_instance *instance, vtpmca_diag *diag)
+{
+    return store_instance_put_batch_audited(st, instance, 1, NULL, NULL, NULL, diag);
+}
+
+vtpmca_err store_instance_get(store *st, const char *id, store_instance *out, vtpmca_diag *diag)
+{
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (st == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: instance get: missing argument");
+    vtpmca_err err = store_check_instance_id(id, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    return st->ops->instance_get(st->impl, id, NULL, out, diag);
+}
+
+vtpmca_err store_instance_get_by_path(store *st, const char *resource_path, store_instance *out,
+                                      vtpmca_diag *diag)
+{
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (st == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: instance get: missing argument");
+    vtpmca_err err = store_check_resource_path(resource_path, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    return st->ops->instance_get(st->impl, NULL, resource_path, out, diag);
+}
+
+vtpmca_err store_instance_list(store *st, const char *fleet, const char *after_id, size_t limit,
+                               store_instance **out, size_t *n, vtpmca_diag *diag)
+{
+    if (st == NULL || out == NULL || n == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: instance list: missing argument");
+    *out = NULL;
+    *n = 0;
+    if (limit == 0 || limit > STORE_LIST_MAX)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: instance list limit must be 1 to %d, got %zu", STORE_LIST_MAX,
+                           limit);
+    vtpmca_err err = fleet != NULL ? check_fleet_name(fleet, diag) : VTPMCA_OK;
+    if (err == VTPMCA_OK && after_id != NULL)
+        err = store_check_instance_id(after_id, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    return st->ops->instance_list(st->impl, fleet, after_id, limit, out, n, diag);
+}
+
+vtpmca_err store_instance_set_disabled(store *st, const char *id, bool disabled, vtpmca_diag *diag)
+{
+    if (st == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: instance disable: missing store");
+    vtpmca_err err = store_check_instance_id(id, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    return st->ops->instance_set_disabled(st->impl, id, disabled, diag);
+}
+
+void store_instance_free_fields(store_instance *instance)
+{
+    if (instance == NULL)
+        return;
+    free(instance->wrapped_key);
+    instance->wrapped_key = NULL;
+    instance->wrapped_key_len = 0;
+}
+
+void store_instance_list_free(store_instance *items, size_t n)
+{
+    if (items == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        store_instance_free_fields(&items[i]);
+    free(items);
+}
+
+/* ---- Audit log ---- */
+
+vtpmca_err store_audit_append(store *st, const store_audit_event *event, vtpmca_diag *diag)
+{
+    if (st == NULL || event == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: audit append: missing argument");
+    vtpmca_err err = check_audit_event(event, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    return st->ops->audit_append(st->impl, event, diag);
+}
+
+vtpmca_err store_audit_query(store *st, const store_audit_filter *filter, store_audit_event **out,
+                             size_t *n, vtpmca_diag *diag)
+{
+    if (st == NULL || filter == NULL || out == NULL || n == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: audit query: missing argument");
+    *out = NULL;
+    *n = 0;
+    if (filter->limit == 0 || filter->limit > STORE_LIST_MAX)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: audit query limit must be 1 to %d, got %zu", STORE_LIST_MAX,
+                           filter->limit);
+    if (filter->since_ms < 0 || filter->until_ms < 0 || filter->after_seq < 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: audit query bounds must not be negative");
+    const char *texts[] = {filter->instance_id, filter->action, filter->outcome};
+    for (size_t i = 0; i < 3; i++) {
+        if (texts[i] != NULL) {
+            vtpmca_err err = check_text("audit filter", texts[i], 1, 255, diag);
+            if (err != VTPMCA_OK)
+                return err;
+        }
+    }
+    return st->ops->audit_query(st->impl, filter, out, n, diag);
+}
+
+/* ---- Rollback ledger ---- */
+
+struct store_ledger_writer {
+    const struct store_backend_ops *ops;
+    void *impl;
+};
+
+vtpmca_err store_ledger_writer_open(store *st, store_ledger_writer **out, vtpmca_diag *diag)
+{
+    if (st == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: ledger writer: missing argument");
+    *out = NULL;
+    store_ledger_writer *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "store: out of memory");
+    w->ops = st->ops;
+    vtpmca_err err = st->ops->ledger_writer_open(st->impl, &w->impl, diag);
+    if (err != VTPMCA_OK) {
+        free(w);
+        return err;
+    }
+    *out = w;
+    return VTPMCA_OK;
+}
+
+void store_ledger_writer_close(store_ledger_writer *w)
+{
+    if (w == NULL)
+        return;
+    w->ops->ledger_writer_close(w->impl);
+    free(w);
+}
+
+vtpmca_err store_ledger_load(store_ledger_writer *w, const char *instance, store_ledger_state *out,
+                             vtpmca_diag *diag)
+{
+    if (w == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: ledger load: missing argument");
+    memset(out, 0, sizeof(*out));
+    vtpmca_err err = store_check_instance_id(instance, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    return w->ops->ledger_load(w->impl, instance, out, diag);
+}
+
+static vtpmca_err check_ledger_state(const store_ledger_state *s, size_t index, vtpmca_diag *diag)
+{
+    if (s->has_entry && (s->root_len == 0 || s->root_len > STORE_LEDGER_ROOT_MAX))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: ledger write %zu: root must be 1 to %d bytes, got %zu", index,
+                           STORE_LEDGER_ROOT_MAX, s->root_len);
+    if (!s->has_entry && s->root_len != 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: ledger write %zu: a root without an entry", index);
+    if (s->updated_ms < 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: ledger write %zu: negative time",
+                           index);
+    /* sqlite integers are signed 64-bit. */
+    if (s->version < 1 || s->version > INT64_MAX || s->fork_refusals > INT64_MAX ||
+        s->rollback_refusals > INT64_MAX)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: ledger write %zu: version or count out of range", index);
+    return VTPMCA_OK;
+}
+
+vtpmca_err store_ledger_apply_batch(store_ledger_writer *w, const store_ledger_write *writes,
+                                    size_t n, vtpmca_diag *diag)
+{
+    if (w == NULL || writes == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: ledger batch: missing argument");
+    if (n == 0 || n > STORE_LEDGER_BATCH_MAX)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: ledger batch must hold 1 to %d writes, got %zu",
+                           STORE_LEDGER_BATCH_MAX, n);
+    for (size_t i = 0; i < n; i++) {
+        vtpmca_err err = store_check_instance_id(writes[i].instance, diag);
+        if (err == VTPMCA_OK)
+            err = check_ledger_state(&writes[i].state, i, diag);
+        if (err != VTPMCA_OK)
+            return err;
+    }
+    return w->ops->ledger_apply_batch(w->impl, writes, n, diag);
+}
+
+/* ---- Issued certificates ---- */
+
+static const char *const cert_kind_names[] = {[STORE_CERT_EK] = "ek", [STORE_CERT_IAK] = "iak"};
+static const char *const cert_format_names[] = {
+    [STORE_CERT_X509] = "x509", [STORE_CERT_C509] = "c509"};
+static const char *const cert_status_names[] = {
+    [STORE_CERT_ISSUED] = "issued", [STORE_CERT_REVOKED] = "revoked"};
+
+const char *store_cert_kind_name(store_cert_kind kind)
+{
+    return (unsigned)kind < 2 ? cert_kind_names[kind] : NULL;
+}
+
+const char *store_cert_format_name(store_cert_format format)
+{
+    return (unsigned)format < 2 ? cert_format_names[format] : NULL;
+}
+
+const char *store_cert_status_name(store_cert_status status)
+{
+    return (unsigned)status < 2 ? cert_status_names[status] : NULL;
+}
+
+vtpmca_err store_cert_kind_parse(const char *text, store_cert_kind *out)
+{
+    for (unsigned i = 0; text != NULL && out != NULL && i < 2; i++) {
+        if (strcmp(text, cert_kind_names[i]) == 0) {
+            *out = (store_cert_kind)i;
+            return VTPMCA_OK;
+        }
+    }
+    return VTPMCA_ERR_INVALID_ARG;
+}
+
+vtpmca_err store_cert_format_parse(const char *text, store_cert_format *out)
+{
+    for (unsigned i = 0; text != NULL && out != NULL && i < 2; i++) {
+        if (strcmp(text, cert_format_names[i]) == 0) {
+            *out = (store_cert_format)i;
+            return VTPMCA_OK;
+        }
+    }
+    return VTPMCA_ERR_INVALID_ARG;
+}
+
+/* Lower-case hex of min_len..max_len digits (an even number). */
+static bool is_lower_hex(const char *text, size_t min_len, size_t max_len)
+{
+    size_t len = strlen(text);
+    if (len < min_len || len > max_len || len % 2 != 0)
+        return false;
+    return strspn(text, "0123456789abcdef") == len;
+}
+
+static vtpmca_err check_cert_serial(const char *serial, vtpmca_diag *diag)
+{
+    if (serial == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: certificate serial missing");
+    /* The serial's magnitude as DER holds it: no leading zero byte, so one spelling each. */
+    if (!is_lower_hex(serial, 2, STORE_CERT_SERIAL_HEX_MAX) || strncmp(serial, "00", 2) == 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: certificate serial must be 2 to %d lower-case hex digits "
+                           "(whole bytes, no leading 00)",
+                           STORE_CERT_SERIAL_HEX_MAX);
+    return VTPMCA_OK;
+}
+
+static vtpmca_err check_cert_reason(const char *reason, vtpmca_diag *diag)
+{
+    size_t len = reason != NULL ? strlen(reason) : 0;
+    if (len == 0 || len > STORE_CERT_REASON_MAX ||
+        strspn(reason, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") != len)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: revocation reason must be 1 to %d letters",
+                           STORE_CERT_REASON_MAX);
+    return VTPMCA_OK;
+}
+
+static vtpmca_err check_cert_blob(const char *what, const uint8_t *data, size_t len, bool required,
+                                  vtpmca_diag *diag)
+{
+    if (data == NULL && len == 0 && !required)
+        return VTPMCA_OK;
+    if (data == NULL || len == 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: certificate %s missing", what);
+    if (len > STORE_CERT_BLOB_MAX)
+        return vtpmca_fail(diag, VTPMCA_ERR_LIMIT,
+                           "store: certificate %s of %zu bytes exceeds the %d byte limit", what,
+                           len, STORE_CERT_BLOB_MAX);
+    return VTPMCA_OK;
+}
+
+static vtpmca_err check_cert(const store_cert *c, vtpmca_diag *diag)
+{
+    if (!is_terminated(c->serial, sizeof(c->serial)) ||
+        !is_terminated(c->instance_id, sizeof(c->instance_id)) ||
+        !is_terminated(c->key_name, sizeof(c->key_name)) ||
+        !is_terminated(c->reason, sizeof(c->reason)))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: certificate text field is not NUL-terminated");
+    vtpmca_err err = check_cert_serial(c->serial, diag);
+    if (err == VTPMCA_OK)
+        err = store_check_instance_id(c->instance_id, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    if (store_cert_kind_name(c->kind) == NULL || store_cert_format_name(c->format) == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: certificate %s: unknown kind or format", c->serial);
+    if (!is_lower_hex(c->key_name, 4, STORE_CERT_KEY_NAME_HEX_MAX))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: certificate %s: key name must be 4 to %d lower-case hex "
+                           "digits",
+                           c->serial, STORE_CERT_KEY_NAME_HEX_MAX);
+    if (c->not_after < c->not_before)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: certificate %s: notAfter before notBefore", c->serial);
+    if (c->status != STORE_CERT_ISSUED || c->revoked_at != 0 || c->reason[0] != '\0')
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: certificate %s: a new certificate is not revoked (use "
+                           "store_cert_revoke)",
+                           c->serial);
+    bool x509 = c->format == STORE_CERT_X509;
+    err = check_cert_blob("DER", c->der, c->der_len, x509, diag);
+    if (err == VTPMCA_OK)
+        err = check_cert_blob("C509", c->c509, c->c509_len, !x509, diag);
+    if (err == VTPMCA_OK && x509 && c->c509 != NULL)
+        err =
+            vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                        "store: certificate %s: an x509 record holds no C509 encoding", c->serial);
+    return err;
+}
+
+vtpmca_err store_cert_put(store *st, const store_cert *cert, vtpmca_diag *diag)
+{
+    if (st == NULL || cert == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: cert put: missing argument");
+    vtpmca_err err = check_cert(cert, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    return st->ops->cert_put(st->impl, cert, diag);
+}
+
+vtpmca_err store_cert_get(store *st, const char *serial, store_cert *out, vtpmca_diag *diag)
+{
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (st == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: cert get: missing argument");
+    vtpmca_err err = check_cert_serial(serial, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    return st->ops->cert_get(st->impl, serial, NULL, STORE_CERT_EK, out, diag);
+}
+
+vtpmca_err store_cert_latest(store *st, const char *instance_id, store_cert_kind kind,
+                             store_cert *out, vtpmca_diag *diag)
+{
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (st == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: cert latest: missing argument");
+    if (store_cert_kind_name(kind) == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: unknown certificate kind %d",
+                           (int)kind);
+    vtpmca_err err = store_check_instance_id(instance_id, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    return st->ops->cert_get(st->impl, NULL, instance_id, kind, out, diag);
+}
+
+vtpmca_err store_cert_list(store *st, const char *instance_id, const char *after_serial,
+                           size_t limit, store_cert **out, size_t *n, vtpmca_diag *diag)
+{
+    if (st == NULL || out == NULL || n == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: cert list: missing argument");
+    *out = NULL;
+    *n = 0;
+    if (limit == 0 || limit > STORE_LIST_MAX)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: cert list limit must be 1 to %d, got %zu", STORE_LIST_MAX,
+                           limit);
+    vtpmca_err err = instance_id != NULL ? store_check_instance_id(instance_id, diag) : VTPMCA_OK;
+    if (err == VTPMCA_OK && after_serial != NULL)
+        err = check_cert_serial(after_serial, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    return st->ops->cert_list(st->impl, instance_id, after_serial, limit, out, n, diag);
+}
+
+vtpmca_err store_cert_revoke(store *st, const char *serial, int64_t revoked_at, const char *reason,
+                             vtpmca_diag *diag)
+{
+    if (st == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: cert revoke: missing store");
+    vtpmca_err err = check_cert_serial(serial, diag);
+    if (err == VTPMCA_OK)
+        err = check_cert_reason(reason, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    if (revoked_at < 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: revocation time before 1970");
+    if (revoked_at == 0)
+        revoked_at = (int64_t)time(NULL);
+    return st->ops->cert_revoke(st->impl, serial, revoked_at, reason, diag);
+}
+
+vtpmca_err store_cert_revocations(store *st, store_cert_revocation **out, size_t *n,
+                                  vtpmca_diag *diag)
+{
+    if (st == NULL || out == NULL || n == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: cert revocations: missing argument");
+    *out = NULL;
+    *n = 0;
+    return st->ops->cert_revocations(st->impl, out, n, diag);
+}
+
+vtpmca_err store_crl_number_next(store *st, uint64_t *out, vtpmca_diag *diag)
+{
+    if (st == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: crl number: missing argument");
+    return st->ops->crl_number_next(st->impl, out, diag);
+}
+
+void store_cert_free_fields(store_cert *cert)
+{
+    if (cert == NULL)
+        return;
+    free(cert->der);
+    free(cert->c509);
+    cert->der = NULL;
+    cert->der_len = 0;
+    cert->c509 = NULL;
+    cert->c509_len = 0;
 }

@@ -6,6 +6,7 @@
 #ifndef VTPMCA_STORE_BACKEND_H
 #define VTPMCA_STORE_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,8 +38,78 @@ struct store_backend_ops {
                              uint32_t *version_out, vtpmca_diag *diag);
     vtpmca_err (*policy_history)(void *impl, const char *fleet, store_policy_version **out,
                                  size_t *n, vtpmca_diag *diag);
+
+    /* Puts n >= 1 instances in one transaction; describe (may be NULL) makes each one's audit
+     * row, appended in the same transaction. *failed_index: the item at fault, else n. */
+    vtpmca_err (*instance_put_batch)(void *impl, const store_instance *items, size_t n,
+                                     store_audit_describe_fn describe, void *ctx,
+                                     size_t *failed_index, vtpmca_diag *diag);
+    /* Exactly one of id and resource_path is non-NULL. */
+    vtpmca_err (*instance_get)(void *impl, const char *id, const char *resource_path,
+                               store_instance *out, vtpmca_diag *diag);
+    vtpmca_err (*instance_list)(void *impl, const char *fleet, const char *after_id, size_t limit,
+                                store_instance **out, size_t *n, vtpmca_diag *diag);
+    vtpmca_err (*instance_set_disabled)(void *impl, const char *id, bool disabled,
+                                        vtpmca_diag *diag);
+
+    vtpmca_err (*audit_append)(void *impl, const store_audit_event *event, vtpmca_diag *diag);
+    vtpmca_err (*audit_query)(void *impl, const store_audit_filter *filter, store_audit_event **out,
+                              size_t *n, vtpmca_diag *diag);
+
+    /* ---- Rollback ledger ---- `writer` is what ledger_writer_open made. */
+    vtpmca_err (*ledger_writer_open)(void *impl, void **writer, vtpmca_diag *diag);
+    void (*ledger_writer_close)(void *writer);
+    vtpmca_err (*ledger_load)(void *writer, const char *instance, store_ledger_state *out,
+                              vtpmca_diag *diag);
+    vtpmca_err (*ledger_apply_batch)(void *writer, const store_ledger_write *writes, size_t n,
+                                     vtpmca_diag *diag);
+
+    /* ---- Issued certificates ---- */
+    vtpmca_err (*cert_put)(void *impl, const store_cert *cert, vtpmca_diag *diag);
+    /* serial non-NULL: that certificate; else the latest of `kind` for instance_id. */
+    vtpmca_err (*cert_get)(void *impl, const char *serial, const char *instance_id,
+                           store_cert_kind kind, store_cert *out, vtpmca_diag *diag);
+    vtpmca_err (*cert_list)(void *impl, const char *instance_id, const char *after_serial,
+                            size_t limit, store_cert **out, size_t *n, vtpmca_diag *diag);
+    vtpmca_err (*cert_revoke)(void *impl, const char *serial, int64_t revoked_at,
+                              const char *reason, vtpmca_diag *diag);
+    vtpmca_err (*cert_revocations)(void *impl, store_cert_revocation **out, size_t *n,
+                                   vtpmca_diag *diag);
+    vtpmca_err (*crl_number_next)(void *impl, uint64_t *out, vtpmca_diag *diag);
 };
 
 extern const struct store_backend_ops store_sqlite_backend;
+
+/* ---- Rollback ledger, sqlite backend ---- */
+/* store_sqlite.c: a new connection configured like the pool's (busy timeout, WAL,
+ * synchronous=FULL), for a user that keeps its own (the ledger writer). */
+struct sqlite3;
+vtpmca_err store_sqlite_connect(void *impl, struct sqlite3 **out, vtpmca_diag *diag);
+/* store_ledger_sqlite.c: the ledger operations of store_sqlite_backend. */
+vtpmca_err store_sqlite_ledger_writer_open(void *impl, void **writer, vtpmca_diag *diag);
+void store_sqlite_ledger_writer_close(void *writer);
+vtpmca_err store_sqlite_ledger_load(void *writer, const char *instance, store_ledger_state *out,
+                                    vtpmca_diag *diag);
+vtpmca_err store_sqlite_ledger_apply_batch(void *writer, const store_ledger_write *writes, size_t n,
+                                           vtpmca_diag *diag);
+
+/* ---- Issued certificates, sqlite backend ---- */
+/* store_sqlite.c: runs fn with a pooled connection; with `write`, between BEGIN IMMEDIATE and
+ * COMMIT under the process's write lock, the whole transaction retried while the database is
+ * busy (so fn may run more than once and must report only through ctx). */
+typedef vtpmca_err (*store_sqlite_fn)(struct sqlite3 *db, void *ctx, vtpmca_diag *diag);
+vtpmca_err store_sqlite_run(void *impl, bool write, store_sqlite_fn fn, void *ctx,
+                            vtpmca_diag *diag);
+/* store_certs_sqlite.c: the certificate operations of store_sqlite_backend. */
+vtpmca_err store_sqlite_cert_put(void *impl, const store_cert *cert, vtpmca_diag *diag);
+vtpmca_err store_sqlite_cert_get(void *impl, const char *serial, const char *instance_id,
+                                 store_cert_kind kind, store_cert *out, vtpmca_diag *diag);
+vtpmca_err store_sqlite_cert_list(void *impl, const char *instance_id, const char *after_serial,
+                                  size_t limit, store_cert **out, size_t *n, vtpmca_diag *diag);
+vtpmca_err store_sqlite_cert_revoke(void *impl, const char *serial, int64_t revoked_at,
+                                    const char *reason, vtpmca_diag *diag);
+vtpmca_err store_sqlite_cert_revocations(void *impl, store_cert_revocation **out, size_t *n,
+                                         vtpmca_diag *diag);
+vtpmca_err store_sqlite_crl_number_next(void *impl, uint64_t *out, vtpmca_diag *diag);
 
 #endif

@@ -61,6 +61,86 @@ static const char *const MIGRATIONS[] = {
     "  created_at INTEGER NOT NULL,"
     "  PRIMARY KEY (fleet, version)"
     ") STRICT;",
+
+    /* 3: enrolled instances with their (wrapped) persistence keys, and the audit log, which
+     * triggers keep append-only. A generated-mode instance always has its wrapped key; a
+     * wrapped-mode one never has (the instance presents it). */
+    "CREATE TABLE instance ("
+    "  id TEXT NOT NULL PRIMARY KEY,"
+    "  fleet TEXT NOT NULL REFERENCES fleet (name),"
+    "  resource_path TEXT NOT NULL UNIQUE,"
+    "  host_data BLOB CHECK (host_data IS NULL OR length(host_data) = 32),"
+    "  key_mode TEXT NOT NULL CHECK (key_mode IN ('generated', 'wrapped')),"
+    "  wrapped_key BLOB,"
+    "  disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),"
+    "  created_at INTEGER NOT NULL,"
+    "  CHECK ((key_mode = 'generated') = (wrapped_key IS NOT NULL))"
+    ") STRICT;"
+    "CREATE INDEX instance_by_fleet ON instance (fleet, id);"
+    "CREATE TABLE audit ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  at INTEGER NOT NULL,"
+    "  actor TEXT,"
+    "  action TEXT NOT NULL,"
+    "  instance_id TEXT,"
+    "  outcome TEXT,"
+    "  measurement TEXT,"
+    "  chip_id TEXT,"
+    "  detail TEXT"
+    ") STRICT;"
+    "CREATE INDEX audit_by_instance ON audit (instance_id, seq);"
+    "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+    "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+    "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+    "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+
+    /* 4: the rollback ledger (store_ledger_sqlite.c): per instance the latest accepted
+     * (counter, root) of its filesystem, the first counter (origin), lock and refusal counts,
+     * and a row version for conditional writes. counter/origin/root are NULL together: a row
+     * may hold only settings, before the first advance or after an admin reset. */
+    "CREATE TABLE ledger ("
+    "  instance TEXT NOT NULL PRIMARY KEY,"
+    "  counter BLOB CHECK (counter IS NULL OR length(counter) = 16),"
+    "  origin BLOB CHECK (origin IS NULL OR length(origin) = 16),"
+    "  root BLOB CHECK (root IS NULL OR length(root) BETWEEN 1 AND 64),"
+    "  updated_ms INTEGER NOT NULL CHECK (updated_ms >= 0),"
+    "  locked INTEGER NOT NULL CHECK (locked IN (0, 1)),"
+    "  require_admin_clear INTEGER NOT NULL CHECK (require_admin_clear IN (0, 1)),"
+    "  fork_refusals INTEGER NOT NULL CHECK (fork_refusals >= 0),"
+    "  rollback_refusals INTEGER NOT NULL CHECK (rollback_refusals >= 0),"
+    "  version INTEGER NOT NULL CHECK (version >= 1),"
+    "  CHECK ((counter IS NULL) = (origin IS NULL) AND (counter IS NULL) = (root IS NULL))"
+    ") STRICT, WITHOUT ROWID;",
+
+    /* 5: certificates the CA issued (store_certs_sqlite.c), revoked in place, and the CRL
+     * number counter. An x509 row holds its DER; a c509 row its C509 encoding (and the DER
+     * it re-encodes, if any). */
+    "CREATE TABLE issued_cert ("
+    "  serial TEXT NOT NULL PRIMARY KEY CHECK (length(serial) BETWEEN 2 AND 40),"
+    "  instance_id TEXT NOT NULL,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('ek', 'iak')),"
+    "  key_name TEXT NOT NULL,"
+    "  format TEXT NOT NULL CHECK (format IN ('x509', 'c509')),"
+    "  not_before INTEGER NOT NULL,"
+    "  not_after INTEGER NOT NULL CHECK (not_after >= not_before),"
+    "  status TEXT NOT NULL CHECK (status IN ('issued', 'revoked')),"
+    "  revoked_at INTEGER,"
+    "  reason TEXT,"
+    "  der BLOB,"
+    "  c509 BLOB,"
+    "  created_at INTEGER NOT NULL,"
+    "  CHECK ((status = 'revoked') = (revoked_at IS NOT NULL)),"
+    "  CHECK ((revoked_at IS NULL) = (reason IS NULL)),"
+    "  CHECK ((format = 'x509' AND der IS NOT NULL AND c509 IS NULL)"
+    "         OR (format = 'c509' AND c509 IS NOT NULL))"
+    ") STRICT;"
+    "CREATE INDEX issued_cert_by_instance ON issued_cert (instance_id, kind, created_at);"
+    "CREATE INDEX issued_cert_revoked ON issued_cert (serial) WHERE status = 'revoked';"
+    "CREATE TABLE crl_counter ("
+    "  id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),"
+    "  last_number INTEGER NOT NULL CHECK (last_number >= 0)"
+    ") STRICT;"
+    "INSERT INTO crl_counter (id, last_number) VALUES (1, 0);",
 };
 #define MIGRATION_COUNT ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -82,6 +162,15 @@ enum stmt_id {
     STMT_POLICY_GET_LATEST,
     STMT_POLICY_GET_VERSION,
     STMT_POLICY_HISTORY,
+    STMT_INSTANCE_INSERT,
+    STMT_INSTANCE_GET_BY_ID,
+    STMT_INSTANCE_GET_BY_PATH,
+    STMT_INSTANCE_LIST,
+    STMT_INSTANCE_LIST_FLEET,
+    STMT_INSTANCE_SET_DISABLED,
+    STMT_AUDIT_INSERT,
+    STMT_AUDIT_QUERY,
+    STMT_AUDIT_QUERY_INSTANCE,
     STMT_COUNT
 };
 
@@ -115,6 +204,30 @@ static const char *const STMT_SQL[STMT_COUNT] = {
                                 " WHERE fleet = ?1 AND version = ?2",
     [STMT_POLICY_HISTORY] = "SELECT version, created_at, author FROM policy WHERE fleet = ?1"
                             " ORDER BY version",
+#define INSTANCE_COLUMNS                                                                           \
+    "id, fleet, resource_path, host_data, key_mode, wrapped_key, disabled, created_at"
+    [STMT_INSTANCE_INSERT] = "INSERT INTO instance (" INSTANCE_COLUMNS ")"
+                             " VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
+    [STMT_INSTANCE_GET_BY_ID] = "SELECT " INSTANCE_COLUMNS " FROM instance WHERE id = ?1",
+    [STMT_INSTANCE_GET_BY_PATH] =
+        "SELECT " INSTANCE_COLUMNS " FROM instance WHERE resource_path = ?1",
+    /* Both lists number their parameters alike; only the second uses ?1 (the fleet), with
+     * an index. */
+    [STMT_INSTANCE_LIST] = "SELECT " INSTANCE_COLUMNS " FROM instance"
+                           " WHERE id > ?2 ORDER BY id LIMIT ?3",
+    [STMT_INSTANCE_LIST_FLEET] = "SELECT " INSTANCE_COLUMNS " FROM instance"
+                                 " WHERE fleet = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    [STMT_INSTANCE_SET_DISABLED] = "UPDATE instance SET disabled = ?2 WHERE id = ?1",
+    [STMT_AUDIT_INSERT] = "INSERT INTO audit (at, actor, action, instance_id, outcome,"
+                          " measurement, chip_id, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+/* Both queries number their parameters alike; only the second uses ?1 (the instance),
+ * with an index. */
+#define AUDIT_QUERY                                                                                \
+    "SELECT seq, at, actor, action, instance_id, outcome, measurement, chip_id, detail"            \
+    " FROM audit WHERE seq > ?2 AND at >= ?3 AND at < ?4"                                          \
+    " AND (?5 IS NULL OR action = ?5) AND (?6 IS NULL OR outcome = ?6)"
+    [STMT_AUDIT_QUERY] = AUDIT_QUERY " ORDER BY seq LIMIT ?7",
+    [STMT_AUDIT_QUERY_INSTANCE] = AUDIT_QUERY " AND instance_id = ?1 ORDER BY seq LIMIT ?7",
 };
 
 struct sqlite_conn {
@@ -132,6 +245,12 @@ struct sqlite_store {
     /* Serialises this process's write transactions: sqlite admits one writer at a time, and
      * queueing on a mutex is cheaper and fairer than sqlite's sleep-and-retry busy handler. */
     pthread_mutex_t write_lock;
+    /* Group commit of audit rows (see sqlite_audit_append): appenders queue here, and one of
+     * them at a time commits everything queued in one transaction. */
+    pthread_mutex_t audit_lock;
+    pthread_cond_t audit_done;
+    struct audit_waiter *audit_queue;
+    bool audit_committing;
 };
 
 /* A write transaction's body; it runs between BEGIN IMMEDIATE and COMMIT and may run again
@@ -326,6 +445,19 @@ static vtpmca_err conn_open(const char *path, struct sqlite_conn **out, vtpmca_d
     return VTPMCA_OK;
 }
 
+vtpmca_err store_sqlite_connect(void *impl, struct sqlite3 **out, vtpmca_diag *diag)
+{
+    struct sqlite_store *s = impl;
+    struct sqlite_conn *c = NULL;
+    vtpmca_err err = conn_open(s->path, &c, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    /* The caller owns the bare connection; a fresh one has no prepared statements yet. */
+    *out = c->db;
+    free(c);
+    return VTPMCA_OK;
+}
+
 static vtpmca_err conn_acquire(struct sqlite_store *s, struct sqlite_conn **out, vtpmca_diag *diag)
 {
     pthread_mutex_lock(&s->pool_lock);
@@ -390,6 +522,38 @@ static vtpmca_err run_write_tx(struct sqlite_store *s, tx_body body, void *ctx, 
         nanosleep(&pause, NULL);
     }
     pthread_mutex_unlock(&s->write_lock);
+    conn_release(s, c);
+    return err;
+}
+
+/* ---- Pooled connections for the other backend files (store_certs_sqlite.c) ---- */
+
+struct run_args {
+    store_sqlite_fn fn;
+    void *ctx;
+};
+
+static vtpmca_err run_body(struct sqlite_conn *c, void *ctx, vtpmca_diag *diag)
+{
+    const struct run_args *a = ctx;
+    vtpmca_err err = a->fn(c->db, a->ctx, diag);
+    if (err != VTPMCA_OK)
+        c->last_rc = sqlite3_errcode(c->db); /* lets run_write_tx retry a busy database */
+    return err;
+}
+
+vtpmca_err store_sqlite_run(void *impl, bool write, store_sqlite_fn fn, void *ctx,
+                            vtpmca_diag *diag)
+{
+    struct sqlite_store *s = impl;
+    struct run_args args = {fn, ctx};
+    if (write)
+        return run_write_tx(s, run_body, &args, diag);
+    struct sqlite_conn *c = NULL;
+    vtpmca_err err = conn_acquire(s, &c, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    err = fn(c->db, ctx, diag);
     conn_release(s, c);
     return err;
 }
@@ -505,6 +669,8 @@ static void sqlite_close(void *impl)
     }
     pthread_mutex_destroy(&s->pool_lock);
     pthread_mutex_destroy(&s->write_lock);
+    pthread_mutex_destroy(&s->audit_lock);
+    pthread_cond_destroy(&s->audit_done);
     free(s->path);
     free(s);
 }
@@ -532,6 +698,8 @@ static vtpmca_err sqlite_open(const char *location, void **impl, vtpmca_diag *di
     snprintf(s->path, len, "%s%s", prefix, location);
     pthread_mutex_init(&s->pool_lock, NULL);
     pthread_mutex_init(&s->write_lock, NULL);
+    pthread_mutex_init(&s->audit_lock, NULL);
+    pthread_cond_init(&s->audit_done, NULL);
 
     vtpmca_err err = create_db_file(s->path, diag);
     if (err == VTPMCA_OK)
@@ -962,6 +1130,442 @@ static vtpmca_err sqlite_policy_history(void *impl, const char *fleet, store_pol
     return VTPMCA_OK;
 }
 
+/* ---- Instances ---- */
+
+static int64_t now_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Binds text, or NULL for an empty string (optional audit columns). */
+static int bind_optional_text(sqlite3_stmt *st, int index, const char *text)
+{
+    return text == NULL || text[0] == '\0' ? sqlite3_bind_null(st, index)
+                                           : bind_text(st, index, text);
+}
+
+static vtpmca_err instance_insert(struct sqlite_conn *c, const store_instance *inst,
+                                  int64_t created_at, vtpmca_diag *diag)
+{
+    sqlite3_stmt *st = NULL;
+    vtpmca_err err = stmt_get(c, STMT_INSTANCE_INSERT, &st, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    int rc = bind_text(st, 1, inst->id);
+    if (rc == SQLITE_OK)
+        rc = bind_text(st, 2, inst->fleet);
+    if (rc == SQLITE_OK)
+        rc = bind_text(st, 3, inst->resource_path);
+    if (rc == SQLITE_OK)
+        rc = inst->has_host_data ? sqlite3_bind_blob(st, 4, inst->host_data, 32, SQLITE_STATIC)
+                                 : sqlite3_bind_null(st, 4);
+    if (rc == SQLITE_OK)
+        rc = bind_text(st, 5, store_key_mode_name(inst->key_mode));
+    if (rc == SQLITE_OK)
+        rc = inst->wrapped_key != NULL ? sqlite3_bind_blob64(st, 6, inst->wrapped_key,
+                                                             inst->wrapped_key_len, SQLITE_STATIC)
+                                       : sqlite3_bind_null(st, 6);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 7, created_at);
+    if (rc != SQLITE_OK) {
+        err = db_fail(c, rc, "enrolling an instance", diag);
+    } else {
+        rc = sqlite3_step(st);
+        /* Name the duplicate: the caller can act on "id taken" or "path taken". */
+        int extended = sqlite3_extended_errcode(c->db);
+        if (rc == SQLITE_DONE)
+            err = VTPMCA_OK;
+        else if (rc == SQLITE_CONSTRAINT && extended == SQLITE_CONSTRAINT_PRIMARYKEY)
+            err = vtpmca_fail(diag, VTPMCA_ERR_CONFLICT, "store: instance %s is already enrolled",
+                              inst->id);
+        else if (rc == SQLITE_CONSTRAINT && extended == SQLITE_CONSTRAINT_UNIQUE)
+            err = vtpmca_fail(diag, VTPMCA_ERR_CONFLICT,
+                              "store: another instance is enrolled at the resource path of %s",
+                              inst->id);
+        else
+            err = db_fail(c, rc, "enrolling an instance", diag);
+    }
+    stmt_done(st);
+    return err;
+}
+
+static vtpmca_err audit_insert(struct sqlite_conn *c, const store_audit_event *ev, int64_t at_ms,
+                               vtpmca_diag *diag)
+{
+    sqlite3_stmt *st = NULL;
+    vtpmca_err err = stmt_get(c, STMT_AUDIT_INSERT, &st, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    int rc = sqlite3_bind_int64(st, 1, ev->at_ms != 0 ? ev->at_ms : at_ms);
+    if (rc == SQLITE_OK)
+        rc = bind_optional_text(st, 2, ev->actor);
+    if (rc == SQLITE_OK)
+        rc = bind_text(st, 3, ev->action);
+    if (rc == SQLITE_OK)
+        rc = bind_optional_text(st, 4, ev->instance_id);
+    if (rc == SQLITE_OK)
+        rc = bind_optional_text(st, 5, ev->outcome);
+    if (rc == SQLITE_OK)
+        rc = bind_optional_text(st, 6, ev->measurement);
+    if (rc == SQLITE_OK)
+        rc = bind_optional_text(st, 7, ev->chip_id);
+    if (rc == SQLITE_OK)
+        rc = bind_optional_text(st, 8, ev->detail);
+    bool has_row;
+    err = rc == SQLITE_OK ? stmt_step(c, st, "appending to the audit log", &has_row, diag)
+                          : db_fail(c, rc, "appending to the audit log", diag);
+    stmt_done(st);
+    return err;
+}
+
+struct instance_put_args {
+    const store_instance *items;
+    size_t n;
+    store_audit_describe_fn describe;
+    void *ctx;
+    int64_t now_ms;
+    size_t failed_index; /* out */
+};
+
+static vtpmca_err instance_put_body(struct sqlite_conn *c, void *ctx, vtpmca_diag *diag)
+{
+    struct instance_put_args *a = ctx;
+    const char *known_fleet = NULL; /* batches are mostly one fleet: check each name once */
+    for (size_t i = 0; i < a->n; i++) {
+        const store_instance *inst = &a->items[i];
+        a->failed_index = i;
+        vtpmca_err err = VTPMCA_OK;
+        if (known_fleet == NULL || strcmp(known_fleet, inst->fleet) != 0) {
+            err = fleet_exists_on(c, inst->fleet, diag);
+            known_fleet = inst->fleet;
+        }
+        if (err == VTPMCA_OK)
+            err = instance_insert(c, inst, a->now_ms / 1000, diag);
+        if (err == VTPMCA_OK && a->describe != NULL) {
+            store_audit_event event;
+            memset(&event, 0, sizeof(event));
+            err = a->describe(inst, i, &event, a->ctx);
+            if (err == VTPMCA_OK)
+                err = audit_insert(c, &event, a->now_ms, diag);
+        }
+        if (err != VTPMCA_OK)
+            return err;
+    }
+    a->failed_index = a->n;
+    return VTPMCA_OK;
+}
+
+static vtpmca_err sqlite_instance_put_batch(void *impl, const store_instance *items, size_t n,
+                                            store_audit_describe_fn describe, void *ctx,
+                                            size_t *failed_index, vtpmca_diag *diag)
+{
+    struct instance_put_args args = {items, n, describe, ctx, now_unix_ms(), n};
+    vtpmca_err err = run_write_tx(impl, instance_put_body, &args, diag);
+    if (failed_index != NULL)
+        *failed_index = err == VTPMCA_OK ? n : args.failed_index;
+    if (err != VTPMCA_OK && n > 1 && args.failed_index < n && diag != NULL) {
+        /* Say which item, keeping the backend's message. */
+        char msg[sizeof(diag->msg)];
+        snprintf(msg, sizeof(msg), "%s", diag->msg);
+        vtpmca_fail(diag, err, "%s (item %zu)", msg, args.failed_index);
+    }
+    return err;
+}
+
+/* Reads an instance row (columns as INSTANCE_COLUMNS); out->wrapped_key is malloc'd. */
+static vtpmca_err read_instance(struct sqlite_conn *c, sqlite3_stmt *st, store_instance *out,
+                                vtpmca_diag *diag)
+{
+    memset(out, 0, sizeof(*out));
+    copy_column_text(st, 0, out->id, sizeof(out->id));
+    copy_column_text(st, 1, out->fleet, sizeof(out->fleet));
+    copy_column_text(st, 2, out->resource_path, sizeof(out->resource_path));
+    if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
+        if (sqlite3_column_bytes(st, 3) != 32)
+            return vtpmca_fail(diag, VTPMCA_ERR_STORE, "store: instance %s: damaged host_data",
+                               out->id);
+        memcpy(out->host_data, sqlite3_column_blob(st, 3), 32);
+        out->has_host_data = true;
+    }
+    const unsigned char *mode = sqlite3_column_text(st, 4);
+    if (mode == NULL || store_key_mode_parse((const char *)mode, &out->key_mode) != VTPMCA_OK)
+        return vtpmca_fail(diag, VTPMCA_ERR_STORE, "store: instance %s: unknown key mode", out->id);
+    if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
+        size_t len = (size_t)sqlite3_column_bytes(st, 5);
+        const void *blob = sqlite3_column_blob(st, 5);
+        out->wrapped_key = malloc(len > 0 ? len : 1);
+        if (out->wrapped_key == NULL)
+            return nomem(diag);
+        if (len > 0)
+            memcpy(out->wrapped_key, blob, len);
+        out->wrapped_key_len = len;
+    }
+    out->disabled = sqlite3_column_int64(st, 6) != 0;
+    out->created_at = sqlite3_column_int64(st, 7);
+    (void)c;
+    return VTPMCA_OK;
+}
+
+static vtpmca_err sqlite_instance_get(void *impl, const char *id, const char *resource_path,
+                                      store_instance *out, vtpmca_diag *diag)
+{
+    struct sqlite_store *s = impl;
+    struct sqlite_conn *c = NULL;
+    vtpmca_err err = conn_acquire(s, &c, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    sqlite3_stmt *st = NULL;
+    err = stmt_get(c, id != NULL ? STMT_INSTANCE_GET_BY_ID : STMT_INSTANCE_GET_BY_PATH, &st, diag);
+    bool has_row = false;
+    if (err == VTPMCA_OK) {
+        int rc = bind_text(st, 1, id != NULL ? id : resource_path);
+        err = rc == SQLITE_OK ? stmt_step(c, st, "looking up an instance", &has_row, diag)
+                              : db_fail(c, rc, "looking up an instance", diag);
+    }
+    if (err == VTPMCA_OK && !has_row)
+        err = id != NULL ? vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND, "store: unknown instance %s", id)
+                         : vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND,
+                                       "store: no instance is enrolled at this resource path");
+    if (err == VTPMCA_OK)
+        err = read_instance(c, st, out, diag);
+    if (err != VTPMCA_OK)
+        store_instance_free_fields(out);
+    stmt_done(st);
+    conn_release(s, c);
+    return err;
+}
+
+static vtpmca_err sqlite_instance_list(void *impl, const char *fleet, const char *after_id,
+                                       size_t limit, store_instance **out, size_t *n,
+                                       vtpmca_diag *diag)
+{
+    struct sqlite_store *s = impl;
+    struct sqlite_conn *c = NULL;
+    vtpmca_err err = conn_acquire(s, &c, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    sqlite3_stmt *st = NULL;
+    store_instance *items = NULL;
+    size_t count = 0, cap = 0;
+    err = stmt_get(c, fleet != NULL ? STMT_INSTANCE_LIST_FLEET : STMT_INSTANCE_LIST, &st, diag);
+    if (err == VTPMCA_OK) {
+        int rc = fleet != NULL ? bind_text(st, 1, fleet) : SQLITE_OK;
+        if (rc == SQLITE_OK)
+            rc = bind_text(st, 2, after_id != NULL ? after_id : ""); /* every id sorts after "" */
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+        if (rc != SQLITE_OK)
+            err = db_fail(c, rc, "listing instances", diag);
+    }
+    while (err == VTPMCA_OK) {
+        bool has_row;
+        err = stmt_step(c, st, "listing instances", &has_row, diag);
+        if (err != VTPMCA_OK || !has_row)
+            break;
+        store_instance *bigger = reserve(items, &cap, count, sizeof(*items));
+        if (bigger == NULL) {
+            err = nomem(diag);
+            break;
+        }
+        items = bigger;
+        err = read_instance(c, st, &items[count], diag);
+        count++; /* a failed row may hold an allocation: freed with the rest */
+    }
+    stmt_done(st);
+    conn_release(s, c);
+    if (err != VTPMCA_OK) {
+        store_instance_list_free(items, count);
+        return err;
+    }
+    *out = items;
+    *n = count;
+    return VTPMCA_OK;
+}
+
+struct set_disabled_args {
+    const char *id;
+    bool disabled;
+};
+
+static vtpmca_err set_disabled_body(struct sqlite_conn *c, void *ctx, vtpmca_diag *diag)
+{
+    const struct set_disabled_args *a = ctx;
+    sqlite3_stmt *st = NULL;
+    vtpmca_err err = stmt_get(c, STMT_INSTANCE_SET_DISABLED, &st, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    int rc = bind_text(st, 1, a->id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 2, a->disabled ? 1 : 0);
+    bool has_row;
+    err = rc == SQLITE_OK ? stmt_step(c, st, "updating an instance", &has_row, diag)
+                          : db_fail(c, rc, "updating an instance", diag);
+    stmt_done(st);
+    if (err == VTPMCA_OK && sqlite3_changes(c->db) == 0)
+        err = vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND, "store: unknown instance %s", a->id);
+    return err;
+}
+
+static vtpmca_err sqlite_instance_set_disabled(void *impl, const char *id, bool disabled,
+                                               vtpmca_diag *diag)
+{
+    struct set_disabled_args args = {id, disabled};
+    return run_write_tx(impl, set_disabled_body, &args, diag);
+}
+
+/* ---- Audit log ---- */
+
+/* One caller of sqlite_audit_append waiting for its row to be committed. */
+struct audit_waiter {
+    const store_audit_event *event;
+    int64_t now_ms;
+    bool done;
+    vtpmca_err err;
+    vtpmca_diag diag;
+    struct audit_waiter *next;
+};
+
+static vtpmca_err audit_batch_body(struct sqlite_conn *c, void *ctx, vtpmca_diag *diag)
+{
+    for (const struct audit_waiter *w = ctx; w != NULL; w = w->next) {
+        vtpmca_err err = audit_insert(c, w->event, w->now_ms, diag);
+        if (err != VTPMCA_OK)
+            return err;
+    }
+    return VTPMCA_OK;
+}
+
+/* Commits a batch of queued rows in one transaction. If that fails, each row is tried alone,
+ * so that one bad row (e.g. refused by a trigger) does not fail the others. */
+static void commit_audit_batch(struct sqlite_store *s, struct audit_waiter *batch)
+{
+    vtpmca_diag diag = {{0}};
+    vtpmca_err err = run_write_tx(s, audit_batch_body, batch, &diag);
+    for (struct audit_waiter *w = batch; w != NULL; w = w->next) {
+        w->err = err;
+        w->diag = diag;
+    }
+    if (err == VTPMCA_OK || batch->next == NULL)
+        return;
+    for (struct audit_waiter *w = batch; w != NULL; w = w->next) {
+        struct audit_waiter *next = w->next;
+        w->next = NULL;
+        memset(&w->diag, 0, sizeof(w->diag));
+        w->err = run_write_tx(s, audit_batch_body, w, &w->diag);
+        w->next = next;
+    }
+}
+
+/* Every release decision appends a row and must not go on before it is durable, and each
+ * commit costs an fsync. So concurrent appenders share commits: each queues its row; when no
+ * commit is running, one of them takes the whole queue, commits it in one transaction and
+ * wakes the others. A lone appender commits at once, as before. */
+static vtpmca_err sqlite_audit_append(void *impl, const store_audit_event *event, vtpmca_diag *diag)
+{
+    struct sqlite_store *s = impl;
+    struct audit_waiter self = {.event = event, .now_ms = now_unix_ms(), .err = VTPMCA_OK};
+    pthread_mutex_lock(&s->audit_lock);
+    self.next = s->audit_queue; /* newest first; reversed below to keep arrival order */
+    s->audit_queue = &self;
+    while (!self.done) {
+        if (s->audit_committing) {
+            pthread_cond_wait(&s->audit_done, &s->audit_lock);
+            continue;
+        }
+        struct audit_waiter *batch = NULL;
+        while (s->audit_queue != NULL) {
+            struct audit_waiter *w = s->audit_queue;
+            s->audit_queue = w->next;
+            w->next = batch;
+            batch = w;
+        }
+        s->audit_committing = true;
+        pthread_mutex_unlock(&s->audit_lock);
+        commit_audit_batch(s, batch);
+        pthread_mutex_lock(&s->audit_lock);
+        /* The waiters' `next` fields are not read once they are done: they return. */
+        for (struct audit_waiter *w = batch; w != NULL;) {
+            struct audit_waiter *next = w->next;
+            w->done = true;
+            w = next;
+        }
+        s->audit_committing = false;
+        pthread_cond_broadcast(&s->audit_done);
+    }
+    pthread_mutex_unlock(&s->audit_lock);
+    if (self.err != VTPMCA_OK)
+        vtpmca_fail(diag, self.err, "%s", self.diag.msg);
+    return self.err;
+}
+
+static vtpmca_err sqlite_audit_query(void *impl, const store_audit_filter *filter,
+                                     store_audit_event **out, size_t *n, vtpmca_diag *diag)
+{
+    struct sqlite_store *s = impl;
+    struct sqlite_conn *c = NULL;
+    vtpmca_err err = conn_acquire(s, &c, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    sqlite3_stmt *st = NULL;
+    store_audit_event *items = NULL;
+    size_t count = 0, cap = 0;
+    err = stmt_get(c, filter->instance_id != NULL ? STMT_AUDIT_QUERY_INSTANCE : STMT_AUDIT_QUERY,
+                   &st, diag);
+    if (err == VTPMCA_OK) {
+        int rc = filter->instance_id != NULL ? bind_text(st, 1, filter->instance_id) : SQLITE_OK;
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_int64(st, 2, filter->after_seq);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_int64(st, 3, filter->since_ms);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_int64(st, 4, filter->until_ms != 0 ? filter->until_ms : INT64_MAX);
+        if (rc == SQLITE_OK)
+            rc = filter->action != NULL ? bind_text(st, 5, filter->action)
+                                        : sqlite3_bind_null(st, 5);
+        if (rc == SQLITE_OK)
+            rc = filter->outcome != NULL ? bind_text(st, 6, filter->outcome)
+                                         : sqlite3_bind_null(st, 6);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_int64(st, 7, (sqlite3_int64)filter->limit);
+        if (rc != SQLITE_OK)
+            err = db_fail(c, rc, "querying the audit log", diag);
+    }
+    while (err == VTPMCA_OK) {
+        bool has_row;
+        err = stmt_step(c, st, "querying the audit log", &has_row, diag);
+        if (err != VTPMCA_OK || !has_row)
+            break;
+        store_audit_event *bigger = reserve(items, &cap, count, sizeof(*items));
+        if (bigger == NULL) {
+            err = nomem(diag);
+            break;
+        }
+        items = bigger;
+        store_audit_event *ev = &items[count++];
+        memset(ev, 0, sizeof(*ev));
+        ev->seq = sqlite3_column_int64(st, 0);
+        ev->at_ms = sqlite3_column_int64(st, 1);
+        copy_column_text(st, 2, ev->actor, sizeof(ev->actor));
+        copy_column_text(st, 3, ev->action, sizeof(ev->action));
+        copy_column_text(st, 4, ev->instance_id, sizeof(ev->instance_id));
+        copy_column_text(st, 5, ev->outcome, sizeof(ev->outcome));
+        copy_column_text(st, 6, ev->measurement, sizeof(ev->measurement));
+        copy_column_text(st, 7, ev->chip_id, sizeof(ev->chip_id));
+        copy_column_text(st, 8, ev->detail, sizeof(ev->detail));
+    }
+    stmt_done(st);
+    conn_release(s, c);
+    if (err != VTPMCA_OK) {
+        free(items);
+        return err;
+    }
+    *out = items;
+    *n = count;
+    return VTPMCA_OK;
+}
+
 const struct store_backend_ops store_sqlite_backend = {
     .name = "sqlite",
     .open = sqlite_open,
@@ -976,4 +1580,20 @@ const struct store_backend_ops store_sqlite_backend = {
     .policy_put = sqlite_policy_put,
     .policy_get = sqlite_policy_get,
     .policy_history = sqlite_policy_history,
+    .instance_put_batch = sqlite_instance_put_batch,
+    .instance_get = sqlite_instance_get,
+    .instance_list = sqlite_instance_list,
+    .instance_set_disabled = sqlite_instance_set_disabled,
+    .audit_append = sqlite_audit_append,
+    .audit_query = sqlite_audit_query,
+    .ledger_writer_open = store_sqlite_ledger_writer_open,
+    .ledger_writer_close = store_sqlite_ledger_writer_close,
+    .ledger_load = store_sqlite_ledger_load,
+    .ledger_apply_batch = store_sqlite_ledger_apply_batch,
+    .cert_put = store_sqlite_cert_put,
+    .cert_get = store_sqlite_cert_get,
+    .cert_list = store_sqlite_cert_list,
+    .cert_revoke = store_sqlite_cert_revoke,
+    .cert_revocations = store_sqlite_cert_revocations,
+    .crl_number_next = store_sqlite_crl_number_next,
 };

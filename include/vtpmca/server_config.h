@@ -16,6 +16,14 @@
 #define SERVER_CONFIG_PATH_MAX 1024
 #define SERVER_DEFAULT_CONFIG_PATH "/etc/vtpmca/vtpmcad.conf"
 
+/* A repeatable path option: every `key = PATH` line (or flag) adds one; an empty value
+ * clears the list. */
+#define SERVER_CONFIG_LIST_MAX 16
+typedef struct {
+    unsigned count;
+    char path[SERVER_CONFIG_LIST_MAX][SERVER_CONFIG_PATH_MAX];
+} server_config_paths;
+
 typedef struct {
     char config_path[SERVER_CONFIG_PATH_MAX]; /* file that was read; empty when none */
     char listen[64];                          /* IPv4 or IPv6 literal */
@@ -40,6 +48,24 @@ typedef struct {
     unsigned vcek_cache_entries;
     unsigned policy_cache_entries;
     unsigned policy_refresh_ms; /* how long "latest policy version" answers are reused */
+    /* HTTPS (both set) or plain HTTP (both empty). */
+    char tls_cert_file[SERVER_CONFIG_PATH_MAX]; /* PEM certificate, then any intermediates */
+    char tls_key_file[SERVER_CONFIG_PATH_MAX];  /* PEM private key (unencrypted) */
+    /* Admin API keys: <admin_keys_dir>/<name>.pub.pem (role admin), .../auditors/<name>.pub.pem
+     * (role auditor), plus single files (repeatable keys admin_key / auditor_key). */
+    char admin_keys_dir[SERVER_CONFIG_PATH_MAX];
+    server_config_paths admin_keys;
+    server_config_paths auditor_keys;
+    /* KBS protocol: key files default to <state_dir>/kbs-key.pem, token-key.pem and
+     * master.key; each is created (mode 0600) when missing. */
+    char kbs_key_file[SERVER_CONFIG_PATH_MAX];
+    char kbs_key_curve[8]; /* "p384" or "p256" */
+    char kbs_token_key_file[SERVER_CONFIG_PATH_MAX];
+    char kbs_token_alg[8]; /* "ES384" or "ES256" */
+    char master_key_file[SERVER_CONFIG_PATH_MAX];
+    unsigned kbs_session_capacity; /* sessions held at most */
+    unsigned kbs_auth_ttl_s;       /* auth -> attest */
+    unsigned kbs_session_ttl_s;    /* lifetime of an attested session and its token */
 } server_config;
 
 /* Fills every field with its documented default. */
@@ -73,7 +99,8 @@ vtpmca_err server_config_from_args(int argc, char *const argv[], server_config *
                                    server_config_action *action, vtpmca_diag *diag);
 
 /* Fills derived defaults (db under the state dir) and checks cross-option rules: the
- * listen address must be an IP literal, and loopback unless allow_remote_plain_http. */
+ * listen address must be an IP literal, and loopback unless TLS is configured or
+ * allow_remote_plain_http; tls_cert_file and tls_key_file go together. */
 vtpmca_err server_config_finalize(server_config *cfg, vtpmca_diag *diag);
 
 /* Writes the usage text: every option with its flag, file key, default and meaning. */

@@ -70,6 +70,11 @@ typedef struct {
     unsigned connection_limit;
     unsigned connection_timeout_s;
     size_t max_body_bytes;
+    /* HTTPS when both are set: PEM text of the certificate (chain) and of the private key,
+     * which must stay valid until server_http_stop. A libmicrohttpd built without TLS makes
+     * server_http_start fail with VTPMCA_ERR_UNSUPPORTED. */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
 } server_http_config;
 
 typedef struct server_http server_http;

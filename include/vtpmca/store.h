@@ -4,6 +4,7 @@
 #ifndef VTPMCA_STORE_H
 #define VTPMCA_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -78,5 +79,237 @@ typedef struct {
  * fleet has no policy yet). VTPMCA_ERR_NOT_FOUND for an unknown fleet. */
 vtpmca_err store_policy_history(store *st, const char *fleet, store_policy_version **out, size_t *n,
                                 vtpmca_diag *diag);
+
+/* ---- Enrolled instances and their persistence keys ---- */
+
+/* Instance ids: 1..63 chars of [A-Za-z0-9._:-]. Resource paths: "<repo>/<type>/<tag>", each
+ * segment 1..64 chars of [A-Za-z0-9._-] (the KBS resource URI an instance asks for). */
+#define STORE_INSTANCE_ID_MAX 63
+#define STORE_RESOURCE_SEGMENT_MAX 64
+#define STORE_RESOURCE_PATH_MAX (3 * STORE_RESOURCE_SEGMENT_MAX + 2)
+#define STORE_WRAPPED_KEY_MAX 1024 /* a stored wrapped key, as the key vault made it */
+#define STORE_LIST_MAX 10000       /* most rows one list or query call returns */
+
+typedef enum {
+    STORE_KEY_GENERATED = 0, /* the service made the key; wrapped_key holds it wrapped */
+    STORE_KEY_WRAPPED,       /* the instance presents its own wrapped key; none is stored */
+} store_key_mode;
+
+/* "generated" / "wrapped"; parse accepts exactly these (else INVALID_ARG). */
+const char *store_key_mode_name(store_key_mode mode);
+vtpmca_err store_key_mode_parse(const char *text, store_key_mode *out);
+
+typedef struct {
+    char id[STORE_INSTANCE_ID_MAX + 1];
+    char fleet[64];
+    char resource_path[STORE_RESOURCE_PATH_MAX + 1];
+    bool has_host_data; /* enrolled host_data the attested one must equal */
+    uint8_t host_data[32];
+    store_key_mode key_mode;
+    uint8_t *wrapped_key; /* generated mode: 1..STORE_WRAPPED_KEY_MAX bytes; wrapped: NULL */
+    size_t wrapped_key_len;
+    bool disabled;
+    int64_t created_at; /* unix seconds, set by the store when the instance is put */
+} store_instance;
+
+/* Format checks of the two identifiers (INVALID_ARG with a diag naming the problem). */
+vtpmca_err store_check_instance_id(const char *id, vtpmca_diag *diag);
+vtpmca_err store_check_resource_path(const char *path, vtpmca_diag *diag);
+
+/* Enrolls an instance. The fleet must exist (NOT_FOUND); an existing id or resource path is
+ * VTPMCA_ERR_CONFLICT. `disabled` and `created_at` of the argument are ignored. */
+vtpmca_err store_instance_put(store *st, const store_instance *instance, vtpmca_diag *diag);
+/* Enrolls n instances (1..) all or nothing, in one transaction. On failure *failed_index
+ * (may be NULL) names the item at fault, or n when no single item is. */
+vtpmca_err store_instance_put_batch(store *st, const store_instance *items, size_t n,
+                                    size_t *failed_index, vtpmca_diag *diag);
+/* Found by id or by resource path; NOT_FOUND when absent. Free with
+ * store_instance_free_fields. */
+vtpmca_err store_instance_get(store *st, const char *id, store_instance *out, vtpmca_diag *diag);
+vtpmca_err store_instance_get_by_path(store *st, const char *resource_path, store_instance *out,
+                                      vtpmca_diag *diag);
+/* Up to `limit` (1..STORE_LIST_MAX) instances ordered by id, of one fleet or all (NULL),
+ * with ids after `after_id` (NULL: from the start) for paging. *out is malloc'd (NULL when
+ * *n is 0); free with store_instance_list_free. */
+vtpmca_err store_instance_list(store *st, const char *fleet, const char *after_id, size_t limit,
+                               store_instance **out, size_t *n, vtpmca_diag *diag);
+/* NOT_FOUND for an unknown id. */
+vtpmca_err store_instance_set_disabled(store *st, const char *id, bool disabled, vtpmca_diag *diag);
+void store_instance_free_fields(store_instance *instance); /* frees and clears wrapped_key */
+void store_instance_list_free(store_instance *items, size_t n);
+
+/* ---- Audit log (append-only: the database refuses UPDATE and DELETE) ---- */
+
+typedef struct {
+    int64_t seq;          /* assigned by the store */
+    int64_t at_ms;        /* unix milliseconds; 0 on append = now */
+    char actor[64];       /* who: an admin, a session id; "" = none */
+    char action[32];      /* required: [a-z0-9_.]+, e.g. "enroll", "key_release" */
+    char instance_id[64]; /* "" = none */
+    char outcome[32];     /* e.g. "granted", "policy_rejected"; "" = none */
+    char measurement[97]; /* hex; "" = none */
+    char chip_id[129];    /* hex; "" = none */
+    char detail[256];     /* free text; never key material */
+} store_audit_event;
+
+/* Appends one event. Text fields must be NUL-terminated in their arrays and hold valid
+ * UTF-8 without control characters. */
+vtpmca_err store_audit_append(store *st, const store_audit_event *event, vtpmca_diag *diag);
+
+typedef struct {
+    const char *instance_id; /* NULL: any */
+    const char *action;      /* NULL: any */
+    const char *outcome;     /* NULL: any */
+    int64_t since_ms;        /* at >= since_ms; 0: no bound */
+    int64_t until_ms;        /* at < until_ms; 0: no bound */
+    int64_t after_seq;       /* seq > after_seq (paging); 0: from the start */
+    size_t limit;            /* 1..STORE_LIST_MAX */
+} store_audit_filter;
+
+/* Matching events in seq order; *out malloc'd (NULL when *n is 0). */
+vtpmca_err store_audit_query(store *st, const store_audit_filter *filter, store_audit_event **out,
+                             size_t *n, vtpmca_diag *diag);
+
+/* Enrollment in one transaction with its audit trail: like store_instance_put_batch, and for
+ * each item `describe` (called inside the transaction, possibly more than once per item when
+ * the transaction is retried, so it must not have side effects) fills an event that is
+ * appended with it. A describe error aborts the batch at that item. */
+typedef vtpmca_err (*store_audit_describe_fn)(const store_instance *item, size_t index,
+                                              store_audit_event *event, void *ctx);
+vtpmca_err store_instance_put_batch_audited(store *st, const store_instance *items, size_t n,
+                                            store_audit_describe_fn describe, void *ctx,
+                                            size_t *failed_index, vtpmca_diag *diag);
+
+/* ---- Rollback ledger (storage of attest/ledger.c; see include/vtpmca/ledger.h) ----
+ * One row per instance. The ledger engine reads and writes it through a store_ledger_writer:
+ * a dedicated connection for its one writer thread, so group commits neither wait for nor
+ * block the store's other users. */
+#define STORE_LEDGER_COUNTER_LEN 16
+#define STORE_LEDGER_ROOT_MAX 64
+
+typedef struct {
+    bool has_entry; /* counter, origin, root are set (an advance was accepted) */
+    uint8_t counter[STORE_LEDGER_COUNTER_LEN];
+    uint8_t origin[STORE_LEDGER_COUNTER_LEN];
+    uint8_t root[STORE_LEDGER_ROOT_MAX];
+    size_t root_len;    /* 1..STORE_LEDGER_ROOT_MAX with an entry, else 0 */
+    int64_t updated_ms; /* unix milliseconds of the last accepted advance; >= 0 */
+    bool locked;
+    bool require_admin_clear;
+    uint64_t fork_refusals;     /* <= INT64_MAX */
+    uint64_t rollback_refusals; /* <= INT64_MAX */
+    uint64_t version;           /* row version: 1 when created, +1 per write; <= INT64_MAX */
+} store_ledger_state;
+
+typedef struct {
+    const char *instance;     /* store_check_instance_id format */
+    store_ledger_state state; /* the new row; state.version = stored version + 1 (1: new row) */
+} store_ledger_write;
+
+typedef struct store_ledger_writer store_ledger_writer;
+
+/* Opens a writer on its own database connection (calls on one writer are serialised: meant
+ * for one thread). Close it before the store. */
+vtpmca_err store_ledger_writer_open(store *st, store_ledger_writer **out, vtpmca_diag *diag);
+void store_ledger_writer_close(store_ledger_writer *w);
+/* An instance's row; VTPMCA_ERR_NOT_FOUND when there is none. */
+vtpmca_err store_ledger_load(store_ledger_writer *w, const char *instance, store_ledger_state *out,
+                             vtpmca_diag *diag);
+/* Writes n (1..STORE_LEDGER_BATCH_MAX) rows in ONE transaction, all or nothing; returns once
+ * the transaction is durable. A write with version v > 1 applies only to the row at version
+ * v - 1, one with version 1 only when there is no row: otherwise VTPMCA_ERR_CONFLICT (the row
+ * changed since it was read) and nothing is written. */
+#define STORE_LEDGER_BATCH_MAX 100000
+vtpmca_err store_ledger_apply_batch(store_ledger_writer *w, const store_ledger_write *writes,
+                                    size_t n, vtpmca_diag *diag);
+
+/* ---- Issued certificates (EK / IAK) and the CRL number (store_certs_sqlite.c) ----
+ * One row per certificate the CA issued, keyed by serial number; revocation marks the row
+ * (it is never deleted) and the CRL is built from the revoked rows. */
+#define STORE_CERT_SERIAL_HEX_MAX 40    /* RFC 5280 serials: at most 20 bytes */
+#define STORE_CERT_KEY_NAME_HEX_MAX 132 /* TPM name: 2-byte nameAlg + up to a SHA-512 digest */
+#define STORE_CERT_BLOB_MAX 16384       /* a stored X.509 DER or C509 certificate */
+#define STORE_CERT_REASON_MAX 31
+
+typedef enum {
+    STORE_CERT_EK = 0,
+    STORE_CERT_IAK,
+} store_cert_kind;
+
+typedef enum {
+    STORE_CERT_X509 = 0,
+    STORE_CERT_C509,
+} store_cert_format;
+
+typedef enum {
+    STORE_CERT_ISSUED = 0,
+    STORE_CERT_REVOKED,
+} store_cert_status;
+
+/* "ek"/"iak", "x509"/"c509", "issued"/"revoked" (NULL for other values); parse accepts
+ * exactly these (else INVALID_ARG). */
+const char *store_cert_kind_name(store_cert_kind kind);
+const char *store_cert_format_name(store_cert_format format);
+const char *store_cert_status_name(store_cert_status status);
+vtpmca_err store_cert_kind_parse(const char *text, store_cert_kind *out);
+vtpmca_err store_cert_format_parse(const char *text, store_cert_format *out);
+
+typedef struct {
+    /* Lower-case hex of the serial number's big-endian magnitude (what the DER INTEGER holds,
+     * without a leading zero byte): 2..STORE_CERT_SERIAL_HEX_MAX digits, even, no leading
+     * "00". */
+    char serial[STORE_CERT_SERIAL_HEX_MAX + 1];
+    char instance_id[STORE_INSTANCE_ID_MAX + 1]; /* store_check_instance_id format */
+    store_cert_kind kind;
+    /* Lower-case hex of the certified key's TPM object name (nameAlg || digest), 4.. digits. */
+    char key_name[STORE_CERT_KEY_NAME_HEX_MAX + 1];
+    store_cert_format format;
+    int64_t not_before; /* unix seconds */
+    int64_t not_after;  /* unix seconds, >= not_before */
+    store_cert_status status;
+    int64_t revoked_at;                     /* unix seconds; 0 unless revoked */
+    char reason[STORE_CERT_REASON_MAX + 1]; /* RFC 5280 reason name; "" unless revoked */
+    uint8_t *der;    /* X.509 DER: required for x509; for c509 the re-encoded original, or NULL */
+    size_t der_len;  /* 1..STORE_CERT_BLOB_MAX when der is set */
+    uint8_t *c509;   /* C509 encoding: required for c509, NULL for x509 */
+    size_t c509_len; /* 1..STORE_CERT_BLOB_MAX when c509 is set */
+    int64_t created_at; /* unix seconds, set by the store */
+} store_cert;
+
+/* Records an issued certificate (status must be issued, revoked_at 0, reason ""). An
+ * existing serial is VTPMCA_ERR_CONFLICT. */
+vtpmca_err store_cert_put(store *st, const store_cert *cert, vtpmca_diag *diag);
+/* VTPMCA_ERR_NOT_FOUND when absent. Free with store_cert_free_fields. */
+vtpmca_err store_cert_get(store *st, const char *serial, store_cert *out, vtpmca_diag *diag);
+/* The most recently stored certificate of this kind for an instance, whatever its status
+ * (e.g. to compare an EK with the one certified before); NOT_FOUND when there is none. */
+vtpmca_err store_cert_latest(store *st, const char *instance_id, store_cert_kind kind,
+                             store_cert *out, vtpmca_diag *diag);
+/* Up to `limit` (1..STORE_LIST_MAX) certificates ordered by serial, of one instance or all
+ * (NULL), with serials after `after_serial` (NULL: from the start) for paging. Metadata
+ * only: der and c509 are NULL. *out is malloc'd (NULL when *n is 0); free with free(). */
+vtpmca_err store_cert_list(store *st, const char *instance_id, const char *after_serial,
+                           size_t limit, store_cert **out, size_t *n, vtpmca_diag *diag);
+/* Marks a certificate revoked. revoked_at: unix seconds (0 = now); reason: 1..
+ * STORE_CERT_REASON_MAX letters (the CA passes an RFC 5280 reason name). NOT_FOUND for an
+ * unknown serial, CONFLICT when it is revoked already (the first revocation stays). */
+vtpmca_err store_cert_revoke(store *st, const char *serial, int64_t revoked_at, const char *reason,
+                             vtpmca_diag *diag);
+
+typedef struct {
+    char serial[STORE_CERT_SERIAL_HEX_MAX + 1];
+    int64_t revoked_at;
+    char reason[STORE_CERT_REASON_MAX + 1];
+} store_cert_revocation;
+
+/* Every revoked certificate, ordered by serial (what the CRL lists). *out malloc'd (NULL when
+ * *n is 0). */
+vtpmca_err store_cert_revocations(store *st, store_cert_revocation **out, size_t *n,
+                                  vtpmca_diag *diag);
+/* Takes the next CRL number (1, 2, ...) in its own transaction: numbers strictly increase
+ * across processes and restarts, never repeat (a number taken for a CRL that was then not
+ * published is simply skipped). */
+vtpmca_err store_crl_number_next(store *st, uint64_t *out, vtpmca_diag *diag);
+void store_cert_free_fields(store_cert *cert); /* frees and clears der and c509 */
 
 #endif

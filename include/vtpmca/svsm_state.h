@@ -27,7 +27,8 @@
 #define SVSM_STATE_COUNTER_LEN 16
 #define SVSM_STATE_IV_LEN 12
 #define SVSM_STATE_TAG_LEN 16
-#define SVSM_STATE_HEADER_LEN (SVSM_STATE_MAGIC_LEN + 4 + SVSM_STATE_COUNTER_LEN + SVSM_STATE_IV_LEN)
+#define SVSM_STATE_HEADER_LEN                                                                      \
+    (SVSM_STATE_MAGIC_LEN + 4 + SVSM_STATE_COUNTER_LEN + SVSM_STATE_IV_LEN)
 #define SVSM_STATE_ROOT_LEN 32
 #define SVSM_STATE_KEY_LEN 32
 #define SVSM_STATE_EK_FINGERPRINT_LEN 32
@@ -78,16 +79,14 @@ typedef vtpmca_err (*svsm_state_commit_hook)(const svsm_state_version *next, voi
  *   counter starts at a random 128-bit value.
  * previous non-NULL: replaces the file, which must still be exactly that version (same
  *   counter and root, else VTPMCA_ERR_CONFLICT: someone else wrote it); the counter becomes
- *   previous->counter + 1 modulo 2^128.
+ *   previous->counter + 1 modulo 2^128 (ledger_counter_increment, the rollback ledger's own
+ *   counter arithmetic).
  * hook (may be NULL) runs between computing the new version and the write. *written (may be
  * NULL) receives the new version. */
 vtpmca_err svsm_state_write(const char *path, const uint8_t key[SVSM_STATE_KEY_LEN],
                             const svsm_state_content *content, const svsm_state_version *previous,
                             svsm_state_commit_hook hook, void *hook_ctx,
                             svsm_state_version *written, vtpmca_diag *diag);
-
-/* counter + 1 modulo 2^128 (big-endian), in place. */
-vtpmca_err svsm_state_counter_increment(uint8_t counter[SVSM_STATE_COUNTER_LEN]);
 
 /* Wipes and frees the tpm_state of content and clears the fingerprint (NULL is a no-op). */
 void svsm_state_content_clear(svsm_state_content *content);

@@ -44,6 +44,7 @@
 #define TPM2_CC_ACTIVATE_CREDENTIAL 0x00000147u
 #define TPM2_CC_NV_READ 0x0000014Eu
 #define TPM2_CC_POLICY_SECRET 0x00000151u
+#define TPM2_CC_POLICY_OR 0x00000171u
 #define TPM2_CC_FLUSH_CONTEXT 0x00000165u
 #define TPM2_CC_MAKE_CREDENTIAL 0x00000168u
 #define TPM2_CC_NV_READ_PUBLIC 0x00000169u
@@ -116,11 +117,30 @@
 /* TPM_RC values the callers test for (format-1 codes without parameter/handle number). */
 #define TPM2_RC_SUCCESS 0x000u
 #define TPM2_RC_INITIALIZE 0x100u
+#define TPM2_RC_POLICY 0x126u
+#define TPM2_RC_NV_SIZE 0x147u
+#define TPM2_RC_NV_UNINITIALIZED 0x14Au
+#define TPM2_RC_NV_SPACE 0x14Bu
 #define TPM2_RC_NV_DEFINED 0x14Cu
-#define TPM2_RC_FMT1 0x080u
+#define TPM2_RC_FMT1 0x080u /* format-1 code: bits 8..11 number a handle/parameter/session */
+#define TPM2_RC_P 0x040u    /* format-1: the number is a parameter number */
 #define TPM2_RC_VALUE 0x084u
 #define TPM2_RC_HANDLE 0x08Bu
+#define TPM2_RC_AUTH_FAIL 0x08Eu
+#define TPM2_RC_SIZE 0x095u
+#define TPM2_RC_POLICY_FAIL 0x09Du
 #define TPM2_RC_INTEGRITY 0x09Fu
+#define TPM2_RC_BAD_AUTH 0x0A2u
+#define TPM2_RC_OBJECT_MEMORY 0x902u
+#define TPM2_RC_YIELDED 0x908u
+#define TPM2_RC_TESTING 0x90Au
+#define TPM2_RC_REFERENCE_H0 0x910u
+#define TPM2_RC_LOCKOUT 0x921u
+#define TPM2_RC_RETRY 0x922u
+#define TPM2_RC_SESSION_MEMORY 0x903u
+#define TPM2_RC_MEMORY 0x904u
+#define TPM2_RC_SESSION_HANDLES 0x905u
+#define TPM2_RC_OBJECT_HANDLES 0x906u
 
 /* Sizes. TPM2_MAX_COMMAND_SIZE is libtpms's TPM_BUFFER_MAX; TPM2_MAX_NV_BUFFER is the
  * MAX_NV_BUFFER_SIZE of the PC Client profile (and libtpms). */
@@ -194,9 +214,9 @@ vtpmca_err tpm2_reader_expect_end(const tpm2_reader *r);
 /* ---- Responses ---- */
 
 typedef struct {
-    uint16_t tag;       /* TPM2_ST_NO_SESSIONS or TPM2_ST_SESSIONS */
-    uint32_t rc;        /* responseCode */
-    tpm2_reader body;   /* positioned after the 10-byte header */
+    uint16_t tag;     /* TPM2_ST_NO_SESSIONS or TPM2_ST_SESSIONS */
+    uint32_t rc;      /* responseCode */
+    tpm2_reader body; /* positioned after the 10-byte header */
 } tpm2_response;
 
 /* Parses a response header: at least 10 bytes, a valid tag, and a size field equal to len.
@@ -214,6 +234,9 @@ vtpmca_err tpm2_rc_describe(uint32_t rc, char *out, size_t out_size);
 /* The TPM_RC without its handle/parameter/session number (format-1 codes), so
  * tpm2_rc_base(0x18b) == TPM2_RC_HANDLE; format-0 codes are returned unchanged. */
 uint32_t tpm2_rc_base(uint32_t rc);
+/* For a format-1 code about a handle (not a parameter or session), the handle's number
+ * (1..7); otherwise 0. tpm2_rc_handle_number(0x18b) == 1. */
+unsigned tpm2_rc_handle_number(uint32_t rc);
 
 /* ---- Algorithms ---- */
 
@@ -230,7 +253,7 @@ typedef struct {
     uint32_t object_attributes; /* TPMA_OBJECT_* */
     const uint8_t *auth_policy;
     size_t auth_policy_len;
-    uint16_t sym_alg;      /* TPM2_ALG_AES, ... or TPM2_ALG_NULL (then bits/mode are 0) */
+    uint16_t sym_alg; /* TPM2_ALG_AES, ... or TPM2_ALG_NULL (then bits/mode are 0) */
     uint16_t sym_key_bits;
     uint16_t sym_mode;
     uint16_t scheme;       /* TPM2_ALG_NULL or a signing/encryption scheme */
@@ -257,9 +280,8 @@ vtpmca_err tpm2_put_public(tpm2_writer *w, const tpm2_public *pub);
 
 /* The TPM object name: nameAlg (2 bytes, big-endian) || H_nameAlg(TPMT_PUBLIC bytes). The
  * input is parsed first, so malformed bytes are rejected. name_out holds TPM2_NAME_MAX. */
-vtpmca_err vtpm_object_name(const uint8_t *tpmt_public, size_t len,
-                            uint8_t name_out[TPM2_NAME_MAX], size_t *name_len,
-                            vtpmca_diag *diag);
+vtpmca_err vtpm_object_name(const uint8_t *tpmt_public, size_t len, uint8_t name_out[TPM2_NAME_MAX],
+                            size_t *name_len, vtpmca_diag *diag);
 
 /* The public key of an RSA or ECC (NIST P-256/P-384/P-521) TPMT_PUBLIC as an OpenSSL key:
  * RSA modulus of exactly keyBits (exponent 0 means 65537); ECC x and y each exactly the
@@ -280,9 +302,13 @@ typedef enum {
 #define VTPM_NV_EK_CERT_ECC_P256 0x01c0000au
 #define VTPM_NV_EK_CERT_ECC_P384 0x01c00016u
 
-/* PolicySecret(TPM_RH_ENDORSEMENT) with SHA-256 (PolicyA_SHA256, used by L-1/L-2) and
- * SHA-384 (PolicyB_SHA384, used by H-3). */
+/* EK authorization policies (EK Credential Profile, "Policies" appendix):
+ *   PolicyA = PolicySecret(TPM_RH_ENDORSEMENT), in SHA-256 (L-1/L-2 authPolicy) and SHA-384;
+ *   PolicyC = PolicyAuthorizeNV(Policy Index I-2, 0x01c07f02), SHA-384;
+ *   PolicyB = PolicyOR(PolicyA, PolicyC), SHA-384 (H-3 authPolicy). */
 extern const uint8_t TPM2_EK_POLICY_A_SHA256[32];
+extern const uint8_t TPM2_EK_POLICY_A_SHA384[48];
+extern const uint8_t TPM2_EK_POLICY_C_SHA384[48];
 extern const uint8_t TPM2_EK_POLICY_B_SHA384[48];
 
 /* Fills *out with the default template of kind (byte pointers reference static data). */

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "vtpmca/encoding.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/keyvault.h"
 
@@ -452,6 +453,36 @@ static void test_blob_format_matches_docs(void **state)
     keyvault_free(vault);
 }
 
+/* The worked example of docs/protocol.md (computed independently with Python's
+ * cryptography AESGCM): master key 00 01 .. 1f, IV a0 .. ab, context "instance:vm-1". */
+static void test_documented_vector(void **state)
+{
+    (void)state;
+    uint8_t master[32];
+    for (size_t i = 0; i < 32; i++)
+        master[i] = (uint8_t)i;
+    keyvault *vault = vault_with_key(master);
+    uint8_t *blob = NULL;
+    size_t blob_len = 0;
+    const char *hex = "01a0a1a2a3a4a5a6a7a8a9aaaba45a3e6f078940fd2027c5914538829c32ee1b52d0f500"
+                      "2ede4c64c43de9374358df634105673396143f13ae143bcd04";
+    assert_int_equal(vt_hex_decode_alloc(hex, strlen(hex), &blob, &blob_len), VTPMCA_OK);
+    assert_int_equal(blob_len, 61);
+    uint8_t out[KEYVAULT_KEY_MAX], expect[32];
+    memset(expect, 0x42, sizeof(expect));
+    size_t out_len = 0;
+    assert_int_equal(
+        keyvault_unwrap(vault, blob, blob_len, "instance:vm-1", out, sizeof(out), &out_len, NULL),
+        VTPMCA_OK);
+    assert_int_equal(out_len, 32);
+    assert_memory_equal(out, expect, 32);
+    assert_int_equal(
+        keyvault_unwrap(vault, blob, blob_len, "instance:vm-2", out, sizeof(out), &out_len, NULL),
+        VTPMCA_ERR_CRYPTO);
+    free(blob);
+    keyvault_free(vault);
+}
+
 struct race_arg {
     const char *path;
     keyvault *vault;
@@ -512,6 +543,7 @@ int main(void)
         cmocka_unit_test(test_wrap_is_randomised),
         cmocka_unit_test(test_unwrap_rejections),
         cmocka_unit_test(test_blob_format_matches_docs),
+        cmocka_unit_test(test_documented_vector),
         cmocka_unit_test(test_concurrent_create),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

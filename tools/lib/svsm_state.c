@@ -16,6 +16,7 @@
 #include <openssl/rand.h>
 
 #include "vtpmca/fileio.h"
+#include "vtpmca/ledger.h"
 
 #define MAGIC_OFF 0
 #define VERSION_OFF (MAGIC_OFF + SVSM_STATE_MAGIC_LEN)
@@ -25,6 +26,8 @@
 #define MIN_PLAINTEXT (SVSM_STATE_EK_FINGERPRINT_LEN + 1)
 #define MIN_FILE (SVSM_STATE_HEADER_LEN + MIN_PLAINTEXT + SVSM_STATE_TAG_LEN)
 #define PERSISTENCE_KEY_MAX 64
+
+_Static_assert(SVSM_STATE_COUNTER_LEN == LEDGER_COUNTER_LEN, "the ledger records this counter");
 
 static vtpmca_err openssl_fail(vtpmca_diag *diag, vtpmca_err err, const char *what)
 {
@@ -60,18 +63,6 @@ vtpmca_err svsm_state_derive_key(const uint8_t *persistence_key, size_t persiste
     if (!ok) {
         OPENSSL_cleanse(key_out, SVSM_STATE_KEY_LEN);
         return openssl_fail(diag, VTPMCA_ERR_INTERNAL, "HKDF failed");
-    }
-    return VTPMCA_OK;
-}
-
-vtpmca_err svsm_state_counter_increment(uint8_t counter[SVSM_STATE_COUNTER_LEN])
-{
-    if (counter == NULL)
-        return VTPMCA_ERR_INVALID_ARG;
-    /* Big-endian add with carry; a carry out of the top byte is dropped (mod 2^128). */
-    for (size_t i = SVSM_STATE_COUNTER_LEN; i-- > 0;) {
-        if (++counter[i] != 0)
-            break;
     }
     return VTPMCA_OK;
 }
@@ -112,8 +103,7 @@ static bool file_exists(const char *path, vtpmca_diag *diag, vtpmca_err *err)
 static vtpmca_err check_header(const uint8_t *file, const char *path, vtpmca_diag *diag)
 {
     if (memcmp(file + MAGIC_OFF, SVSM_STATE_MAGIC, SVSM_STATE_MAGIC_LEN) != 0)
-        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s is not a vTPM state file (bad magic)",
-                           path);
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s is not a vTPM state file (bad magic)", path);
     uint32_t version = (uint32_t)file[VERSION_OFF] << 24 | (uint32_t)file[VERSION_OFF + 1] << 16 |
                        (uint32_t)file[VERSION_OFF + 2] << 8 | file[VERSION_OFF + 3];
     if (version != SVSM_STATE_VERSION)
@@ -128,8 +118,9 @@ static vtpmca_err load_file(const char *path, uint8_t **file, size_t *len, vtpmc
 {
     vtpmca_err err;
     if (!file_exists(path, diag, &err))
-        return err != VTPMCA_OK ? err
-                                : vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND, "%s does not exist", path);
+        return err != VTPMCA_OK
+                   ? err
+                   : vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND, "%s does not exist", path);
     err = vt_file_read(path, SVSM_STATE_FILE_MAX, file, len, diag);
     if (err != VTPMCA_OK)
         return err;
@@ -180,8 +171,7 @@ vtpmca_err svsm_state_read(const char *path, const uint8_t key[SVSM_STATE_KEY_LE
     if (EVP_DecryptFinal_ex(ctx, plain + out_len, &final_len) != 1) {
         ERR_clear_error(); /* the diag says why; keep the queue clean for later calls */
         err = vtpmca_fail(diag, VTPMCA_ERR_CRYPTO,
-                          "%s does not authenticate: wrong persistence key or modified file",
-                          path);
+                          "%s does not authenticate: wrong persistence key or modified file", path);
         goto out;
     }
     content->tpm_state_len = cipher_len - SVSM_STATE_EK_FINGERPRINT_LEN;
@@ -217,8 +207,7 @@ static vtpmca_err next_counter(const char *path, const svsm_state_version *previ
     if (previous == NULL) {
         if (file_exists(path, diag, &err))
             return vtpmca_fail(diag, VTPMCA_ERR_CONFLICT,
-                               "%s exists already; refusing to replace it with a new state",
-                               path);
+                               "%s exists already; refusing to replace it with a new state", path);
         if (err != VTPMCA_OK)
             return err;
         if (RAND_bytes(counter, SVSM_STATE_COUNTER_LEN) != 1)
@@ -243,7 +232,7 @@ static vtpmca_err next_counter(const char *path, const svsm_state_version *previ
     if (err != VTPMCA_OK)
         return err;
     memcpy(counter, previous->counter, SVSM_STATE_COUNTER_LEN);
-    return svsm_state_counter_increment(counter);
+    return ledger_counter_increment(counter);
 }
 
 /* Builds header || ciphertext || tag into file (of the exact size). */

@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,14 +17,16 @@
 
 #include "vtpmca/log.h"
 
-/* NV index handles are 0x01xxxxxx (TPM_HT_NV_INDEX). */
+/* A handle's top byte is its type (TPM_HT): 0x01 NV index, 0x80 transient, 0x02/0x03 HMAC
+ * and policy sessions. */
 #define HANDLE_TYPE_SHIFT 24
 #define HT_HMAC_SESSION 0x02u
 #define HT_POLICY_SESSION 0x03u
 #define MAX_CREDENTIAL 64u /* TPM2B_DIGEST */
-/* Responses hold at most a few public areas; commands at most TPM2_MAX_COMMAND_SIZE. */
+/* Room for a command made of handles, sessions and small parameters. */
 #define SMALL_COMMAND 64u
 #define RC_TEXT 64
+#define MAX_ATTEMPTS 5 /* for TPM_RC_RETRY and its kin */
 
 struct vtpm {
     uint8_t cmd[TPM2_MAX_COMMAND_SIZE]; /* libtpms takes a mutable command buffer */
@@ -147,13 +150,13 @@ static void unlock(void)
 
 /* ---- Running commands (lock held) ---- */
 
-static vtpmca_err process_locked(vtpm *tpm, const uint8_t *cmd, size_t cmd_len,
-                                 vtpmca_diag *diag, uint32_t *resp_len)
+static vtpmca_err process_locked(vtpm *tpm, const uint8_t *cmd, size_t cmd_len, uint32_t *resp_len,
+                                 vtpmca_diag *diag)
 {
     if (cmd_len < TPM2_HEADER_SIZE || cmd_len > sizeof(tpm->cmd))
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
-                           "vtpm: command of %zu bytes (must be %u..%u)", cmd_len,
-                           TPM2_HEADER_SIZE, TPM2_MAX_COMMAND_SIZE);
+                           "vtpm: command of %zu bytes (must be %u..%u)", cmd_len, TPM2_HEADER_SIZE,
+                           TPM2_MAX_COMMAND_SIZE);
     if (cmd != tpm->cmd)
         memcpy(tpm->cmd, cmd, cmd_len);
     *resp_len = 0;
@@ -169,26 +172,34 @@ static vtpmca_err process_locked(vtpm *tpm, const uint8_t *cmd, size_t cmd_len,
 
 static vtpmca_err rc_to_err(uint32_t rc)
 {
+    /* A handle the TPM does not know: format-1 VALUE/HANDLE on handle 1..7, or a
+     * TPM_RC_REFERENCE_H0..H6 warning. */
+    bool on_handle = tpm2_rc_handle_number(rc) != 0;
+    if (on_handle && (tpm2_rc_base(rc) == TPM2_RC_VALUE || tpm2_rc_base(rc) == TPM2_RC_HANDLE))
+        return VTPMCA_ERR_NOT_FOUND;
+    if (rc >= TPM2_RC_REFERENCE_H0 && rc <= TPM2_RC_REFERENCE_H0 + 6)
+        return VTPMCA_ERR_NOT_FOUND;
     switch (tpm2_rc_base(rc)) {
     case TPM2_RC_HANDLE:
-    case 0x14A: /* TPM_RC_NV_UNINITIALIZED: the index was never written */
+    case TPM2_RC_NV_UNINITIALIZED: /* the index was never written */
         return VTPMCA_ERR_NOT_FOUND;
     case TPM2_RC_NV_DEFINED:
         return VTPMCA_ERR_CONFLICT;
-    case 0x095: /* TPM_RC_SIZE */
-    case 0x147: /* TPM_RC_NV_SIZE */
-    case 0x14B: /* TPM_RC_NV_SPACE */
-    case 0x902: /* TPM_RC_OBJECT_MEMORY */
-    case 0x903: /* TPM_RC_SESSION_MEMORY */
-    case 0x904: /* TPM_RC_MEMORY */
-    case 0x905: /* TPM_RC_SESSION_HANDLES */
-    case 0x906: /* TPM_RC_OBJECT_HANDLES */
+    case TPM2_RC_SIZE:
+    case TPM2_RC_NV_SIZE:
+    case TPM2_RC_NV_SPACE:
+    case TPM2_RC_OBJECT_MEMORY:
+    case TPM2_RC_SESSION_MEMORY:
+    case TPM2_RC_MEMORY:
+    case TPM2_RC_SESSION_HANDLES:
+    case TPM2_RC_OBJECT_HANDLES:
+    case TPM2_RC_LOCKOUT: /* dictionary-attack lockout: too many failed authorizations */
         return VTPMCA_ERR_LIMIT;
     case TPM2_RC_INTEGRITY:
-    case 0x08E: /* TPM_RC_AUTH_FAIL */
-    case 0x09D: /* TPM_RC_POLICY_FAIL */
-    case 0x0A2: /* TPM_RC_BAD_AUTH */
-    case 0x126: /* TPM_RC_POLICY */
+    case TPM2_RC_AUTH_FAIL:
+    case TPM2_RC_POLICY_FAIL:
+    case TPM2_RC_BAD_AUTH:
+    case TPM2_RC_POLICY:
         return VTPMCA_ERR_CRYPTO;
     default:
         return VTPMCA_ERR_INTERNAL;
@@ -205,15 +216,24 @@ static vtpmca_err run_locked(vtpm *tpm, tpm2_writer *w, const char *what, tpm2_r
         *rc_out = TPM2_RC_SUCCESS;
     vtpmca_err err = tpm2_command_end(w);
     if (err != VTPMCA_OK)
-        return vtpmca_fail(diag, err, "%s: the command does not fit in %zu bytes", what, w->cap);
-    uint32_t resp_len = 0;
-    err = process_locked(tpm, w->buf, w->len, diag, &resp_len);
-    if (err != VTPMCA_OK)
-        return err;
-    vtpmca_diag parse_diag = {{0}};
-    if (tpm2_response_parse(tpm->resp, resp_len, resp, &parse_diag) != VTPMCA_OK)
-        return vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "%s: libtpms sent a malformed response: %s",
-                           what, parse_diag.msg);
+        return vtpmca_fail(diag, err, "%s: could not build the command (%s)", what,
+                           vtpmca_err_name(err));
+    /* TPM_RC_RETRY/YIELDED/TESTING mean "not executed, send it again"; libtpms answers RETRY
+     * to the first use of a DA-protected object after startup (it records daUsed first). */
+    for (unsigned attempt = 0;; attempt++) {
+        uint32_t resp_len = 0;
+        err = process_locked(tpm, w->buf, w->len, &resp_len, diag);
+        if (err != VTPMCA_OK)
+            return err;
+        vtpmca_diag parse_diag = {{0}};
+        if (tpm2_response_parse(tpm->resp, resp_len, resp, &parse_diag) != VTPMCA_OK)
+            return vtpmca_fail(diag, VTPMCA_ERR_INTERNAL,
+                               "%s: libtpms sent a malformed response: %s", what, parse_diag.msg);
+        bool again =
+            resp->rc == TPM2_RC_RETRY || resp->rc == TPM2_RC_YIELDED || resp->rc == TPM2_RC_TESTING;
+        if (!again || attempt + 1 >= MAX_ATTEMPTS)
+            break;
+    }
     if (rc_out != NULL)
         *rc_out = resp->rc;
     if (resp->rc != TPM2_RC_SUCCESS) {
@@ -273,7 +293,8 @@ vtpmca_err vtpm_open(const uint8_t *permanent_state, size_t len, vtpm **out, vtp
                            "vtpm_open: need out, and state and length together");
     *out = NULL;
     if (len > UINT32_MAX)
-        return vtpmca_fail(diag, VTPMCA_ERR_LIMIT, "vtpm_open: state of %zu bytes", len);
+        return vtpmca_fail(diag, VTPMCA_ERR_LIMIT, "vtpm_open: a state of %zu bytes is too large",
+                           len);
     vtpm *tpm = calloc(1, sizeof(*tpm));
     if (tpm == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "vtpm_open: out of memory");
@@ -337,6 +358,23 @@ void vtpm_close(vtpm *tpm)
     OPENSSL_clear_free(tpm, sizeof(*tpm));
 }
 
+/* TPMLIB_GetState(PERMANENT) of the running TPM; the blob is malloc'd by libtpms. */
+static vtpmca_err get_state_locked(const char *fn, uint8_t **out, size_t *len, vtpmca_diag *diag)
+{
+    unsigned char *blob = NULL;
+    uint32_t blob_len = 0;
+    TPM_RESULT res = TPMLIB_GetState(TPMLIB_STATE_PERMANENT, &blob, &blob_len);
+    if (res != TPM_SUCCESS || blob == NULL || blob_len == 0) {
+        free(blob);
+        return vtpmca_fail(diag, VTPMCA_ERR_INTERNAL,
+                           "%s: libtpms could not export its state (TPM_RESULT 0x%x)", fn,
+                           (unsigned)res);
+    }
+    *out = blob;
+    *len = blob_len;
+    return VTPMCA_OK;
+}
+
 vtpmca_err vtpm_save_state(vtpm *tpm, uint8_t **out, size_t *len, vtpmca_diag *diag)
 {
     if (out == NULL || len == NULL)
@@ -346,19 +384,31 @@ vtpmca_err vtpm_save_state(vtpm *tpm, uint8_t **out, size_t *len, vtpmca_diag *d
     vtpmca_err err = lock_open(tpm, diag);
     if (err != VTPMCA_OK)
         return err;
-    unsigned char *blob = NULL;
-    uint32_t blob_len = 0;
-    TPM_RESULT res = TPMLIB_GetState(TPMLIB_STATE_PERMANENT, &blob, &blob_len);
+    err = get_state_locked("vtpm_save_state", out, len, diag);
     unlock();
-    if (res != TPM_SUCCESS || blob == NULL || blob_len == 0) {
-        free(blob);
-        return vtpmca_fail(diag, VTPMCA_ERR_INTERNAL,
-                           "vtpm_save_state: libtpms could not export its state (TPM_RESULT 0x%x)",
-                           (unsigned)res);
-    }
-    *out = blob; /* allocated by libtpms with malloc */
-    *len = blob_len;
-    return VTPMCA_OK;
+    return err;
+}
+
+vtpmca_err vtpm_shutdown_state(vtpm *tpm, uint8_t **out, size_t *len, vtpmca_diag *diag)
+{
+    if (out == NULL || len == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "vtpm_shutdown_state: NULL argument");
+    *out = NULL;
+    *len = 0;
+    vtpmca_err err = lock_open(tpm, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    uint8_t buf[SMALL_COMMAND];
+    tpm2_writer w;
+    tpm2_response resp;
+    tpm2_writer_init(&w, buf, sizeof(buf));
+    tpm2_command_begin(&w, TPM2_ST_NO_SESSIONS, TPM2_CC_SHUTDOWN);
+    tpm2_put_u16(&w, TPM2_SU_CLEAR);
+    err = run_locked(tpm, &w, "TPM2_Shutdown", &resp, NULL, diag);
+    if (err == VTPMCA_OK)
+        err = get_state_locked("vtpm_shutdown_state", out, len, diag);
+    unlock();
+    return err;
 }
 
 vtpmca_err vtpm_transact(vtpm *tpm, const uint8_t *cmd, size_t cmd_len, uint8_t **resp,
@@ -376,7 +426,7 @@ vtpmca_err vtpm_transact(vtpm *tpm, const uint8_t *cmd, size_t cmd_len, uint8_t 
     if (err != VTPMCA_OK)
         return err;
     uint32_t len = 0;
-    err = process_locked(tpm, cmd, cmd_len, diag, &len);
+    err = process_locked(tpm, cmd, cmd_len, &len, diag);
     if (err == VTPMCA_OK)
         err = dup_bytes(tpm->resp, len, resp, resp_len, diag);
     unlock();
@@ -519,8 +569,8 @@ vtpmca_err vtpm_create_ek(vtpm *tpm, vtpm_ek_kind kind, uint32_t *handle, uint8_
 
 /* TPM2_ReadPublic; out_public points into the response buffer. */
 static vtpmca_err read_public_locked(vtpm *tpm, uint32_t handle, const uint8_t **out_public,
-                                     size_t *out_public_len, const uint8_t **name,
-                                     size_t *name_len, vtpmca_diag *diag)
+                                     size_t *out_public_len, const uint8_t **name, size_t *name_len,
+                                     vtpmca_diag *diag)
 {
     static const char what[] = "TPM2_ReadPublic";
     uint8_t buf[SMALL_COMMAND];
@@ -541,8 +591,7 @@ static vtpmca_err read_public_locked(vtpm *tpm, uint32_t handle, const uint8_t *
 }
 
 vtpmca_err vtpm_read_public(vtpm *tpm, uint32_t handle, uint8_t **tpmt_public, size_t *len,
-                            uint8_t name_out[TPM2_NAME_MAX], size_t *name_len,
-                            vtpmca_diag *diag)
+                            uint8_t name_out[TPM2_NAME_MAX], size_t *name_len, vtpmca_diag *diag)
 {
     if (tpmt_public == NULL || len == NULL || (name_out == NULL) != (name_len == NULL))
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "vtpm_read_public: bad outputs");
@@ -582,6 +631,14 @@ vtpmca_err vtpm_flush(vtpm *tpm, uint32_t handle, vtpmca_diag *diag)
 
 /* ---- NV ---- */
 
+/* Names the command and the index in diagnostics, e.g. "TPM2_NV_Write of 0x01c00002". */
+#define NV_WHAT_LEN 48
+static const char *nv_what(char out[NV_WHAT_LEN], const char *command, uint32_t nv_index)
+{
+    snprintf(out, NV_WHAT_LEN, "%s of 0x%08x", command, nv_index);
+    return out;
+}
+
 static vtpmca_err check_nv_index(uint32_t nv_index, const char *fn, vtpmca_diag *diag)
 {
     if ((nv_index >> HANDLE_TYPE_SHIFT) != TPM2_HT_NV_INDEX)
@@ -593,7 +650,8 @@ static vtpmca_err check_nv_index(uint32_t nv_index, const char *fn, vtpmca_diag 
 static vtpmca_err nv_read_public_locked(vtpm *tpm, uint32_t nv_index, uint32_t *attributes,
                                         size_t *data_size, vtpmca_diag *diag)
 {
-    static const char what[] = "TPM2_NV_ReadPublic";
+    char what[NV_WHAT_LEN];
+    nv_what(what, "TPM2_NV_ReadPublic", nv_index);
     uint8_t buf[SMALL_COMMAND];
     tpm2_writer w;
     tpm2_response resp;
@@ -638,7 +696,8 @@ static vtpmca_err nv_undefine_locked(vtpm *tpm, uint32_t nv_index, uint32_t attr
     tpm2_put_u32(&w, auth);
     tpm2_put_u32(&w, nv_index);
     tpm2_put_password_session(&w, NULL, 0);
-    return run_locked(tpm, &w, "TPM2_NV_UndefineSpace", &resp, NULL, diag);
+    char what[NV_WHAT_LEN];
+    return run_locked(tpm, &w, nv_what(what, "TPM2_NV_UndefineSpace", nv_index), &resp, NULL, diag);
 }
 
 static vtpmca_err nv_define_locked(vtpm *tpm, uint32_t nv_index, size_t size, vtpmca_diag *diag)
@@ -659,13 +718,16 @@ static vtpmca_err nv_define_locked(vtpm *tpm, uint32_t nv_index, size_t size, vt
     tpm2_put_tpm2b(&w, NULL, 0); /* authPolicy */
     tpm2_put_u16(&w, (uint16_t)size);
     tpm2_tpm2b_end(&w, mark);
-    return run_locked(tpm, &w, "TPM2_NV_DefineSpace", &resp, NULL, diag);
+    char what[NV_WHAT_LEN];
+    return run_locked(tpm, &w, nv_what(what, "TPM2_NV_DefineSpace", nv_index), &resp, NULL, diag);
 }
 
 static vtpmca_err nv_write_locked(vtpm *tpm, uint32_t nv_index, const uint8_t *data, size_t len,
                                   vtpmca_diag *diag)
 {
     uint8_t buf[SMALL_COMMAND + TPM2_MAX_NV_BUFFER];
+    char what[NV_WHAT_LEN];
+    nv_what(what, "TPM2_NV_Write", nv_index);
     for (size_t offset = 0; offset < len; offset += TPM2_MAX_NV_BUFFER) {
         size_t chunk = len - offset < TPM2_MAX_NV_BUFFER ? len - offset : TPM2_MAX_NV_BUFFER;
         tpm2_writer w;
@@ -677,7 +739,7 @@ static vtpmca_err nv_write_locked(vtpm *tpm, uint32_t nv_index, const uint8_t *d
         tpm2_put_password_session(&w, NULL, 0);
         tpm2_put_tpm2b(&w, data + offset, chunk);
         tpm2_put_u16(&w, (uint16_t)offset);
-        vtpmca_err err = run_locked(tpm, &w, "TPM2_NV_Write", &resp, NULL, diag);
+        vtpmca_err err = run_locked(tpm, &w, what, &resp, NULL, diag);
         OPENSSL_cleanse(buf, sizeof(buf));
         if (err != VTPMCA_OK)
             return err;
@@ -750,7 +812,8 @@ vtpmca_err vtpm_nv_read_public(vtpm *tpm, uint32_t nv_index, uint32_t *attribute
 vtpmca_err vtpm_nv_read(vtpm *tpm, uint32_t nv_index, uint8_t **data, size_t *len,
                         vtpmca_diag *diag)
 {
-    static const char what[] = "TPM2_NV_Read";
+    char what[NV_WHAT_LEN];
+    nv_what(what, "TPM2_NV_Read", nv_index);
     if (data == NULL || len == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "vtpm_nv_read: NULL argument");
     *data = NULL;
@@ -823,10 +886,28 @@ vtpmca_err vtpm_nv_undefine(vtpm *tpm, uint32_t nv_index, vtpmca_diag *diag)
 
 /* ---- Credential activation ---- */
 
-/* Starts a policy session in hash_alg and satisfies PolicySecret(TPM_RH_ENDORSEMENT) with
- * the (empty) endorsement authorization: the policy of every TCG EK template. */
-static vtpmca_err ek_policy_session_locked(vtpm *tpm, uint16_t hash_alg, uint32_t *session,
-                                           vtpmca_diag *diag)
+/* Which EK policy an authPolicy is; after PolicySecret the session holds PolicyA, and
+ * PolicyB needs PolicyOR(PolicyA, PolicyC) on top. */
+typedef enum { EK_POLICY_UNKNOWN, EK_POLICY_A, EK_POLICY_B } ek_policy;
+
+static ek_policy classify_ek_policy(const tpm2_public *ek)
+{
+    const uint8_t *p = ek->auth_policy;
+    size_t len = ek->auth_policy_len;
+    if (ek->name_alg == TPM2_ALG_SHA256 && len == sizeof(TPM2_EK_POLICY_A_SHA256) &&
+        memcmp(p, TPM2_EK_POLICY_A_SHA256, len) == 0)
+        return EK_POLICY_A;
+    if (ek->name_alg == TPM2_ALG_SHA384 && len == sizeof(TPM2_EK_POLICY_A_SHA384) &&
+        memcmp(p, TPM2_EK_POLICY_A_SHA384, len) == 0)
+        return EK_POLICY_A;
+    if (ek->name_alg == TPM2_ALG_SHA384 && len == sizeof(TPM2_EK_POLICY_B_SHA384) &&
+        memcmp(p, TPM2_EK_POLICY_B_SHA384, len) == 0)
+        return EK_POLICY_B;
+    return EK_POLICY_UNKNOWN;
+}
+
+static vtpmca_err start_policy_session_locked(vtpm *tpm, uint16_t hash_alg, uint32_t *session,
+                                              vtpmca_diag *diag)
 {
     const EVP_MD *md = NULL;
     size_t digest_len = 0;
@@ -836,36 +917,74 @@ static vtpmca_err ek_policy_session_locked(vtpm *tpm, uint16_t hash_alg, uint32_
     uint8_t nonce[TPM2_MAX_DIGEST];
     if (RAND_bytes(nonce, (int)digest_len) != 1)
         return vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "RAND_bytes failed");
-
     uint8_t buf[SMALL_COMMAND + TPM2_MAX_DIGEST];
     tpm2_writer w;
     tpm2_response resp;
     tpm2_writer_init(&w, buf, sizeof(buf));
     tpm2_command_begin(&w, TPM2_ST_NO_SESSIONS, TPM2_CC_START_AUTH_SESSION);
-    tpm2_put_u32(&w, TPM2_RH_NULL);           /* tpmKey: unsalted */
-    tpm2_put_u32(&w, TPM2_RH_NULL);           /* bind: unbound */
-    tpm2_put_tpm2b(&w, nonce, digest_len);    /* nonceCaller */
-    tpm2_put_tpm2b(&w, NULL, 0);              /* encryptedSalt */
-    tpm2_put_u8(&w, TPM2_SE_POLICY);          /* sessionType */
-    tpm2_put_u16(&w, TPM2_ALG_NULL);          /* symmetric */
-    tpm2_put_u16(&w, hash_alg);               /* authHash */
+    tpm2_put_u32(&w, TPM2_RH_NULL);        /* tpmKey: unsalted */
+    tpm2_put_u32(&w, TPM2_RH_NULL);        /* bind: unbound */
+    tpm2_put_tpm2b(&w, nonce, digest_len); /* nonceCaller */
+    tpm2_put_tpm2b(&w, NULL, 0);           /* encryptedSalt */
+    tpm2_put_u8(&w, TPM2_SE_POLICY);       /* sessionType */
+    tpm2_put_u16(&w, TPM2_ALG_NULL);       /* symmetric */
+    tpm2_put_u16(&w, hash_alg);            /* authHash */
     vtpmca_err err = run_locked(tpm, &w, "TPM2_StartAuthSession", &resp, NULL, diag);
     if (err != VTPMCA_OK)
         return err;
-    uint32_t handle = 0;
-    if (tpm2_get_u32(&resp.body, &handle) != VTPMCA_OK)
+    if (tpm2_get_u32(&resp.body, session) != VTPMCA_OK)
         return malformed(diag, "TPM2_StartAuthSession");
+    return VTPMCA_OK;
+}
 
+/* PolicySecret(TPM_RH_ENDORSEMENT) with the (empty) endorsement authorization. */
+static vtpmca_err policy_secret_endorsement_locked(vtpm *tpm, uint32_t session, vtpmca_diag *diag)
+{
+    uint8_t buf[SMALL_COMMAND];
+    tpm2_writer w;
+    tpm2_response resp;
     tpm2_writer_init(&w, buf, sizeof(buf));
     tpm2_command_begin(&w, TPM2_ST_SESSIONS, TPM2_CC_POLICY_SECRET);
     tpm2_put_u32(&w, TPM2_RH_ENDORSEMENT); /* authHandle */
-    tpm2_put_u32(&w, handle);              /* policySession */
+    tpm2_put_u32(&w, session);             /* policySession */
     tpm2_put_password_session(&w, NULL, 0);
     tpm2_put_tpm2b(&w, NULL, 0); /* nonceTPM: not bound to this session's nonce */
     tpm2_put_tpm2b(&w, NULL, 0); /* cpHashA */
     tpm2_put_tpm2b(&w, NULL, 0); /* policyRef */
     tpm2_put_u32(&w, 0);         /* expiration: none */
-    err = run_locked(tpm, &w, "TPM2_PolicySecret", &resp, NULL, diag);
+    return run_locked(tpm, &w, "TPM2_PolicySecret", &resp, NULL, diag);
+}
+
+/* PolicyOR(PolicyA_SHA384, PolicyC_SHA384): turns PolicyA into PolicyB. */
+static vtpmca_err policy_or_b_locked(vtpm *tpm, uint32_t session, vtpmca_diag *diag)
+{
+    uint8_t buf[SMALL_COMMAND + 2 * TPM2_MAX_DIGEST];
+    tpm2_writer w;
+    tpm2_response resp;
+    tpm2_writer_init(&w, buf, sizeof(buf));
+    tpm2_command_begin(&w, TPM2_ST_NO_SESSIONS, TPM2_CC_POLICY_OR);
+    tpm2_put_u32(&w, session);
+    tpm2_put_u32(&w, 2); /* pHashList: TPML_DIGEST */
+    tpm2_put_tpm2b(&w, TPM2_EK_POLICY_A_SHA384, sizeof(TPM2_EK_POLICY_A_SHA384));
+    tpm2_put_tpm2b(&w, TPM2_EK_POLICY_C_SHA384, sizeof(TPM2_EK_POLICY_C_SHA384));
+    return run_locked(tpm, &w, "TPM2_PolicyOR", &resp, NULL, diag);
+}
+
+/* Starts a policy session in the EK's nameAlg that satisfies the EK's authPolicy. */
+static vtpmca_err ek_policy_session_locked(vtpm *tpm, const tpm2_public *ek, uint32_t *session,
+                                           vtpmca_diag *diag)
+{
+    ek_policy policy = classify_ek_policy(ek);
+    if (policy == EK_POLICY_UNKNOWN)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "the EK's authPolicy is neither PolicyA nor PolicyB_SHA384");
+    uint32_t handle = 0;
+    vtpmca_err err = start_policy_session_locked(tpm, ek->name_alg, &handle, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    err = policy_secret_endorsement_locked(tpm, handle, diag);
+    if (err == VTPMCA_OK && policy == EK_POLICY_B)
+        err = policy_or_b_locked(tpm, handle, diag);
     if (err != VTPMCA_OK) {
         flush_locked(tpm, handle, NULL);
         return err;
@@ -883,15 +1002,14 @@ static vtpmca_err activate_locked(vtpm *tpm, uint32_t activate_handle, uint32_t 
     const uint8_t *ek_public = NULL, *ek_name = NULL;
     size_t ek_public_len = 0, ek_name_len = 0;
     tpm2_public ek;
-    vtpmca_err err =
-        read_public_locked(tpm, ek_handle, &ek_public, &ek_public_len, &ek_name, &ek_name_len,
-                           diag);
+    vtpmca_err err = read_public_locked(tpm, ek_handle, &ek_public, &ek_public_len, &ek_name,
+                                        &ek_name_len, diag);
     if (err != VTPMCA_OK)
         return err;
     if (tpm2_public_parse(ek_public, ek_public_len, &ek, diag) != VTPMCA_OK)
         return malformed(diag, "TPM2_ReadPublic");
     uint32_t session = 0;
-    err = ek_policy_session_locked(tpm, ek.name_alg, &session, diag);
+    err = ek_policy_session_locked(tpm, &ek, &session, diag);
     if (err != VTPMCA_OK)
         return err;
 
@@ -915,7 +1033,7 @@ static vtpmca_err activate_locked(vtpm *tpm, uint32_t activate_handle, uint32_t 
         /* A policy session without continueSession is only flushed when the command works. */
         flush_locked(tpm, session, NULL);
         /* A credential that does not decrypt or verify is a crypto failure, not a bug. */
-        if ((rc & TPM2_RC_FMT1) && (rc & RC_PARAMETER_BIT))
+        if ((rc & TPM2_RC_FMT1) && (rc & TPM2_RC_P))
             err = VTPMCA_ERR_CRYPTO;
         return err;
     }
@@ -939,13 +1057,10 @@ vtpmca_err vtpm_activate_credential(vtpm *tpm, uint32_t activate_handle, uint32_
     *cert_info = NULL;
     *cert_info_len = 0;
     if (credential_blob == NULL || credential_blob_len == 0 || secret == NULL || secret_len == 0)
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "%s: empty credential blob or secret",
-                           fn);
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "%s: empty credential blob or secret", fn);
     /* Both are TPM2Bs in one command buffer. */
-    if (credential_blob_len > TPM2_MAX_COMMAND_SIZE / 2 ||
-        secret_len > TPM2_MAX_COMMAND_SIZE / 2)
-        return vtpmca_fail(diag, VTPMCA_ERR_LIMIT, "%s: credential blob or secret too large",
-                           fn);
+    if (credential_blob_len > TPM2_MAX_COMMAND_SIZE / 2 || secret_len > TPM2_MAX_COMMAND_SIZE / 2)
+        return vtpmca_fail(diag, VTPMCA_ERR_LIMIT, "%s: credential blob or secret too large", fn);
     vtpmca_err err = lock_open(tpm, diag);
     if (err != VTPMCA_OK)
         return err;
@@ -958,8 +1073,8 @@ vtpmca_err vtpm_activate_credential(vtpm *tpm, uint32_t activate_handle, uint32_
 vtpmca_err vtpm_make_credential(vtpm *tpm, uint32_t handle, const uint8_t *credential,
                                 size_t credential_len, const uint8_t *object_name,
                                 size_t object_name_len, uint8_t **credential_blob,
-                                size_t *credential_blob_len, uint8_t **secret,
-                                size_t *secret_len, vtpmca_diag *diag)
+                                size_t *credential_blob_len, uint8_t **secret, size_t *secret_len,
+                                vtpmca_diag *diag)
 {
     static const char what[] = "TPM2_MakeCredential";
     if (credential_blob == NULL || credential_blob_len == NULL || secret == NULL ||

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli_remote.h"
+
 /* ---- Local mode: the store opened from --db. ---- */
 
 static vtpmca_err local_fleet_create(void *ctx, const char *name, const char *description,
@@ -68,11 +70,27 @@ vtpmca_err cli_admin_open(const cli_opts *opts, bool create, cli_admin *out, vtp
 {
     if (opts == NULL || out == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "admin: missing argument");
+    bool remote = false;
+    cli_remote_config remote_cfg;
+    vtpmca_err err = cli_remote_config_from_opts(opts, &remote, &remote_cfg, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    if (remote) {
+        cli_remote *client = NULL;
+        err = cli_remote_open(&remote_cfg, &client, diag);
+        if (err != VTPMCA_OK)
+            return err;
+        out->ops = &cli_remote_admin_ops;
+        out->ctx = client;
+        return VTPMCA_OK;
+    }
     const char *db = opts->value[CLI_OPT_DB];
     if (db == NULL)
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "missing --db FILE");
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "missing --db FILE (offline) or --server URL (the daemon's admin API; "
+                           "or set VTPMCA_SERVER)");
     store *st = NULL;
-    vtpmca_err err = cli_open_store(db, create, &st, diag);
+    err = cli_open_store(db, create, &st, diag);
     if (err != VTPMCA_OK)
         return err;
     out->ops = &local_ops;

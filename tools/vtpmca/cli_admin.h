@@ -1,7 +1,8 @@
-/* The admin operations of the CLI (fleets, policies, VCEK import) behind one interface.
- * Today they run offline on the database named by --db; a remote mode (the daemon's admin
- * API with signed tokens) will add a second implementation of cli_admin_ops and choose it in
- * cli_admin_open, without touching the commands. */
+/* The admin operations of the CLI (fleets, policies, VCEK import) behind one interface with
+ * two implementations: offline on the database named by --db (cli_admin.c), and remote on the
+ * daemon's admin API with signed tokens (--server, cli_remote.c). cli_admin_open chooses; the
+ * commands do not know which. A new operation is a member here, a local function in
+ * cli_admin.c and a remote one in cli_remote.c. */
 #ifndef VTPMCA_CLI_ADMIN_H
 #define VTPMCA_CLI_ADMIN_H
 
@@ -32,8 +33,9 @@ typedef struct {
     void *ctx;
 } cli_admin;
 
-/* Opens the admin backend for a command's options (--db for now). Read-only commands pass
- * create == false so that a mistyped path is an error rather than a new empty database. */
+/* Opens the admin backend for a command's options: --server (or VTPMCA_SERVER without --db)
+ * for the daemon's admin API, else --db. Read-only commands pass create == false so that a
+ * mistyped path is an error rather than a new empty database (unused remotely). */
 vtpmca_err cli_admin_open(const cli_opts *opts, bool create, cli_admin *out, vtpmca_diag *diag);
 void cli_admin_close(cli_admin *admin);
 

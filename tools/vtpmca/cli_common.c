@@ -10,6 +10,7 @@
 
 #include "vtpmca/encoding.h"
 #include "vtpmca/fileio.h"
+#include "vtpmca/server_admin.h"
 
 /* Upper bounds for files the CLI reads: reports and certificates are small; policies may
  * list thousands of measurements. */
@@ -51,6 +52,34 @@ static const cli_option_spec option_specs[CLI_OPT_COUNT] = {
     [CLI_OPT_VERSION] = {"version", required_argument, "N", "policy version (default: the latest)"},
     [CLI_OPT_DESCRIPTION] = {"description", required_argument, "TEXT", "free-text description"},
     [CLI_OPT_JSON] = {"json", no_argument, NULL, "print machine-readable JSON"},
+    [CLI_OPT_SERVER] = {"server", required_argument, "URL",
+                        "use the daemon's admin API at URL (https://HOST:PORT) instead of --db "
+                        "(default: $VTPMCA_SERVER)"},
+    [CLI_OPT_ADMIN_KEY] = {"admin-key", required_argument, "FILE",
+                           "admin private key (PEM, Ed25519 or P-256, mode 0600) that signs the "
+                           "requests (default: $VTPMCA_ADMIN_KEY)"},
+    [CLI_OPT_ADMIN_NAME] = {"admin-name", required_argument, "NAME",
+                            "admin name the daemon knows the key by (default: $VTPMCA_ADMIN_NAME, "
+                            "else the key file name without .pem)"},
+    [CLI_OPT_CACERT] = {"cacert", required_argument, "FILE",
+                        "CA certificate(s) to check the daemon's HTTPS certificate with "
+                        "(default: $VTPMCA_CACERT, else the system CAs)"},
+    [CLI_OPT_OUT] = {"out", required_argument, "FILE",
+                     "private key file to write, NAME.pem (NAME.pub.pem gets the public key)"},
+    [CLI_OPT_KEY_TYPE] = {"key-type", required_argument, "TYPE",
+                          "ed25519 (alg EdDSA, the default) or p256 (alg ES256)"},
+    [CLI_OPT_MASTER_KEY] = {"master-key", required_argument, "FILE",
+                            "the service master key (default: master.key beside the --db file, "
+                            "where vtpmcad keeps it; created when missing)"},
+    [CLI_OPT_MODE] = {"mode", required_argument, "MODE",
+                      "generated (the service makes and keeps the key, the default) or wrapped "
+                      "(the instance presents a key wrapped by 'instance wrap-key')"},
+    [CLI_OPT_HOST_DATA] = {"host-data", required_argument, "HEX",
+                           "32 bytes (64 hex digits) the attested HOST_DATA must equal"},
+    [CLI_OPT_RESOURCE_PATH] = {"resource-path", required_argument, "PATH",
+                               "KBS resource path <repo>/<type>/<tag> (default: generated, "
+                               "vtpmca/persistence-key/<random tag>)"},
+    [CLI_OPT_KEY] = {"key", required_argument, "FILE", "the key to wrap: 1 to 64 raw bytes"},
 };
 
 /* ---- Help ---- */
@@ -404,11 +433,7 @@ vtpmca_err cli_parse_rfc3339(const char *text, time_t *out)
 
 void cli_format_time(time_t t, char *buf, size_t size)
 {
-    struct tm tm;
-    if (size == 0)
-        return;
-    if (gmtime_r(&t, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(buf, size, "@%lld", (long long)t);
+    server_admin_format_time((int64_t)t, buf, size); /* the admin API's format */
 }
 
 /* ---- Input files ---- */

@@ -38,6 +38,19 @@ typedef enum {
     CLI_OPT_VERSION,
     CLI_OPT_DESCRIPTION,
     CLI_OPT_JSON,
+    /* Remote mode (the daemon's admin API) and admin keys. */
+    CLI_OPT_SERVER,
+    CLI_OPT_ADMIN_KEY,
+    CLI_OPT_ADMIN_NAME,
+    CLI_OPT_CACERT,
+    CLI_OPT_OUT,
+    CLI_OPT_KEY_TYPE,
+    /* Instances and their persistence keys (cmd_instance.c). */
+    CLI_OPT_MASTER_KEY,
+    CLI_OPT_MODE,
+    CLI_OPT_HOST_DATA,
+    CLI_OPT_RESOURCE_PATH,
+    CLI_OPT_KEY,
     CLI_OPT_COUNT
 } cli_opt_id;
 
@@ -141,5 +154,13 @@ int cmd_policy_put(const cli_command *cmd, const cli_opts *opts); /* create and 
 int cmd_policy_show(const cli_command *cmd, const cli_opts *opts);
 int cmd_policy_list(const cli_command *cmd, const cli_opts *opts);
 int cmd_policy_check(const cli_command *cmd, const cli_opts *opts);
+int cmd_admin_keygen(const cli_command *cmd, const cli_opts *opts); /* cmd_admin.c */
+int cmd_admin_whoami(const cli_command *cmd, const cli_opts *opts);
+int cmd_instance_enroll(const cli_command *cmd, const cli_opts *opts); /* cmd_instance.c */
+int cmd_instance_wrap_key(const cli_command *cmd, const cli_opts *opts);
+int cmd_instance_show(const cli_command *cmd, const cli_opts *opts);
+int cmd_instance_list(const cli_command *cmd, const cli_opts *opts);
+int cmd_instance_set_disabled(const cli_command *cmd, const cli_opts *opts); /* enable|disable */
+int cmd_instance_history(const cli_command *cmd, const cli_opts *opts);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include "cli_admin.h"
 #include "cli_common.h"
+#include "vtpmca/server_admin.h"
 
 int cmd_fleet_create(const cli_command *cmd, const cli_opts *opts)
 {
@@ -31,15 +32,12 @@ int cmd_fleet_create(const cli_command *cmd, const cli_opts *opts)
     return CLI_EXIT_OK;
 }
 
+/* The same form as the admin API's GET /v1/admin/fleets. */
 static json_t *fleets_to_json(const store_fleet *fleets, size_t n)
 {
     json_t *list = json_array();
     for (size_t i = 0; list != NULL && i < n; i++) {
-        char created[32];
-        cli_format_time((time_t)fleets[i].created_at, created, sizeof(created));
-        json_t *item = json_pack("{s:s, s:s, s:s, s:I}", "name", fleets[i].name, "description",
-                                 fleets[i].description, "created_at", created, "latest_policy",
-                                 (json_int_t)fleets[i].latest_policy);
+        json_t *item = server_admin_fleet_json(&fleets[i]);
         if (item == NULL || json_array_append_new(list, item) != 0) {
             json_decref(list);
             return NULL;

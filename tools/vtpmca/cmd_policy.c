@@ -5,6 +5,7 @@
 
 #include "cli_admin.h"
 #include "cli_common.h"
+#include "vtpmca/server_admin.h"
 #include "vtpmca/snp_policy.h"
 
 /* Reads and validates a policy file; *canonical receives its canonical JSON (malloc'd). */
@@ -133,14 +134,12 @@ int cmd_policy_show(const cli_command *cmd, const cli_opts *opts)
     return CLI_EXIT_OK;
 }
 
+/* The same form as the admin API's GET /v1/admin/fleets/<name>/policy/history. */
 static json_t *history_to_json(const store_policy_version *versions, size_t n)
 {
     json_t *list = json_array();
     for (size_t i = 0; list != NULL && i < n; i++) {
-        char created[32];
-        cli_format_time((time_t)versions[i].created_at, created, sizeof(created));
-        json_t *item = json_pack("{s:I, s:s, s:s}", "version", (json_int_t)versions[i].version,
-                                 "created_at", created, "author", versions[i].author);
+        json_t *item = server_admin_policy_version_json(&versions[i]);
         if (item == NULL || json_array_append_new(list, item) != 0) {
             json_decref(list);
             return NULL;

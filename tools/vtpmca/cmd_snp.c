@@ -8,6 +8,7 @@
 #include "cli_common.h"
 #include "vtpmca/ear.h"
 #include "vtpmca/encoding.h"
+#include "vtpmca/server_admin.h"
 #include "vtpmca/snp_policy.h"
 #include "vtpmca/snp_report.h"
 #include "vtpmca/snp_vcek.h"
@@ -451,24 +452,23 @@ int cmd_snp_import_vcek(const cli_command *cmd, const cli_opts *opts)
         (!extra_roots || (snp_roots_new_builtin(&builtin, NULL) == VTPMCA_OK &&
                           snp_vcek_verify_chain(vcek, builtin, at, NULL, NULL, NULL) == VTPMCA_OK));
 
-    /* The store key is what the verifier looks up: product, kind, hwID (zero-padded to 64
-     * bytes; zeros for a VLEK) and the TCB encoded from the certificate's SPLs. */
-    uint8_t chip_id[64] = {0};
-    if (info->kind == SNP_SIGNER_VCEK)
-        memcpy(chip_id, info->hwid, info->hwid_len < 64 ? info->hwid_len : 64);
-    const char *signer = info->kind == SNP_SIGNER_VLEK ? "vlek" : "vcek";
+    /* The store key is what the verifier looks up (the same as POST /v1/admin/vceks). */
+    server_vcek_store_key key = {0};
     const uint8_t *der = NULL;
     size_t der_len = 0;
     cli_admin admin;
-    err = snp_vcek_get_der(vcek, &der, &der_len);
+    err = server_admin_vcek_store_key(info, &key);
+    if (err == VTPMCA_OK)
+        err = snp_vcek_get_der(vcek, &der, &der_len);
+    const char *signer = key.signer;
     if (err == VTPMCA_OK)
         err = cli_admin_open(opts, true, &admin, &diag);
     if (err != VTPMCA_OK) {
         rc = cli_fail_diag(cmd, err, &diag, NULL);
         goto out;
     }
-    err = admin.ops->vcek_put(admin.ctx, snp_product_name(info->product), signer, chip_id,
-                              info->tcb_raw, der, der_len, "import", &diag);
+    err = admin.ops->vcek_put(admin.ctx, key.product, key.signer, key.chip_id, key.tcb, der,
+                              der_len, "import", &diag);
     cli_admin_close(&admin);
     if (err != VTPMCA_OK) {
         rc = cli_fail_diag(cmd, err, &diag, "cannot store %s", path);

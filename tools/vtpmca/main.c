@@ -9,11 +9,20 @@
     (CLI_OPT(CLI_OPT_ROOTS) | CLI_OPT(CLI_OPT_TRUST_BUILTIN) | CLI_OPT(CLI_OPT_NO_BUILTIN))
 #define JSON_OPT CLI_OPT(CLI_OPT_JSON)
 #define DB_OPT CLI_OPT(CLI_OPT_DB)
+/* The daemon's admin API instead of --db (cli_remote.h). */
+#define REMOTE_OPTS                                                                                \
+    (CLI_OPT(CLI_OPT_SERVER) | CLI_OPT(CLI_OPT_ADMIN_KEY) | CLI_OPT(CLI_OPT_ADMIN_NAME) |          \
+     CLI_OPT(CLI_OPT_CACERT))
+/* Admin commands run on --db FILE or, with REMOTE_OPTS, on the daemon: neither is required
+ * by the parser; cli_admin_open says what is missing. */
+#define ADMIN_OPTS (DB_OPT | REMOTE_OPTS)
 
 const cli_group cli_groups[] = {
     {"snp", "SEV-SNP evidence: decode, verify offline, import VCEKs"},
     {"fleet", "fleets of confidential VMs that share a policy"},
     {"policy", "versioned per-fleet appraisal policies"},
+    {"admin", "admin keys for the daemon's admin API (remote mode: --server)"},
+    {"instance", "instances (SVSMs) enrolled for persistence-key release"},
 };
 const size_t cli_groups_count = sizeof(cli_groups) / sizeof(cli_groups[0]);
 
@@ -33,41 +42,80 @@ const cli_command cli_commands[] = {
      "--product chooses the TCB layout for v2 reports, which do not name their product.",
      cmd_snp_show},
     {"snp", "import-vcek", NULL, 0,
-     CLI_OPT(CLI_OPT_VCEK) | DB_OPT | CLI_OPT(CLI_OPT_PRODUCT) | TRUST_OPTS | CLI_OPT(CLI_OPT_AT) |
-         JSON_OPT,
-     CLI_OPT(CLI_OPT_VCEK) | DB_OPT, "Store a VCEK/VLEK in the database after checking its chain",
+     CLI_OPT(CLI_OPT_VCEK) | ADMIN_OPTS | CLI_OPT(CLI_OPT_PRODUCT) | TRUST_OPTS |
+         CLI_OPT(CLI_OPT_AT) | JSON_OPT,
+     CLI_OPT(CLI_OPT_VCEK), "Store a VCEK/VLEK in the database after checking its chain",
      "The certificate is stored under its product, kind, hwID and TCB, where the verifier and\n"
      "the daemon look it up. Certificates that do not chain to a trusted root are refused;\n"
-     "--product, when given, must match the certificate's productName.",
+     "--product, when given, must match the certificate's productName. With --server the\n"
+     "daemon checks the chain again against its own roots (at its current time).",
      cmd_snp_import_vcek},
-    {"fleet", "create", "NAME", 1, DB_OPT | CLI_OPT(CLI_OPT_DESCRIPTION) | JSON_OPT, DB_OPT,
+    {"fleet", "create", "NAME", 1, ADMIN_OPTS | CLI_OPT(CLI_OPT_DESCRIPTION) | JSON_OPT, 0,
      "Create a fleet", "NAME: 1 to 63 characters of A-Z a-z 0-9 . _ -", cmd_fleet_create},
-    {"fleet", "list", NULL, 0, DB_OPT | JSON_OPT, DB_OPT, "List fleets and their latest policy",
+    {"fleet", "list", NULL, 0, ADMIN_OPTS | JSON_OPT, 0, "List fleets and their latest policy",
      NULL, cmd_fleet_list},
     {"policy", "create", NULL, 0,
-     CLI_OPT(CLI_OPT_FLEET) | CLI_OPT(CLI_OPT_FILE) | DB_OPT | JSON_OPT,
-     CLI_OPT(CLI_OPT_FLEET) | CLI_OPT(CLI_OPT_FILE) | DB_OPT,
-     "Set the first policy of a fleet (version 1)",
+     CLI_OPT(CLI_OPT_FLEET) | CLI_OPT(CLI_OPT_FILE) | ADMIN_OPTS | JSON_OPT,
+     CLI_OPT(CLI_OPT_FLEET) | CLI_OPT(CLI_OPT_FILE), "Set the first policy of a fleet (version 1)",
      "The document is validated first (see docs/policy.md) and stored in canonical form.",
      cmd_policy_put},
     {"policy", "update", NULL, 0,
-     CLI_OPT(CLI_OPT_FLEET) | CLI_OPT(CLI_OPT_FILE) | DB_OPT | JSON_OPT,
-     CLI_OPT(CLI_OPT_FLEET) | CLI_OPT(CLI_OPT_FILE) | DB_OPT,
-     "Add a new version of a fleet's policy",
+     CLI_OPT(CLI_OPT_FLEET) | CLI_OPT(CLI_OPT_FILE) | ADMIN_OPTS | JSON_OPT,
+     CLI_OPT(CLI_OPT_FLEET) | CLI_OPT(CLI_OPT_FILE), "Add a new version of a fleet's policy",
      "The document is validated first and stored in canonical form; earlier versions stay.",
      cmd_policy_put},
     {"policy", "show", NULL, 0,
-     CLI_OPT(CLI_OPT_FLEET) | CLI_OPT(CLI_OPT_VERSION) | DB_OPT | JSON_OPT,
-     CLI_OPT(CLI_OPT_FLEET) | DB_OPT, "Print a fleet's policy (the latest or --version N)", NULL,
+     CLI_OPT(CLI_OPT_FLEET) | CLI_OPT(CLI_OPT_VERSION) | ADMIN_OPTS | JSON_OPT,
+     CLI_OPT(CLI_OPT_FLEET), "Print a fleet's policy (the latest or --version N)", NULL,
      cmd_policy_show},
-    {"policy", "list", NULL, 0, CLI_OPT(CLI_OPT_FLEET) | DB_OPT | JSON_OPT,
-     CLI_OPT(CLI_OPT_FLEET) | DB_OPT, "List every version of a fleet's policy", NULL,
-     cmd_policy_list},
+    {"policy", "list", NULL, 0, CLI_OPT(CLI_OPT_FLEET) | ADMIN_OPTS | JSON_OPT,
+     CLI_OPT(CLI_OPT_FLEET), "List every version of a fleet's policy", NULL, cmd_policy_list},
     {"policy", "check", NULL, 0, CLI_OPT(CLI_OPT_FILE) | JSON_OPT, CLI_OPT(CLI_OPT_FILE),
      "Validate a policy document without storing it",
      "Exit status 0 if the document is valid, 1 if it is not (the message names the key),\n"
      "2 if it cannot be read.",
      cmd_policy_check},
+    {"admin", "keygen", NULL, 0, CLI_OPT(CLI_OPT_OUT) | CLI_OPT(CLI_OPT_KEY_TYPE) | JSON_OPT,
+     CLI_OPT(CLI_OPT_OUT), "Make an admin key pair for the daemon's admin API",
+     "Writes the private key to NAME.pem (mode 0600) and the public key to NAME.pub.pem.\n"
+     "Install NAME.pub.pem in the daemon's admin_keys_dir (role admin) or in its auditors/\n"
+     "subdirectory (read-only). NAME is the admin's name (1 to 56 of A-Z a-z 0-9 . _ -).\n"
+     "Existing files are never overwritten.",
+     cmd_admin_keygen},
+    {"admin", "whoami", NULL, 0, REMOTE_OPTS | JSON_OPT, 0,
+     "Check the admin key against the daemon: who the daemon says you are",
+     "Needs --server URL (or VTPMCA_SERVER) and --admin-key FILE (or VTPMCA_ADMIN_KEY).",
+     cmd_admin_whoami},
+    /* Instances: offline on --db and the master key (cmd_instance.c). */
+    {"instance", "enroll", "ID", 1,
+     DB_OPT | CLI_OPT(CLI_OPT_FLEET) | CLI_OPT(CLI_OPT_MODE) | CLI_OPT(CLI_OPT_HOST_DATA) |
+         CLI_OPT(CLI_OPT_RESOURCE_PATH) | CLI_OPT(CLI_OPT_MASTER_KEY) | JSON_OPT,
+     DB_OPT | CLI_OPT(CLI_OPT_FLEET), "Enroll an instance for persistence-key release",
+     "ID: 1 to 63 characters of A-Z a-z 0-9 . _ : -. The instance gets its key at its resource\n"
+     "path (printed; put it on the instance's disk or configuration) once its evidence passes\n"
+     "the fleet's policy and, with --host-data, carries that HOST_DATA. Generated mode: the\n"
+     "service makes a 256-bit key, stored wrapped under the master key. Wrapped mode: nothing\n"
+     "is stored; the instance presents a key wrapped by 'instance wrap-key'.",
+     cmd_instance_enroll},
+    {"instance", "wrap-key", "ID", 1,
+     CLI_OPT(CLI_OPT_KEY) | DB_OPT | CLI_OPT(CLI_OPT_MASTER_KEY) | JSON_OPT, CLI_OPT(CLI_OPT_KEY),
+     "Wrap a key you bring for a wrapped-key mode instance",
+     "Prints the wrapped key (base64url) that the instance presents as {\"wrapped-key\": ...}\n"
+     "with POST /kbs/v0/resource/<path>; it unwraps for this instance only. With --db the\n"
+     "instance must be enrolled in wrapped-key mode. Needs --master-key or --db.",
+     cmd_instance_wrap_key},
+    {"instance", "show", "ID", 1, DB_OPT | JSON_OPT, DB_OPT, "Show an enrolled instance", NULL,
+     cmd_instance_show},
+    {"instance", "list", NULL, 0, DB_OPT | CLI_OPT(CLI_OPT_FLEET) | JSON_OPT, DB_OPT,
+     "List enrolled instances (of one fleet with --fleet)", NULL, cmd_instance_list},
+    {"instance", "disable", "ID", 1, DB_OPT | JSON_OPT, DB_OPT,
+     "Refuse key release to an instance until it is enabled again", NULL,
+     cmd_instance_set_disabled},
+    {"instance", "enable", "ID", 1, DB_OPT | JSON_OPT, DB_OPT, "Allow key release again", NULL,
+     cmd_instance_set_disabled},
+    {"instance", "history", "ID", 1, DB_OPT | JSON_OPT, DB_OPT,
+     "Print an instance's audit log: enrollment, key releases and refusals", NULL,
+     cmd_instance_history},
 };
 const size_t cli_commands_count = sizeof(cli_commands) / sizeof(cli_commands[0]);
 

@@ -1,0 +1,338 @@
+/* EAR attestation tokens: JWS compact ES256 / ES384 over an EAR claims-set. */
+#include "vtpmca/ear_token.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+
+#include "vtpmca/ear.h"
+#include "vtpmca/encoding.h"
+#include "vtpmca/jwe.h"
+#include "vtpmca/snp_policy.h"
+
+typedef struct {
+    const char *curve; /* RFC 7518 name */
+    const char *alg;
+    const EVP_MD *(*md)(void);
+    size_t field_len;
+} es_suite;
+
+static const es_suite es_suites[] = {
+    {"P-256", "ES256", EVP_sha256, 32},
+    {"P-384", "ES384", EVP_sha384, 48},
+};
+
+static const es_suite *suite_of(const EVP_PKEY *key)
+{
+    const char *curve = jwe_ec_curve_name(key);
+    for (size_t i = 0; curve != NULL && i < sizeof(es_suites) / sizeof(es_suites[0]); i++) {
+        if (strcmp(es_suites[i].curve, curve) == 0)
+            return &es_suites[i];
+    }
+    return NULL;
+}
+
+const char *jws_es_alg(const EVP_PKEY *key)
+{
+    const es_suite *suite = key != NULL ? suite_of(key) : NULL;
+    return suite != NULL ? suite->alg : NULL;
+}
+
+static vtpmca_err openssl_fail(vtpmca_diag *diag, vtpmca_err err, const char *what)
+{
+    vtpmca_fail(diag, err, "%s", what);
+    vtpmca_diag_append_openssl(diag);
+    return err;
+}
+
+vtpmca_err jws_es_sign(const EVP_PKEY *key, const uint8_t *data, size_t len,
+                       uint8_t sig[JWS_ES_SIG_MAX], size_t *sig_len, vtpmca_diag *diag)
+{
+    if (key == NULL || (data == NULL && len > 0) || sig == NULL || sig_len == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "jws sign: missing argument");
+    const es_suite *suite = suite_of(key);
+    if (suite == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "JWS signing needs an EC P-256 or P-384 key");
+    uint8_t der[JWS_ES_SIG_MAX + 16];
+    size_t der_len = sizeof(der);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok = md != NULL && EVP_DigestSignInit(md, NULL, suite->md(), NULL, (EVP_PKEY *)key) == 1 &&
+             EVP_DigestSign(md, der, &der_len, data, len) == 1;
+    EVP_MD_CTX_free(md);
+    if (!ok)
+        return openssl_fail(diag, VTPMCA_ERR_CRYPTO, "ECDSA signing failed");
+    const unsigned char *p = der;
+    ECDSA_SIG *ecdsa = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
+    const BIGNUM *r = NULL, *s = NULL;
+    if (ecdsa != NULL)
+        ECDSA_SIG_get0(ecdsa, &r, &s);
+    ok = ecdsa != NULL && BN_bn2binpad(r, sig, (int)suite->field_len) >= 0 &&
+         BN_bn2binpad(s, sig + suite->field_len, (int)suite->field_len) >= 0;
+    ECDSA_SIG_free(ecdsa);
+    if (!ok)
+        return openssl_fail(diag, VTPMCA_ERR_INTERNAL, "cannot convert the ECDSA signature");
+    *sig_len = 2 * suite->field_len;
+    return VTPMCA_OK;
+}
+
+vtpmca_err jws_es_verify(const EVP_PKEY *key, const uint8_t *data, size_t len, const uint8_t *sig,
+                         size_t sig_len, vtpmca_diag *diag)
+{
+    if (key == NULL || (data == NULL && len > 0) || (sig == NULL && sig_len > 0))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "jws verify: missing argument");
+    const es_suite *suite = suite_of(key);
+    if (suite == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "JWS verification needs an EC P-256 or P-384 key");
+    if (sig_len != 2 * suite->field_len)
+        return vtpmca_fail(diag, VTPMCA_ERR_CRYPTO, "%s signature must be %zu bytes, not %zu",
+                           suite->alg, 2 * suite->field_len, sig_len);
+    ECDSA_SIG *ecdsa = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(sig, (int)suite->field_len, NULL);
+    BIGNUM *s = BN_bin2bn(sig + suite->field_len, (int)suite->field_len, NULL);
+    if (ecdsa == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(ecdsa, r, s) != 1) {
+        ECDSA_SIG_free(ecdsa);
+        BN_free(r);
+        BN_free(s);
+        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory");
+    }
+    unsigned char *der = NULL;
+    int der_len = i2d_ECDSA_SIG(ecdsa, &der);
+    ECDSA_SIG_free(ecdsa);
+    if (der_len <= 0)
+        return openssl_fail(diag, VTPMCA_ERR_INTERNAL, "cannot encode the ECDSA signature");
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok = md != NULL &&
+             EVP_DigestVerifyInit(md, NULL, suite->md(), NULL, (EVP_PKEY *)key) == 1 &&
+             EVP_DigestVerify(md, der, (size_t)der_len, data, len) == 1;
+    EVP_MD_CTX_free(md);
+    OPENSSL_free(der);
+    if (!ok) {
+        ERR_clear_error(); /* the diag says it; keep the thread's queue clean */
+        return vtpmca_fail(diag, VTPMCA_ERR_CRYPTO, "%s signature does not verify", suite->alg);
+    }
+    return VTPMCA_OK;
+}
+
+vtpmca_err ear_token_kid(const EVP_PKEY *key, char kid[EAR_TOKEN_KID_SIZE], vtpmca_diag *diag)
+{
+    if (key == NULL || kid == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "token kid: missing argument");
+    uint8_t fingerprint[KBS_KEY_FINGERPRINT_LEN];
+    vtpmca_err err = kbs_key_fingerprint(key, fingerprint, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    return vt_hex_encode(fingerprint, sizeof(fingerprint), kid, EAR_TOKEN_KID_SIZE);
+}
+
+vtpmca_err ear_token_key_init(ear_token_key *out, const EVP_PKEY *key, vtpmca_diag *diag)
+{
+    if (out == NULL || key == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "token key: missing argument");
+    memset(out, 0, sizeof(*out));
+    const char *alg = jws_es_alg(key);
+    if (alg == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED, "the token key must be EC P-256 or P-384");
+    vtpmca_err err = ear_token_kid(key, out->kid, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    out->key = (EVP_PKEY *)key;
+    EVP_PKEY_up_ref(out->key);
+    out->alg = alg;
+    return VTPMCA_OK;
+}
+
+void ear_token_key_clear(ear_token_key *key)
+{
+    if (key == NULL)
+        return;
+    EVP_PKEY_free(key->key);
+    memset(key, 0, sizeof(*key));
+}
+
+vtpmca_err ear_token_build_claims(const ear_token_claims *in, json_t **out, vtpmca_diag *diag)
+{
+    if (in == NULL || in->evidence == NULL || in->session_id == NULL || in->tee_pubkey == NULL ||
+        out == NULL || in->issued_at < 0 || in->expires_at <= in->issued_at)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "token claims: bad argument");
+    /* No fleet policy runs at attest time (it runs when a resource is asked for): the
+     * verdict has no checks, so the EAR vouches for genuine hardware and instance identity
+     * and claims nothing about the executables. */
+    snp_verdict verdict;
+    memset(&verdict, 0, sizeof(verdict));
+    verdict.pass = true;
+    verdict.measurement_checked = false;
+    json_t *claims = NULL;
+    vtpmca_err err =
+        ear_render_snp(in->evidence, &verdict, EAR_TOKEN_POLICY_ID, in->issued_at, &claims);
+    if (err != VTPMCA_OK)
+        return vtpmca_fail(diag, err, "cannot render the EAR");
+    uint8_t jti_bytes[16];
+    char jti[2 * sizeof(jti_bytes) + 1];
+    if (RAND_bytes(jti_bytes, sizeof(jti_bytes)) != 1 ||
+        vt_hex_encode(jti_bytes, sizeof(jti_bytes), jti, sizeof(jti)) != VTPMCA_OK) {
+        json_decref(claims);
+        return vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "the random generator failed");
+    }
+    bool ok = json_object_set_new(claims, "exp", json_integer((json_int_t)in->expires_at)) == 0 &&
+              json_object_set_new(claims, "jti", json_string(jti)) == 0 &&
+              json_object_set_new(claims, "sid", json_string(in->session_id)) == 0 &&
+              json_object_set_new(claims, "tee-pubkey", json_deep_copy(in->tee_pubkey)) == 0;
+    if (!ok) {
+        json_decref(claims);
+        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory");
+    }
+    *out = claims;
+    return VTPMCA_OK;
+}
+
+static vtpmca_err b64url_json(const json_t *value, char **out)
+{
+    char *text = json_dumps(value, JSON_COMPACT);
+    if (text == NULL)
+        return VTPMCA_ERR_NOMEM;
+    vtpmca_err err =
+        vt_b64_encode_alloc((const uint8_t *)text, strlen(text), VT_B64_URL_NOPAD, out);
+    free(text);
+    return err;
+}
+
+vtpmca_err ear_token_sign(const ear_token_key *key, const json_t *claims, char **out,
+                          vtpmca_diag *diag)
+{
+    if (key == NULL || key->key == NULL || out == NULL || !json_is_object(claims))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "token sign: bad argument");
+    json_t *header = json_pack("{s:s,s:s,s:s}", "alg", key->alg, "typ", "JWT", "kid", key->kid);
+    char *header_b64 = NULL, *payload_b64 = NULL, *sig_b64 = NULL, *token = NULL;
+    vtpmca_err err = header != NULL ? b64url_json(header, &header_b64) : VTPMCA_ERR_NOMEM;
+    json_decref(header);
+    if (err == VTPMCA_OK)
+        err = b64url_json(claims, &payload_b64);
+    size_t signing_len = 0;
+    if (err == VTPMCA_OK) {
+        signing_len = strlen(header_b64) + 1 + strlen(payload_b64);
+        token = malloc(signing_len + 2 + (JWS_ES_SIG_MAX * 4) / 3 + 4);
+        if (token == NULL)
+            err = VTPMCA_ERR_NOMEM;
+    }
+    if (err != VTPMCA_OK) {
+        free(header_b64);
+        free(payload_b64);
+        return vtpmca_fail(diag, err, "cannot encode the token");
+    }
+    strcpy(token, header_b64);
+    strcat(token, ".");
+    strcat(token, payload_b64);
+    free(header_b64);
+    free(payload_b64);
+    uint8_t sig[JWS_ES_SIG_MAX];
+    size_t sig_len = 0;
+    err = jws_es_sign(key->key, (const uint8_t *)token, signing_len, sig, &sig_len, diag);
+    if (err == VTPMCA_OK)
+        err = vt_b64_encode_alloc(sig, sig_len, VT_B64_URL_NOPAD, &sig_b64);
+    if (err != VTPMCA_OK) {
+        free(token);
+        return err;
+    }
+    strcat(token, ".");
+    strcat(token, sig_b64);
+    free(sig_b64);
+    *out = token;
+    return VTPMCA_OK;
+}
+
+/* Decodes one base64url part and parses it as a JSON object. */
+static vtpmca_err decode_json_part(const char *text, size_t len, const char *what, json_t **out,
+                                   vtpmca_diag *diag)
+{
+    uint8_t *raw = NULL;
+    size_t raw_len = 0;
+    if (jwe_b64url_decode(text, len, &raw, &raw_len) != VTPMCA_OK)
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "token %s is not unpadded base64url", what);
+    json_t *value = json_loadb((const char *)raw, raw_len, JSON_REJECT_DUPLICATES, NULL);
+    free(raw);
+    if (!json_is_object(value)) {
+        json_decref(value);
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "token %s is not a JSON object", what);
+    }
+    *out = value;
+    return VTPMCA_OK;
+}
+
+static vtpmca_err check_header(const json_t *header, const ear_token_key *key, vtpmca_diag *diag)
+{
+    const char *got_alg = json_string_value(json_object_get(header, "alg"));
+    const char *typ = json_string_value(json_object_get(header, "typ"));
+    const char *got_kid = json_string_value(json_object_get(header, "kid"));
+    if (json_object_size(header) != 3 || got_alg == NULL || typ == NULL || got_kid == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE,
+                           "token header must hold exactly \"alg\", \"typ\" and \"kid\"");
+    if (strcmp(typ, "JWT") != 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "token header \"typ\" must be \"JWT\"");
+    if (strcmp(got_alg, key->alg) != 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_CRYPTO, "token algorithm \"%.16s\" is not this key's",
+                           got_alg);
+    if (strcmp(got_kid, key->kid) != 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_CRYPTO, "token was signed by another key (kid)");
+    return VTPMCA_OK;
+}
+
+vtpmca_err ear_token_verify(const ear_token_key *key, const char *token, size_t token_len,
+                            time_t now, json_t **claims, vtpmca_diag *diag)
+{
+    if (claims != NULL)
+        *claims = NULL;
+    if (key == NULL || key->key == NULL || key->alg == NULL || token == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "token verify: missing argument");
+    if (token_len == 0 || token_len > EAR_TOKEN_MAX_LEN)
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "token is empty or longer than %d bytes",
+                           EAR_TOKEN_MAX_LEN);
+    const char *dot1 = memchr(token, '.', token_len);
+    const char *dot2 =
+        dot1 != NULL ? memchr(dot1 + 1, '.', token_len - (size_t)(dot1 + 1 - token)) : NULL;
+    if (dot1 == NULL || dot2 == NULL ||
+        memchr(dot2 + 1, '.', token_len - (size_t)(dot2 + 1 - token)) != NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "token is not three dot-separated parts");
+    json_t *header = NULL, *payload = NULL;
+    vtpmca_err err = decode_json_part(token, (size_t)(dot1 - token), "header", &header, diag);
+    if (err == VTPMCA_OK)
+        err = check_header(header, key, diag);
+    json_decref(header);
+    if (err != VTPMCA_OK)
+        return err;
+    uint8_t *sig = NULL;
+    size_t sig_len = 0;
+    const char *sig_text = dot2 + 1;
+    if (jwe_b64url_decode(sig_text, token_len - (size_t)(sig_text - token), &sig, &sig_len) !=
+        VTPMCA_OK)
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "token signature is not unpadded base64url");
+    err =
+        jws_es_verify(key->key, (const uint8_t *)token, (size_t)(dot2 - token), sig, sig_len, diag);
+    free(sig);
+    if (err != VTPMCA_OK)
+        return err;
+    /* Only a signed payload is parsed. */
+    err = decode_json_part(dot1 + 1, (size_t)(dot2 - dot1 - 1), "payload", &payload, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    const json_t *exp = json_object_get(payload, "exp");
+    if (!json_is_integer(exp)) {
+        json_decref(payload);
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "token has no integer \"exp\"");
+    }
+    if ((json_int_t)now >= json_integer_value(exp)) {
+        json_decref(payload);
+        return vtpmca_fail(diag, VTPMCA_ERR_POLICY, "token expired");
+    }
+    if (claims != NULL)
+        *claims = payload;
+    else
+        json_decref(payload);
+    return VTPMCA_OK;
+}

@@ -1,0 +1,717 @@
+/* Benchmark: full KBS boots (auth, attest, resource) against a real vtpmcad on loopback, many
+ * concurrent aproxy-like clients (libcurl with a cookie store, keep-alive), beside the floor
+ * of the server-side crypto of one boot measured in the same run on the same cores:
+ *   P-384 ECDSA verify of the report (VCEK) + P-521 ECDH key generation and derivation (the
+ *   JWE's ephemeral key) + P-384 ECDSA sign (the KBS binding).
+ * Goals: boots/s >= 80% of that floor; p99 latency < 20 ms at half that load.
+ *
+ * Client and server share the machine's cores, so client CPU would be counted against the
+ * server. The client's expensive step is the P-384 signature of each report (as costly as
+ * the server's verification); its nonce-dependent part is cheap, so the k*G part of every
+ * signature is computed by a pool BEFORE the timed phases (ECDSA_sign_setup) and each report
+ * is then signed with ECDSA_do_sign_ex. A client keeps one tee key (the server still parses
+ * and checks it every time) and decrypts and verifies only its first answer (outside the
+ * timing). What remains on the client is JSON, HTTP and two hashes. The bench also reads the
+ * daemon's CPU time from /proc, so "server CPU per boot" compares directly with the floor.
+ *
+ * Usage: bench_kbs [--clients N] [--seconds S] [--server-threads N] [--token-alg ES256|ES384]
+ *                  [--vtpmcad PATH] [--keep]
+ * The daemon runs with the TEST root made here (never AMD's keys) and --log-level warn. */
+#define OPENSSL_SUPPRESS_DEPRECATED /* ECDSA_sign_setup / ECDSA_do_sign_ex: the signing pool */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <math.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vtpmca/encoding.h"
+#include "vtpmca/enrollment.h"
+#include "vtpmca/fileio.h"
+#include "vtpmca/jwe.h"
+#include "vtpmca/kbs_binding.h"
+#include "vtpmca/kbs_client.h"
+#include "vtpmca/keyvault.h"
+#include "vtpmca/log.h"
+#include "vtpmca/report_data.h"
+#include "vtpmca/snp_testsigner.h"
+#include "vtpmca/store.h"
+
+extern char **environ;
+
+#define GOAL_RATIO 0.80
+#define GOAL_P99_MS 20.0
+#define FLOOR_SECONDS 2.0
+#define MEASUREMENT_BYTE 0x11
+/* Report layout (SEV-SNP ABI): REPORT_DATA at 0x50; signature r, s little-endian, 72 bytes
+ * each, right after the signed part. */
+#define SIG_FIELD_LEN 72
+#define SIG_R_OFFSET SNP_REPORT_SIGNED_SIZE
+#define SIG_S_OFFSET (SNP_REPORT_SIGNED_SIZE + SIG_FIELD_LEN)
+
+typedef struct {
+    unsigned clients;
+    double seconds; /* per load phase */
+    unsigned server_threads;
+    const char *token_alg;
+    char vtpmcad[1024];
+    bool keep;
+} bench_options;
+
+static struct {
+    char dir[64];
+    char roots[128], state[128], port_file[160], log[160];
+    pid_t pid;
+    unsigned port;
+    char base_url[64];
+    snp_report template; /* a Milan v3 report for the VCEK's chip and TCB */
+    EVP_PKEY *vcek_key;
+    EC_KEY *vcek_ec;
+    char resource_path[STORE_RESOURCE_PATH_MAX + 1];
+    /* the signing pool */
+    BIGNUM **kinv, **r;
+    size_t pool_size;
+    atomic_size_t pool_next;
+    atomic_uint_fast64_t pool_misses;
+} env;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_until(double t)
+{
+    double left = t - now_s();
+    if (left <= 0)
+        return;
+    struct timespec ts = {(time_t)left, (long)((left - floor(left)) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+static void die(const char *what, const vtpmca_diag *diag)
+{
+    fprintf(stderr, "bench_kbs: %s%s%s\n", what, diag != NULL ? ": " : "",
+            diag != NULL ? diag->msg : "");
+    if (env.pid > 0)
+        kill(env.pid, SIGKILL);
+    exit(1);
+}
+
+/* ---- setup: test root, VCEK, store with an enrolled instance, the daemon ---- */
+
+static void make_platform(void)
+{
+    vtpmca_diag diag = {{0}};
+    snp_test_root *root = NULL;
+    if (snp_test_root_new(SNP_PRODUCT_MILAN, 2048, &root, &diag) != VTPMCA_OK ||
+        snp_test_root_save(root, env.roots, &diag) != VTPMCA_OK)
+        die("test root", &diag);
+    snp_test_cert_params params = {.kind = SNP_SIGNER_VCEK,
+                                   .tcb = {.bootloader = 3, .snp = 8, .microcode = 115}};
+    RAND_bytes(params.chip_id, sizeof(params.chip_id));
+    uint8_t *der = NULL;
+    size_t der_len = 0;
+    if (snp_test_issue_cert(root, &params, &env.vcek_key, &der, &der_len, &diag) != VTPMCA_OK)
+        die("VCEK", &diag);
+    snp_test_root_free(root);
+    if (snp_test_report_defaults(&env.template, SNP_PRODUCT_MILAN, 3, params.chip_id,
+                                 &params.tcb) != VTPMCA_OK)
+        die("report template", NULL);
+    memset(env.template.measurement, MEASUREMENT_BYTE, sizeof(env.template.measurement));
+    env.vcek_ec = EVP_PKEY_get1_EC_KEY(env.vcek_key);
+
+    store *st = NULL;
+    keyvault *vault = NULL;
+    char path[192], measurement[97], policy[160];
+    snprintf(path, sizeof(path), "%s/vtpmca.db", env.state);
+    uint64_t tcb_raw = 0;
+    snp_tcb_encode(&params.tcb, SNP_PRODUCT_MILAN, &tcb_raw);
+    vt_hex_encode(env.template.measurement, 48, measurement, sizeof(measurement));
+    snprintf(policy, sizeof(policy), "{\"measurements\":[\"%s\"]}", measurement);
+    vtpmca_err err = store_open(path, &st, &diag);
+    if (err == VTPMCA_OK)
+        err = store_vcek_put(st, "Milan", "vcek", params.chip_id, tcb_raw, der, der_len, "import",
+                             &diag);
+    if (err == VTPMCA_OK)
+        err = store_fleet_create(st, "bench", "bench_kbs", &diag);
+    if (err == VTPMCA_OK)
+        err = store_policy_put(st, "bench", policy, "bench", NULL, &diag);
+    snprintf(path, sizeof(path), "%s/master.key", env.state);
+    if (err == VTPMCA_OK)
+        err = keyvault_open(path, true, &vault, &diag);
+    enroll_request req = {.instance_id = "bench-svsm",
+                          .fleet = "bench",
+                          .mode = STORE_KEY_GENERATED,
+                          .actor = "bench_kbs"};
+    enroll_result res;
+    if (err == VTPMCA_OK)
+        err = enrollment_enroll(st, vault, &req, &res, &diag);
+    if (err != VTPMCA_OK)
+        die("store", &diag);
+    snprintf(env.resource_path, sizeof(env.resource_path), "%s", res.resource_path);
+    keyvault_free(vault);
+    store_close(st);
+    free(der);
+}
+
+static void start_daemon(const bench_options *opt)
+{
+    char threads[16];
+    snprintf(threads, sizeof(threads), "%u", opt->server_threads);
+    const char *argv[] = {opt->vtpmcad,
+                          "--state-dir",
+                          env.state,
+                          "--port",
+                          "0",
+                          "--port-file",
+                          env.port_file,
+                          "--extra-roots-dir",
+                          env.roots,
+                          "--threads",
+                          threads,
+                          "--log-level",
+                          "warn",
+                          "--kbs-token-alg",
+                          opt->token_alg,
+                          "--kbs-session-capacity",
+                          "65536",
+                          NULL};
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 2, env.log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    if (posix_spawn(&env.pid, opt->vtpmcad, &actions, NULL, (char *const *)argv, environ) != 0)
+        die("cannot start vtpmcad (use --vtpmcad PATH)", NULL);
+    posix_spawn_file_actions_destroy(&actions);
+    double deadline = now_s() + 20;
+    while (now_s() < deadline) {
+        uint8_t *text = NULL;
+        size_t len = 0;
+        if (vt_file_read(env.port_file, 64, &text, &len, NULL) == VTPMCA_OK &&
+            memchr(text, '\n', len) != NULL) {
+            env.port = (unsigned)strtoul((char *)text, NULL, 10);
+            free(text);
+            snprintf(env.base_url, sizeof(env.base_url), "http://127.0.0.1:%u", env.port);
+            return;
+        }
+        free(text);
+        if (waitpid(env.pid, NULL, WNOHANG) == env.pid) {
+            env.pid = 0;
+            die("vtpmcad exited during startup; see its log", NULL);
+        }
+        sleep_until(now_s() + 0.02);
+    }
+    die("vtpmcad did not start", NULL);
+}
+
+static void stop_daemon(void)
+{
+    if (env.pid <= 0)
+        return;
+    kill(env.pid, SIGTERM);
+    int status = 0;
+    waitpid(env.pid, &status, 0);
+    env.pid = 0;
+}
+
+/* utime + stime of the daemon, in seconds. */
+static double daemon_cpu_s(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)env.pid);
+    uint8_t *text = NULL;
+    size_t len = 0;
+    if (vt_file_read(path, 4096, &text, &len, NULL) != VTPMCA_OK)
+        return 0;
+    /* Fields after the command name (which may hold spaces) start after the last ')'. */
+    const char *p = strrchr((char *)text, ')');
+    unsigned long long utime = 0, stime = 0;
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+        utime = stime = 0;
+    free(text);
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+/* ---- the crypto floor ---- */
+
+typedef struct {
+    double seconds;
+    uint64_t boots;
+    const uint8_t *report; /* signed */
+    const uint8_t *sig_der;
+    size_t sig_der_len;
+    EVP_PKEY *vcek_public, *peer_p521, *kbs_key;
+} floor_worker;
+
+static void *floor_run(void *arg)
+{
+    floor_worker *w = arg;
+    uint8_t message[332];
+    RAND_bytes(message, sizeof(message));
+    double end = now_s() + w->seconds;
+    while (now_s() < end) {
+        /* 1. the report's signature, as the verifier checks it */
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        bool ok = EVP_DigestVerifyInit(md, NULL, EVP_sha384(), NULL, w->vcek_public) == 1 &&
+                  EVP_DigestVerify(md, w->sig_der, w->sig_der_len, w->report,
+                                   SNP_REPORT_SIGNED_SIZE) == 1;
+        EVP_MD_CTX_free(md);
+        /* 2. the JWE's ephemeral P-521 key and the ECDH with the tee key */
+        EVP_PKEY *epk = EVP_EC_gen("P-521");
+        EVP_PKEY_CTX *dctx = EVP_PKEY_CTX_new_from_pkey(NULL, epk, NULL);
+        uint8_t z[66];
+        size_t z_len = sizeof(z);
+        ok = ok && epk != NULL && dctx != NULL && EVP_PKEY_derive_init(dctx) == 1 &&
+             EVP_PKEY_derive_set_peer(dctx, w->peer_p521) == 1 &&
+             EVP_PKEY_derive(dctx, z, &z_len) == 1;
+        EVP_PKEY_CTX_free(dctx);
+        EVP_PKEY_free(epk);
+        /* 3. the binding signature */
+        uint8_t sig[128];
+        size_t sig_len = sizeof(sig);
+        md = EVP_MD_CTX_new();
+        ok = ok && EVP_DigestSignInit(md, NULL, EVP_sha384(), NULL, w->kbs_key) == 1 &&
+             EVP_DigestSign(md, sig, &sig_len, message, sizeof(message)) == 1;
+        EVP_MD_CTX_free(md);
+        if (!ok)
+            die("floor crypto failed", NULL);
+        w->boots++;
+    }
+    return NULL;
+}
+
+static double measure_floor(unsigned threads)
+{
+    uint8_t report[SNP_REPORT_SIZE];
+    snp_report r = env.template;
+    if (snp_test_report_sign(&r, env.vcek_key, report, NULL) != VTPMCA_OK)
+        die("floor report", NULL);
+    uint8_t der[128];
+    size_t der_len = sizeof(der);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    EVP_DigestSignInit(md, NULL, EVP_sha384(), NULL, env.vcek_key);
+    EVP_DigestSign(md, der, &der_len, report, SNP_REPORT_SIGNED_SIZE);
+    EVP_MD_CTX_free(md);
+    /* Public-only copies, as the server holds them. */
+    unsigned char *spki = NULL;
+    int spki_len = i2d_PUBKEY(env.vcek_key, &spki);
+    const unsigned char *p = spki;
+    EVP_PKEY *vcek_public = d2i_PUBKEY(NULL, &p, spki_len);
+    OPENSSL_free(spki);
+    EVP_PKEY *peer = EVP_EC_gen("P-521");
+    EVP_PKEY *kbs_key = NULL;
+    kbs_key_generate(KBS_KEY_P384, &kbs_key, NULL);
+    floor_worker workers[64];
+    pthread_t tids[64];
+    double start = now_s();
+    for (unsigned i = 0; i < threads; i++) {
+        workers[i] =
+            (floor_worker){FLOOR_SECONDS, 0, report, der, der_len, vcek_public, peer, kbs_key};
+        pthread_create(&tids[i], NULL, floor_run, &workers[i]);
+    }
+    uint64_t boots = 0;
+    for (unsigned i = 0; i < threads; i++) {
+        pthread_join(tids[i], NULL);
+        boots += workers[i].boots;
+    }
+    double elapsed = now_s() - start;
+    EVP_PKEY_free(vcek_public);
+    EVP_PKEY_free(peer);
+    EVP_PKEY_free(kbs_key);
+    return (double)boots / elapsed;
+}
+
+/* ---- the signing pool ---- */
+
+typedef struct {
+    size_t from, to;
+} pool_range;
+
+static void *pool_fill(void *arg)
+{
+    pool_range *range = arg;
+    BN_CTX *ctx = BN_CTX_new();
+    for (size_t i = range->from; i < range->to; i++) {
+        if (ECDSA_sign_setup(env.vcek_ec, ctx, &env.kinv[i], &env.r[i]) != 1)
+            die("ECDSA_sign_setup", NULL);
+    }
+    BN_CTX_free(ctx);
+    return NULL;
+}
+
+static void make_pool(size_t n, unsigned threads)
+{
+    env.pool_size = n;
+    env.kinv = calloc(n, sizeof(*env.kinv));
+    env.r = calloc(n, sizeof(*env.r));
+    if (env.kinv == NULL || env.r == NULL)
+        die("out of memory", NULL);
+    pool_range ranges[64];
+    pthread_t tids[64];
+    for (unsigned i = 0; i < threads; i++) {
+        ranges[i] = (pool_range){n * i / threads, n * (i + 1) / threads};
+        pthread_create(&tids[i], NULL, pool_fill, &ranges[i]);
+    }
+    for (unsigned i = 0; i < threads; i++)
+        pthread_join(tids[i], NULL);
+}
+
+static void free_pool(void)
+{
+    for (size_t i = 0; i < env.pool_size; i++) {
+        BN_clear_free(env.kinv[i]);
+        BN_free(env.r[i]);
+    }
+    free(env.kinv);
+    free(env.r);
+}
+
+/* Signs a report with the next precomputed (k^-1, r); each pair is used once. */
+static void sign_report(uint8_t report[SNP_REPORT_SIZE])
+{
+    uint8_t digest[48];
+    EVP_Digest(report, SNP_REPORT_SIGNED_SIZE, digest, NULL, EVP_sha384(), NULL);
+    size_t i = atomic_fetch_add(&env.pool_next, 1);
+    ECDSA_SIG *sig = NULL;
+    if (i < env.pool_size) {
+        sig = ECDSA_do_sign_ex(digest, sizeof(digest), env.kinv[i], env.r[i], env.vcek_ec);
+    } else {
+        atomic_fetch_add(&env.pool_misses, 1);
+        sig = ECDSA_do_sign(digest, sizeof(digest), env.vcek_ec);
+    }
+    if (sig == NULL ||
+        BN_bn2lebinpad(ECDSA_SIG_get0_r(sig), report + SIG_R_OFFSET, SIG_FIELD_LEN) < 0 ||
+        BN_bn2lebinpad(ECDSA_SIG_get0_s(sig), report + SIG_S_OFFSET, SIG_FIELD_LEN) < 0)
+        die("report signature", NULL);
+    ECDSA_SIG_free(sig);
+}
+
+/* ---- clients ---- */
+
+typedef struct {
+    double seconds;
+    double interval_s; /* 0: as fast as possible; else one boot per interval */
+    EVP_PKEY *tee;
+    json_t *tee_jwk;
+    double *latency_ms;
+    size_t n, cap;
+    uint64_t failures;
+    char error[256];
+} client;
+
+/* One boot; returns false (with c->error) when a step failed. */
+static bool boot_once(kbs_client *kc, client *c, bool check_answer)
+{
+    vtpmca_diag diag = {{0}};
+    const uint8_t *nonce = NULL;
+    size_t nonce_len = 0;
+    uint8_t report[SNP_REPORT_SIZE];
+    snp_report fields = env.template;
+    json_t *body = NULL, *jwe = NULL;
+    char *token = NULL;
+    vtpmca_err err = kbs_client_auth(kc, &diag);
+    if (err == VTPMCA_OK)
+        err = kbs_client_nonce(kc, &nonce, &nonce_len);
+    if (err == VTPMCA_OK)
+        err = report_data_svsm(c->tee, nonce, nonce_len, fields.report_data, &diag);
+    if (err == VTPMCA_OK)
+        err = snp_report_encode(&fields, report);
+    if (err == VTPMCA_OK) {
+        sign_report(report);
+        err = kbs_attest_request(kbs_client_nonce_b64(kc), c->tee_jwk, report, sizeof(report),
+                                 &body, &diag);
+    }
+    if (err == VTPMCA_OK)
+        err = kbs_client_attest(kc, body, &token, &diag);
+    if (err == VTPMCA_OK)
+        err = kbs_client_resource(kc, env.resource_path, NULL, 0, &jwe, &diag);
+    if (err == VTPMCA_OK && check_answer) {
+        uint8_t key[JWE_MAX_SECRET];
+        size_t key_len = 0;
+        err = jwe_decrypt(c->tee, jwe, key, sizeof(key), &key_len, &diag);
+        if (err == VTPMCA_OK)
+            err = kbs_binding_verify_jwe(jwe, nonce, nonce_len, c->tee, NULL, NULL, &diag);
+    }
+    if (err != VTPMCA_OK)
+        snprintf(c->error, sizeof(c->error), "%s", diag.msg[0] ? diag.msg : vtpmca_err_name(err));
+    json_decref(body);
+    json_decref(jwe);
+    free(token);
+    return err == VTPMCA_OK;
+}
+
+static void *client_run(void *arg)
+{
+    client *c = arg;
+    kbs_client *kc = NULL;
+    vtpmca_diag diag = {{0}};
+    if (kbs_client_new(env.base_url, 10000, &kc, &diag) != VTPMCA_OK) {
+        snprintf(c->error, sizeof(c->error), "%s", diag.msg);
+        c->failures++;
+        return NULL;
+    }
+    /* A first, untimed boot checks the answer (decryption and binding). */
+    if (!boot_once(kc, c, true))
+        c->failures++;
+    /* Stagger paced clients so their boots do not start in lockstep. */
+    double start = now_s() + (c->interval_s > 0 ? c->interval_s * drand48() : 0);
+    double end = start + c->seconds, next = start;
+    while (now_s() < end) {
+        if (c->interval_s > 0) {
+            sleep_until(next);
+            if (next >= end)
+                break;
+        }
+        /* Paced: latency from the scheduled start, so a late start counts against us. */
+        double t0 = c->interval_s > 0 ? next : now_s();
+        bool ok = boot_once(kc, c, false);
+        double ms = (now_s() - t0) * 1000.0;
+        if (!ok) {
+            c->failures++;
+        } else {
+            if (c->n == c->cap) {
+                c->cap = c->cap ? 2 * c->cap : 1024;
+                c->latency_ms = realloc(c->latency_ms, c->cap * sizeof(double));
+            }
+            c->latency_ms[c->n++] = ms;
+        }
+        next += c->interval_s;
+    }
+    kbs_client_free(kc);
+    return NULL;
+}
+
+typedef struct {
+    double rate, p50, p99, server_cpu_per_boot_ms, client_cpu_per_boot_ms;
+    uint64_t boots, failures;
+} phase_result;
+
+static int compare_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static phase_result run_phase(const bench_options *opt, client *clients, double rate_limit)
+{
+    pthread_t tids[256];
+    for (unsigned i = 0; i < opt->clients; i++) {
+        clients[i].seconds = opt->seconds;
+        clients[i].interval_s = rate_limit > 0 ? opt->clients / rate_limit : 0;
+        clients[i].n = 0;
+        clients[i].failures = 0;
+    }
+    double server0 = daemon_cpu_s(), self0 = self_cpu_s(), t0 = now_s();
+    for (unsigned i = 0; i < opt->clients; i++)
+        pthread_create(&tids[i], NULL, client_run, &clients[i]);
+    for (unsigned i = 0; i < opt->clients; i++)
+        pthread_join(tids[i], NULL);
+    double elapsed = now_s() - t0;
+    double server_cpu = daemon_cpu_s() - server0, self_cpu = self_cpu_s() - self0;
+    phase_result res = {0};
+    size_t total = 0;
+    for (unsigned i = 0; i < opt->clients; i++) {
+        total += clients[i].n;
+        res.failures += clients[i].failures;
+        if (clients[i].failures > 0)
+            fprintf(stderr, "bench_kbs: client %u: %s\n", i, clients[i].error);
+    }
+    double *all = malloc((total ? total : 1) * sizeof(double));
+    size_t k = 0;
+    for (unsigned i = 0; i < opt->clients; i++)
+        for (size_t j = 0; j < clients[i].n; j++)
+            all[k++] = clients[i].latency_ms[j];
+    qsort(all, total, sizeof(double), compare_double);
+    res.boots = total;
+    /* The first (checked) boot of each client is not timed; the window is the phase's. */
+    res.rate = (double)total / (elapsed > 0 ? elapsed : 1);
+    res.p50 = total ? all[total / 2] : 0;
+    res.p99 = total ? all[(size_t)((double)(total - 1) * 0.99)] : 0;
+    res.server_cpu_per_boot_ms = total ? server_cpu * 1000.0 / (double)(total + opt->clients) : 0;
+    res.client_cpu_per_boot_ms = total ? self_cpu * 1000.0 / (double)(total + opt->clients) : 0;
+    free(all);
+    return res;
+}
+
+/* ---- main ---- */
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: bench_kbs [--clients N] [--seconds S] [--server-threads N]\n"
+                 "                 [--token-alg ES256|ES384] [--vtpmcad PATH] [--keep]\n");
+}
+
+static void parse_options(int argc, char **argv, bench_options *opt)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    *opt = (bench_options){.clients = 8,
+                           .seconds = 6,
+                           .server_threads = cpus > 0 ? (unsigned)cpus : 2,
+                           .token_alg = "ES256"};
+    const char *bin_dir = getenv("VTPMCA_BIN_DIR");
+    char self[1024];
+    snprintf(self, sizeof(self), "%s", argv[0]);
+    snprintf(opt->vtpmcad, sizeof(opt->vtpmcad), "%s/vtpmcad",
+             bin_dir != NULL ? bin_dir : dirname(self));
+    static const struct option longs[] = {{"clients", required_argument, NULL, 'c'},
+                                          {"seconds", required_argument, NULL, 's'},
+                                          {"server-threads", required_argument, NULL, 't'},
+                                          {"token-alg", required_argument, NULL, 'a'},
+                                          {"vtpmcad", required_argument, NULL, 'd'},
+                                          {"keep", no_argument, NULL, 'k'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            opt->clients = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 's':
+            opt->seconds = strtod(optarg, NULL);
+            break;
+        case 't':
+            opt->server_threads = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'a':
+            opt->token_alg = optarg;
+            break;
+        case 'd':
+            snprintf(opt->vtpmcad, sizeof(opt->vtpmcad), "%s", optarg);
+            break;
+        case 'k':
+            opt->keep = true;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            exit(2);
+        }
+    }
+    if (opt->clients < 1 || opt->clients > 256 || opt->seconds <= 0 || opt->seconds > 600 ||
+        opt->server_threads < 1 || opt->server_threads > 64 ||
+        (strcmp(opt->token_alg, "ES256") != 0 && strcmp(opt->token_alg, "ES384") != 0)) {
+        usage(stderr);
+        exit(2);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    bench_options opt;
+    parse_options(argc, argv, &opt);
+    vtpmca_log_setup(VTPMCA_LOG_WARN, VTPMCA_LOG_LOGFMT, 2);
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    srand48((long)time(NULL));
+    snprintf(env.dir, sizeof(env.dir), "/tmp/vtpmca-bench-kbs-XXXXXX");
+    if (mkdtemp(env.dir) == NULL)
+        die("mkdtemp", NULL);
+    snprintf(env.roots, sizeof(env.roots), "%s/roots", env.dir);
+    snprintf(env.state, sizeof(env.state), "%s/state", env.dir);
+    snprintf(env.port_file, sizeof(env.port_file), "%s/port", env.dir);
+    snprintf(env.log, sizeof(env.log), "%s/vtpmcad.log", env.dir);
+    vtpmca_diag diag = {{0}};
+    if (vt_mkdir_p(env.state, 0700, &diag) != VTPMCA_OK)
+        die("state dir", &diag);
+    make_platform();
+    start_daemon(&opt);
+
+    printf("bench_kbs: %u clients, %u server threads, %u CPUs, KBS key ES384, token %s, "
+           "%.0f s per phase\n",
+           opt.clients, opt.server_threads, (unsigned)sysconf(_SC_NPROCESSORS_ONLN), opt.token_alg,
+           opt.seconds);
+    double floor_rate = measure_floor(opt.server_threads);
+    printf("crypto floor: %.0f boots/s on %u threads (%.3f ms of CPU per boot: P-384 verify + "
+           "P-521 keygen and ECDH + P-384 sign)\n",
+           floor_rate, opt.server_threads, opt.server_threads * 1000.0 / floor_rate);
+    /* Enough precomputed signatures for both phases at up to the floor's rate. */
+    size_t pool = (size_t)(floor_rate * opt.seconds * 1.6) + 4 * opt.clients + 64;
+    double pool_start = now_s();
+    make_pool(pool, (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
+    printf("signing pool: %zu precomputed report signatures in %.1f s (untimed)\n", pool,
+           now_s() - pool_start);
+
+    client *clients = calloc(opt.clients, sizeof(*clients));
+    for (unsigned i = 0; i < opt.clients; i++) {
+        clients[i].tee = EVP_EC_gen("P-521");
+        if (clients[i].tee == NULL ||
+            kbs_tee_pubkey_jwk(clients[i].tee, &clients[i].tee_jwk, &diag) != VTPMCA_OK)
+            die("tee key", &diag);
+    }
+    phase_result full = run_phase(&opt, clients, 0);
+    double ratio = full.rate / floor_rate;
+    double floor_cpu_ms = opt.server_threads * 1000.0 / floor_rate;
+    printf("full load: %.0f boots/s = %.0f%% of the floor; latency p50 %.1f ms, p99 %.1f ms "
+           "(%llu boots, %llu failed)\n",
+           full.rate, 100 * ratio, full.p50, full.p99, (unsigned long long)full.boots,
+           (unsigned long long)full.failures);
+    printf("  CPU per boot: server %.3f ms (the floor is %.0f%% of it), client %.3f ms\n",
+           full.server_cpu_per_boot_ms,
+           full.server_cpu_per_boot_ms > 0 ? 100 * floor_cpu_ms / full.server_cpu_per_boot_ms : 0,
+           full.client_cpu_per_boot_ms);
+    phase_result half = run_phase(&opt, clients, full.rate / 2);
+    printf("half load: %.0f boots/s offered, %.0f achieved; latency p50 %.1f ms, p99 %.1f ms "
+           "(%llu boots, %llu failed)\n",
+           full.rate / 2, half.rate, half.p50, half.p99, (unsigned long long)half.boots,
+           (unsigned long long)half.failures);
+    if (atomic_load(&env.pool_misses) > 0)
+        printf("note: %llu reports were signed outside the pool (client CPU counted)\n",
+               (unsigned long long)atomic_load(&env.pool_misses));
+    bool ok_ratio = ratio >= GOAL_RATIO, ok_p99 = half.p99 < GOAL_P99_MS;
+    printf("goals: throughput >= %.0f%% of the floor: %s; p99 < %.0f ms at half load: %s\n",
+           100 * GOAL_RATIO, ok_ratio ? "met" : "MISSED", GOAL_P99_MS, ok_p99 ? "met" : "MISSED");
+
+    stop_daemon();
+    for (unsigned i = 0; i < opt.clients; i++) {
+        EVP_PKEY_free(clients[i].tee);
+        json_decref(clients[i].tee_jwk);
+        free(clients[i].latency_ms);
+    }
+    free(clients);
+    free_pool();
+    EC_KEY_free(env.vcek_ec);
+    EVP_PKEY_free(env.vcek_key);
+    curl_global_cleanup();
+    if (!opt.keep) {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", env.dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "bench_kbs: cannot remove %s\n", env.dir);
+    } else {
+        printf("kept %s (daemon log: %s)\n", env.dir, env.log);
+    }
+    return full.failures + half.failures > 0 ? 1 : 0;
+}

@@ -1,0 +1,238 @@
+/* HTTP glue of the KBS protocol (docs/protocol.md, "KBS protocol"): the routes under /kbs/v0/
+ * hand the body, the kbs-session-id cookie and the bearer token to the transport-neutral
+ * engine (attest/kbs_service.c) and turn its reply into the HTTP answer. Also sets up the
+ * engine's keys: the KBS binding key, the token key and the master key, each created on
+ * first start when missing. */
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "app_internal.h"
+#include "vtpmca/ear_token.h"
+#include "vtpmca/kbs_binding.h"
+#include "vtpmca/kbs_service.h"
+#include "vtpmca/key_release.h"
+#include "vtpmca/keyvault.h"
+#include "vtpmca/log.h"
+
+#define RESOURCE_PREFIX "/kbs/v0/resource/"
+
+struct server_kbs {
+    kbs_service *service;
+    key_release *release;
+    keyvault *vault;
+    EVP_PKEY *kbs_key;
+    EVP_PKEY *token_key;
+};
+
+/* ---- setup ---- */
+
+/* A configured path, or <state_dir>/<name> when it is empty. */
+static vtpmca_err state_path(const server_config *cfg, const char *configured, const char *name,
+                             char *out, size_t out_size, vtpmca_diag *diag)
+{
+    int n = configured[0] != '\0' ? snprintf(out, out_size, "%s", configured)
+                                  : snprintf(out, out_size, "%s/%s", cfg->state_dir, name);
+    if (n < 0 || (size_t)n >= out_size)
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "the path for %s is too long", name);
+    return VTPMCA_OK;
+}
+
+/* Loads (or creates) an ECDSA key file and checks it is on the configured curve: a key file
+ * that silently disagreed with the configuration would change the algorithm clients see. */
+static vtpmca_err load_signing_key(const char *path, const char *want_alg, const char *what,
+                                   EVP_PKEY **out, vtpmca_diag *diag)
+{
+    kbs_key_curve curve = strcmp(want_alg, "ES256") == 0 ? KBS_KEY_P256 : KBS_KEY_P384;
+    vtpmca_err err = kbs_key_load_or_create(path, curve, out, NULL, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    const char *alg = jws_es_alg(*out);
+    if (alg == NULL || strcmp(alg, want_alg) != 0) {
+        EVP_PKEY_free(*out);
+        *out = NULL;
+        return vtpmca_fail(diag, VTPMCA_ERR_CONFLICT,
+                           "%s %.200s holds a %s key but the configuration asks for %s", what, path,
+                           alg != NULL ? alg : "different", want_alg);
+    }
+    return VTPMCA_OK;
+}
+
+vtpmca_err server_kbs_setup(server_app *app, vtpmca_diag *diag)
+{
+    const server_config *cfg = &app->config;
+    server_kbs *kbs = calloc(1, sizeof(*kbs));
+    if (kbs == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory");
+    app->kbs = kbs;
+    char path[SERVER_CONFIG_PATH_MAX + 32];
+    const char *kbs_alg = strcmp(cfg->kbs_key_curve, "p256") == 0 ? "ES256" : "ES384";
+    vtpmca_err err = state_path(cfg, cfg->kbs_key_file, "kbs-key.pem", path, sizeof(path), diag);
+    if (err == VTPMCA_OK)
+        err = load_signing_key(path, kbs_alg, "kbs_key_file", &kbs->kbs_key, diag);
+    if (err == VTPMCA_OK)
+        err = state_path(cfg, cfg->kbs_token_key_file, "token-key.pem", path, sizeof(path), diag);
+    if (err == VTPMCA_OK)
+        err =
+            load_signing_key(path, cfg->kbs_token_alg, "kbs_token_key_file", &kbs->token_key, diag);
+    if (err == VTPMCA_OK)
+        err = state_path(cfg, cfg->master_key_file, "master.key", path, sizeof(path), diag);
+    if (err == VTPMCA_OK)
+        err = keyvault_open(path, true, &kbs->vault, diag);
+    if (err == VTPMCA_OK) {
+        key_release_config rc = {
+            .store = app->store, .vault = kbs->vault, .policies = app->policies};
+        err = key_release_new(&rc, &kbs->release, diag);
+    }
+    if (err == VTPMCA_OK) {
+        kbs_service_config sc = {
+            .verifier = app->verifier,
+            .release = kbs->release,
+            .kbs_key = kbs->kbs_key,
+            .token_key = kbs->token_key,
+            .sessions = {.capacity = cfg->kbs_session_capacity,
+                         .auth_ttl_s = cfg->kbs_auth_ttl_s,
+                         .attested_ttl_s = cfg->kbs_session_ttl_s},
+        };
+        err = kbs_service_new(&sc, &kbs->service, diag);
+    }
+    if (err != VTPMCA_OK)
+        return err; /* server_app_free releases what was made */
+    char kid[EAR_TOKEN_KID_SIZE], kbs_kid[EAR_TOKEN_KID_SIZE];
+    if (ear_token_kid(kbs->kbs_key, kbs_kid, NULL) != VTPMCA_OK ||
+        ear_token_kid(kbs->token_key, kid, NULL) != VTPMCA_OK)
+        kid[0] = kbs_kid[0] = '\0';
+    vtpmca_log(VTPMCA_LOG_INFO, "kbs.ready", "kbs_key_alg", kbs_alg, "kbs_key_fingerprint", kbs_kid,
+               "token_alg", cfg->kbs_token_alg, "token_kid", kid, NULL);
+    return VTPMCA_OK;
+}
+
+void server_kbs_free(server_kbs *kbs)
+{
+    if (kbs == NULL)
+        return;
+    kbs_service_free(kbs->service);
+    key_release_free(kbs->release);
+    keyvault_free(kbs->vault);
+    EVP_PKEY_free(kbs->kbs_key);
+    EVP_PKEY_free(kbs->token_key);
+    free(kbs);
+}
+
+vtpmca_err server_kbs_metrics_append(const server_kbs *kbs, char **text, size_t *len)
+{
+    if (kbs == NULL || kbs->service == NULL)
+        return VTPMCA_OK;
+    char *extra = NULL;
+    size_t extra_len = 0;
+    vtpmca_err err = kbs_service_metrics_render(kbs->service, &extra, &extra_len);
+    if (err != VTPMCA_OK)
+        return err;
+    char *joined = realloc(*text, *len + extra_len + 1);
+    if (joined == NULL) {
+        free(extra);
+        return VTPMCA_ERR_NOMEM;
+    }
+    memcpy(joined + *len, extra, extra_len + 1);
+    *text = joined;
+    *len += extra_len;
+    free(extra);
+    return VTPMCA_OK;
+}
+
+/* ---- handlers ---- */
+
+static void send_reply(kbs_reply *reply, server_response *response)
+{
+    if (reply->status == 0 || reply->body == NULL) {
+        server_response_error(response, 500, "internal", "the KBS engine produced no answer");
+        kbs_reply_clear(reply);
+        return;
+    }
+    server_response_json(response, reply->status, reply->body);
+    reply->body = NULL; /* server_response_json took the reference */
+    if (reply->set_cookie[0] != '\0')
+        server_response_add_header(response, MHD_HTTP_HEADER_SET_COOKIE, reply->set_cookie);
+    if (reply->retry_after_s > 0) {
+        char seconds[16];
+        snprintf(seconds, sizeof(seconds), "%u", reply->retry_after_s);
+        server_response_add_header(response, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
+    }
+    kbs_reply_clear(reply);
+}
+
+static const char *session_cookie(const server_request *request)
+{
+    return MHD_lookup_connection_value(request->connection, MHD_COOKIE_KIND, KBS_COOKIE_NAME);
+}
+
+/* The token of "Authorization: Bearer <token>", "" for any other scheme (so the engine
+ * refuses it as an invalid token), NULL without the header. */
+static const char *bearer_token(const server_request *request)
+{
+    const char *value = MHD_lookup_connection_value(request->connection, MHD_HEADER_KIND,
+                                                    MHD_HTTP_HEADER_AUTHORIZATION);
+    if (value == NULL)
+        return NULL;
+    if (strncasecmp(value, "Bearer ", 7) != 0)
+        return "";
+    value += 7;
+    while (*value == ' ')
+        value++;
+    return value;
+}
+
+static void handle_kbs_failure(server_response *response, vtpmca_err err)
+{
+    server_response_error(response, 500, "internal", "KBS request failed (%s)",
+                          vtpmca_err_name(err));
+}
+
+void server_handle_kbs_auth(void *ctx, const server_request *request, server_response *response)
+{
+    server_app *app = ctx;
+    kbs_reply reply;
+    vtpmca_err err = kbs_service_auth(app->kbs->service, request->body, request->body_len, &reply);
+    if (err != VTPMCA_OK) {
+        kbs_reply_clear(&reply);
+        handle_kbs_failure(response, err);
+        return;
+    }
+    send_reply(&reply, response);
+}
+
+void server_handle_kbs_attest(void *ctx, const server_request *request, server_response *response)
+{
+    server_app *app = ctx;
+    kbs_reply reply;
+    vtpmca_err err = kbs_service_attest(app->kbs->service, session_cookie(request), request->body,
+                                        request->body_len, &reply);
+    if (err != VTPMCA_OK) {
+        kbs_reply_clear(&reply);
+        handle_kbs_failure(response, err);
+        return;
+    }
+    send_reply(&reply, response);
+}
+
+void server_handle_kbs_resource(void *ctx, const server_request *request, server_response *response)
+{
+    server_app *app = ctx;
+    const char *path = request->path + strlen(RESOURCE_PREFIX);
+    /* A POST always carries the wrapped key; an empty one must not read as a GET. */
+    bool post = strcmp(request->method, "POST") == 0;
+    const uint8_t *body =
+        post ? (request->body != NULL ? request->body : (const uint8_t *)"") : NULL;
+    kbs_reply reply;
+    vtpmca_err err =
+        kbs_service_resource(app->kbs->service, session_cookie(request), bearer_token(request),
+                             path, body, post ? request->body_len : 0, &reply);
+    if (err != VTPMCA_OK) {
+        kbs_reply_clear(&reply);
+        handle_kbs_failure(response, err);
+        return;
+    }
+    send_reply(&reply, response);
+}
