@@ -316,6 +316,18 @@ vtpmca_err jcs_serialize(const json_t *value, char **out, size_t *out_len, vtpmc
 
 /* ---- flavours ---- */
 
+/* SHA-512(X || Y || nonce) over the coordinates already laid out as X || Y. */
+static vtpmca_err svsm_digest(const uint8_t *xy, size_t xy_len, const uint8_t *nonce,
+                              size_t nonce_len, uint8_t out[REPORT_DATA_SIZE], vtpmca_diag *diag)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha512(), NULL) == 1 &&
+             EVP_DigestUpdate(md, xy, xy_len) == 1 && EVP_DigestUpdate(md, nonce, nonce_len) == 1 &&
+             EVP_DigestFinal_ex(md, out, NULL) == 1;
+    EVP_MD_CTX_free(md);
+    return ok ? VTPMCA_OK : vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "SHA-512 failed");
+}
+
 vtpmca_err report_data_svsm(const EVP_PKEY *tee_key, const uint8_t *nonce, size_t nonce_len,
                             uint8_t out[REPORT_DATA_SIZE], vtpmca_diag *diag)
 {
@@ -333,12 +345,31 @@ vtpmca_err report_data_svsm(const EVP_PKEY *tee_key, const uint8_t *nonce, size_
     if (err != VTPMCA_OK)
         return err;
     /* The SEC1 point is 0x04 || X || Y: the hash covers X || Y. */
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    int ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha512(), NULL) == 1 &&
-             EVP_DigestUpdate(md, point + 1, point_len - 1) == 1 &&
-             EVP_DigestUpdate(md, nonce, nonce_len) == 1 && EVP_DigestFinal_ex(md, out, NULL) == 1;
-    EVP_MD_CTX_free(md);
-    return ok ? VTPMCA_OK : vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "SHA-512 failed");
+    return svsm_digest(point + 1, point_len - 1, nonce, nonce_len, out, diag);
+}
+
+/* X || Y straight from the JWK's "x" and "y" once jwe_pubkey_from_jwk accepted it: it
+ * insists on fixed-length coordinates of a point on the curve, so these are the same bytes
+ * the key would encode to, without converting the point back. False when the members do
+ * not decode to two coordinates of equal length. */
+static bool jwk_coordinates(const json_t *jwk, uint8_t xy[JWE_EC_POINT_MAX], size_t *xy_len)
+{
+    const json_t *x = json_object_get(jwk, "x"), *y = json_object_get(jwk, "y");
+    uint8_t *xb = NULL, *yb = NULL;
+    size_t x_len = 0, y_len = 0;
+    bool ok =
+        json_is_string(x) && json_is_string(y) &&
+        jwe_b64url_decode(json_string_value(x), json_string_length(x), &xb, &x_len) == VTPMCA_OK &&
+        jwe_b64url_decode(json_string_value(y), json_string_length(y), &yb, &y_len) == VTPMCA_OK &&
+        x_len > 0 && x_len == y_len && 2 * x_len < JWE_EC_POINT_MAX;
+    if (ok) {
+        memcpy(xy, xb, x_len);
+        memcpy(xy + x_len, yb, y_len);
+        *xy_len = 2 * x_len;
+    }
+    free(xb);
+    free(yb);
+    return ok;
 }
 
 /* Copies a string member that must be present into the reduced key. */
@@ -415,14 +446,20 @@ vtpmca_err report_data_match(const uint8_t report_data[REPORT_DATA_SIZE],
                              vtpmca_diag *diag)
 {
     if (report_data == NULL || inputs == NULL || matched == NULL || inputs->tee_key == NULL ||
-        inputs->tee_pubkey == NULL || inputs->nonce == NULL || inputs->nonce_text == NULL ||
+        inputs->tee_pubkey == NULL || inputs->nonce == NULL || inputs->nonce_len == 0 ||
+        inputs->nonce_len > KBS_BINDING_MAX_NONCE || inputs->nonce_text == NULL ||
         inputs->additional_evidence == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "report data match: missing argument");
     *matched = REPORT_DATA_FLAVOUR_NONE;
     uint8_t expected[REPORT_DATA_SIZE];
     vtpmca_err err;
     if (jwe_ec_curve_name(inputs->tee_key) != NULL) {
-        err = report_data_svsm(inputs->tee_key, inputs->nonce, inputs->nonce_len, expected, diag);
+        uint8_t xy[JWE_EC_POINT_MAX];
+        size_t xy_len = 0;
+        err = jwk_coordinates(inputs->tee_pubkey, xy, &xy_len)
+                  ? svsm_digest(xy, xy_len, inputs->nonce, inputs->nonce_len, expected, diag)
+                  : report_data_svsm(inputs->tee_key, inputs->nonce, inputs->nonce_len, expected,
+                                     diag);
         if (err != VTPMCA_OK)
             return err;
         if (CRYPTO_memcmp(expected, report_data, REPORT_DATA_SIZE) == 0)

@@ -12,8 +12,6 @@
 
 #include "vtpmca/encoding.h"
 
-#define CBOR_TAG_MAC_ADDRESS 48
-
 static const uint8_t der_true = 0xff;
 
 /* ------------------------------------------------------------------------------------ */
@@ -55,18 +53,13 @@ static bool put_registered_oid(c509_registry reg, const cbor_item_t *it, c509_bu
     return put_oid_item(it, DER_OID, out);
 }
 
-/* Array items, optionally requiring an exact or an even count. */
-static bool get_array(const cbor_item_t *it, cbor_item_t ***items, size_t *n)
-{
-    return cbi_array(it, items, n);
-}
-
+/* An array of pairs (even count), non-empty when need_one. */
 static bool get_pairs(const cbor_item_t *it, cbor_item_t ***items, size_t *n, bool need_one)
 {
     return cbi_array(it, items, n) && *n % 2 == 0 && (!need_one || *n > 0);
 }
 
-/* SpecialText -> the attribute's characters (inverse of enc_special_text). */
+/* SpecialText -> the attribute's characters (inverse of c509_enc_special_text). */
 static bool get_special_text(const cbor_item_t *it, c509_buf *out)
 {
     const char *t;
@@ -83,7 +76,7 @@ static bool get_special_text(const cbor_item_t *it, c509_buf *out)
         out->len += 2 * n;
         return true;
     }
-    if (it == NULL || !cbor_isa_tag(it) || cbor_tag_value(it) != CBOR_TAG_MAC_ADDRESS)
+    if (it == NULL || !cbor_isa_tag(it) || cbor_tag_value(it) != C509_TAG_MAC_ADDRESS)
         return false;
     cbor_item_t *inner = cbor_tag_item(it);
     bool ok = cbi_bytes(inner, &b, &n) && (n == 6 || n == 8);
@@ -136,7 +129,7 @@ static bool put_attribute(const c509_ctx *ctx, const cbor_item_t *type, const cb
     size_t nvals = 1;
     cbor_item_t **set_items;
     if (values) {
-        if (!get_array(value, &set_items, &nvals) || nvals == 0)
+        if (!cbi_array(value, &set_items, &nvals) || nvals == 0)
             return false;
         vals = (const cbor_item_t *const *)set_items;
     }
@@ -177,13 +170,13 @@ static bool put_attribute(const c509_ctx *ctx, const cbor_item_t *type, const cb
     return true;
 }
 
-/* Name -> DER Name (inverse of enc_name). */
+/* Name -> DER Name (inverse of c509_enc_name). */
 static bool put_name(const c509_ctx *ctx, const cbor_item_t *it, c509_buf *out)
 {
     cbor_item_t **items;
     size_t n;
     size_t mark = der_open(out);
-    if (!get_array(it, &items, &n)) {
+    if (!cbi_array(it, &items, &n)) {
         /* a lone commonName (utf8String) */
         c509_buf s = {0};
         bool ok = get_special_text(it, &s) && c509_utf8_valid(s.data, s.len);
@@ -223,7 +216,7 @@ static bool put_other_name(int64_t code, const cbor_item_t *value, c509_buf *out
     const uint8_t *p;
     const char *t;
     if (code == C509_GN_CODE_OTHER_NAME) {
-        if (!get_array(value, &items, &n) || n != 2 || !put_oid_item(items[0], DER_OID, out) ||
+        if (!cbi_array(value, &items, &n) || n != 2 || !put_oid_item(items[0], DER_OID, out) ||
             !cbi_bytes(items[1], &p, &n) || !der_is_single_tlv(p, n))
             return false;
         size_t wrap = der_open(out);
@@ -238,7 +231,7 @@ static bool put_other_name(int64_t code, const cbor_item_t *value, c509_buf *out
     size_t wrap = der_open(out);
     if (code == C509_GN_CODE_HW_MODULE) {
         size_t seq = der_open(out);
-        if (!get_array(value, &items, &n) || n != 2 || !put_oid_item(items[0], DER_OID, out) ||
+        if (!cbi_array(value, &items, &n) || n != 2 || !put_oid_item(items[0], DER_OID, out) ||
             !cbi_bytes(items[1], &p, &n))
             return false;
         der_put(out, DER_OCTET_STRING, p, n);
@@ -371,7 +364,7 @@ static bool put_full_name(const cbor_item_t *it, c509_buf *out)
     if (get_ascii(it, &t, &n)) {
         der_put(out, DER_CTX(6), (const uint8_t *)t, n);
     } else {
-        if (!get_array(it, &uris, &count) || count == 0)
+        if (!cbi_array(it, &uris, &count) || count == 0)
             return false;
         for (size_t i = 0; i < count; i++) {
             if (!get_ascii(uris[i], &t, &n))
@@ -396,13 +389,13 @@ static bool dec_ext_crl_dp(const c509_ctx *ctx, const cbor_item_t *it, c509_buf 
         der_close(out, dpn, DER_CTX_CONS(0));
         der_close(out, dp, DER_SEQ);
     } else {
-        if (!get_array(it, &points, &n) || n == 0)
+        if (!cbi_array(it, &points, &n) || n == 0)
             return false;
         for (size_t i = 0; i < n; i++) {
             cbor_item_t **f;
             size_t fn;
             uint64_t reasons;
-            if (!get_array(points[i], &f, &fn) || fn != 3)
+            if (!cbi_array(points[i], &f, &fn) || fn != 3)
                 return false;
             size_t dp = der_open(out), dpn = der_open(out);
             if (!put_full_name(f[0], out))
@@ -478,7 +471,7 @@ static bool dec_ext_aki(const c509_ctx *ctx, const cbor_item_t *it, c509_buf *ou
     if (cbi_bytes(it, &p, &n)) {
         der_put(out, DER_CTX(0), p, n);
     } else {
-        if (!get_array(it, &items, &n) || n != 3 || !cbi_bytes(items[0], &p, &n) ||
+        if (!cbi_array(it, &items, &n) || n != 3 || !cbi_bytes(items[0], &p, &n) ||
             !get_biguint(items[2], &serial, &serial_len))
             return false;
         der_put(out, DER_CTX(0), p, n);
@@ -497,7 +490,7 @@ static bool dec_ext_eku(const cbor_item_t *it, c509_buf *out)
     cbor_item_t **items;
     size_t n;
     size_t mark = der_open(out);
-    if (get_array(it, &items, &n)) {
+    if (cbi_array(it, &items, &n)) {
         if (n == 0)
             return false;
         for (size_t i = 0; i < n; i++)
@@ -567,7 +560,7 @@ static bool dec_ext_name_constraints(const c509_ctx *ctx, const cbor_item_t *it,
 {
     cbor_item_t **items;
     size_t n;
-    if (!get_array(it, &items, &n) || n != 2)
+    if (!cbi_array(it, &items, &n) || n != 2)
         return false;
     size_t mark = der_open(out);
     if (!dec_subtrees(ctx, items[0], DER_CTX_CONS(0), out) ||
@@ -599,7 +592,7 @@ static bool dec_ext_policy_constraints(const cbor_item_t *it, c509_buf *out)
 {
     cbor_item_t **items;
     size_t n;
-    if (!get_array(it, &items, &n) || n != 2)
+    if (!cbi_array(it, &items, &n) || n != 2)
         return false;
     size_t mark = der_open(out);
     for (int i = 0; i < 2; i++) {
@@ -666,12 +659,12 @@ static bool put_ip_choice(const cbor_item_t *it, c509_buf *out)
         der_put(out, DER_NULL, NULL, 0);
         return true;
     }
-    if (!get_array(it, &items, &n) || n == 0)
+    if (!cbi_array(it, &items, &n) || n == 0)
         return false;
     /* the form is the first address's: ints, or byte strings */
     cbor_item_t **range;
     size_t rn;
-    const cbor_item_t *first = get_array(items[0], &range, &rn) && rn > 0 ? range[0] : items[0];
+    const cbor_item_t *first = cbi_array(items[0], &range, &rn) && rn > 0 ? range[0] : items[0];
     bool ints = cbor_isa_uint(first) || cbor_isa_negint(first);
     uint64_t prev = 0;
     size_t mark = der_open(out);
@@ -679,7 +672,7 @@ static bool put_ip_choice(const cbor_item_t *it, c509_buf *out)
         const cbor_item_t *addr[2] = {items[i], NULL};
         size_t count = 1;
         size_t seq = der_open(out);
-        if (get_array(items[i], &range, &rn)) {
+        if (cbi_array(items[i], &range, &rn)) {
             if (rn != 2)
                 return false;
             addr[0] = range[0];
@@ -704,7 +697,7 @@ static bool dec_ext_ip_blocks(const cbor_item_t *it, c509_buf *out)
 {
     cbor_item_t **items;
     size_t n;
-    if (!get_array(it, &items, &n) || n == 0 || n % 3 != 0)
+    if (!cbi_array(it, &items, &n) || n == 0 || n % 3 != 0)
         return false;
     size_t mark = der_open(out);
     for (size_t i = 0; i < n; i += 3) {
@@ -737,7 +730,7 @@ static bool dec_ext_as_ids(const cbor_item_t *it, c509_buf *out)
     if (cbi_null(it)) {
         der_put(out, DER_NULL, NULL, 0);
     } else {
-        if (!get_array(it, &items, &n) || n == 0)
+        if (!cbi_array(it, &items, &n) || n == 0)
             return false;
         uint64_t prev = 0;
         size_t seq = der_open(out);
@@ -745,7 +738,7 @@ static bool dec_ext_as_ids(const cbor_item_t *it, c509_buf *out)
             const cbor_item_t *ids[2] = {items[i], NULL};
             size_t count = 1;
             size_t r = der_open(out);
-            if (get_array(items[i], &range, &rn)) {
+            if (cbi_array(items[i], &range, &rn)) {
                 if (rn != 2)
                     return false;
                 ids[0] = range[0];
@@ -773,7 +766,7 @@ static bool dec_ext_tls_features(const cbor_item_t *it, c509_buf *out)
 {
     cbor_item_t **items;
     size_t n;
-    if (!get_array(it, &items, &n))
+    if (!cbi_array(it, &items, &n))
         return false;
     size_t mark = der_open(out);
     for (size_t i = 0; i < n; i++) {
@@ -903,7 +896,7 @@ static vtpmca_err put_alg(const c509_ctx *ctx, const cbor_item_t *it, bool signa
         if (!put_oid_item(it, DER_OID, out))
             return vtpmca_fail(ctx->diag, VTPMCA_ERR_PARSE, "malformed %s algorithm OID",
                                signature ? "signature" : "public key");
-    } else if (get_array(it, &items, &n) && n == 2 && put_oid_item(items[0], DER_OID, out) &&
+    } else if (cbi_array(it, &items, &n) && n == 2 && put_oid_item(items[0], DER_OID, out) &&
                cbi_bytes(items[1], &p, &n) && der_is_single_tlv(p, n)) {
         c509_buf_put(out, p, n);
     } else {
@@ -960,7 +953,7 @@ static vtpmca_err put_spki(const c509_ctx *ctx, const cbor_item_t *alg, const cb
         if (get_biguint(key, &p, &n) && n > 0) {
             ep = f4;
             en = sizeof(f4);
-        } else if (!(get_array(key, &items, &n) && n == 2 && get_biguint(items[0], &p, &n) &&
+        } else if (!(cbi_array(key, &items, &n) && n == 2 && get_biguint(items[0], &p, &n) &&
                      n > 0 && get_biguint(items[1], &ep, &en) && en > 0)) {
             return vtpmca_fail(ctx->diag, VTPMCA_ERR_PARSE, "malformed RSA public key");
         }
@@ -1038,7 +1031,7 @@ static vtpmca_err put_extensions(c509_ctx *ctx, const cbor_item_t *it, c509_buf 
                 if (err == VTPMCA_OK)
                     put_extension(reg->oid, reg->oid_len, id < 0, &value, out);
             } else if (cbi_bytes(items[i], &oid, &oid_len) && c509_oid_valid(oid, oid_len)) {
-                bool critical = get_array(items[i + 1], &wrapped, &wn) && wn == 1;
+                bool critical = cbi_array(items[i + 1], &wrapped, &wn) && wn == 1;
                 if (!cbi_bytes(critical ? wrapped[0] : items[i + 1], &p, &pn)) {
                     err = vtpmca_fail(ctx->diag, VTPMCA_ERR_PARSE,
                                       "value of extension %zu is neither bytes nor [bytes]", i / 2);
@@ -1064,9 +1057,9 @@ static vtpmca_err field_error(vtpmca_diag *diag, const char *what)
     return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "malformed C509 %s", what);
 }
 
-vtpmca_err c509_decode(const uint8_t *cbor, size_t len, c509_decoded *out, vtpmca_diag *diag)
+static vtpmca_err decode_fields(const uint8_t *cbor, size_t len, c509_decoded *out,
+                                vtpmca_diag *diag)
 {
-    memset(out, 0, sizeof(*out));
     vtpmca_err err = c509_cbor_load(cbor, len, &out->root, diag);
     if (err != VTPMCA_OK)
         return err;
@@ -1127,6 +1120,15 @@ vtpmca_err c509_decode(const uint8_t *cbor, size_t len, c509_decoded *out, vtpmc
         if (bufs[i]->oom)
             return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory decoding C509");
     return VTPMCA_OK;
+}
+
+vtpmca_err c509_decode(const uint8_t *cbor, size_t len, c509_decoded *out, vtpmca_diag *diag)
+{
+    memset(out, 0, sizeof(*out));
+    vtpmca_err err = decode_fields(cbor, len, out, diag);
+    if (err != VTPMCA_OK)
+        c509_decoded_free(out);
+    return err;
 }
 
 void c509_decoded_free(c509_decoded *d)

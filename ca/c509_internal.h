@@ -1,9 +1,13 @@
 /* Private to ca/c509*.c: buffers, the CBOR (libcbor) and DER (OpenSSL framing) writers and
  * readers, the C509 registries, and the entry points each direction exposes to the others.
- *   c509.c         infrastructure, registries, public API
- *   c509_encode.c  DER -> C509 (type 3 re-encoding, and type 2 from the X.509-equivalent
- *                  DER that c509_sign_native builds from a c509_tbs)
- *   c509_decode.c  C509 -> DER (type 3 rebuild; type 2 X.509-equivalent for display) */
+ *   c509.c             public API, signatures
+ *   c509_util.c        buffers, CBOR writing and strict loading, DER, OID, text, time
+ *   c509_registry.c    the draft's registries
+ *   c509_encode.c      DER -> C509, certificate level (type 3 re-encoding; type 2 from the
+ *                      X.509-equivalent DER of a c509_tbs)
+ *   c509_encode_ext.c  DER -> C509 for extensions
+ *   c509_native.c      c509_tbs -> X.509-equivalent DER (type 2 issuance)
+ *   c509_decode.c      C509 -> DER (type 3 rebuild; type 2 X.509-equivalent for display) */
 #ifndef VTPMCA_C509_INTERNAL_H
 #define VTPMCA_C509_INTERNAL_H
 
@@ -17,6 +21,8 @@
 
 /* Deepest CBOR nesting a certificate needs is 6 (IPAddrBlocks ranges); allow some slack. */
 #define C509_MAX_DEPTH 12
+/* CBOR tag of a MAC address (RFC 9542 section 2.4), used for EUI-64 attribute values. */
+#define C509_TAG_MAC_ADDRESS 48
 /* Most CBOR items accepted in one certificate (bounds work on hostile input). */
 #define C509_MAX_ITEMS 20000
 /* Longest serial number accepted (RFC 5280 allows 20 octets; real CAs stay below 64). */
@@ -48,6 +54,8 @@ void cb_tag(c509_buf *b, uint64_t tag);
 void cb_null(c509_buf *b);
 /* Encoded size of a byte string of n bytes (head + content). */
 size_t cb_bytes_size(size_t n);
+/* Appends an array of `count` items already written to items. */
+void cb_put_array(c509_buf *out, size_t count, const c509_buf *items);
 
 /* ---- CBOR reading (trees from libcbor's cbor_load) ---- */
 /* Loads exactly one item spanning all of in[0..len): definite lengths, canonical heads, no
@@ -114,6 +122,8 @@ bool der_get(der_cur *c, int tag, der_tlv *out);
 bool der_peek(const der_cur *c, int tag);
 /* Exactly one TLV spans p[0..len). */
 bool der_is_single_tlv(const uint8_t *p, size_t len);
+/* The only TLV of der[0..len) has this identifier octet (out receives it). */
+bool der_single(const uint8_t *der, size_t len, int tag, der_tlv *out);
 /* A DER INTEGER's content that is minimal and >= 0; mag / mag_len is the magnitude
  * without the sign octet (empty for zero). */
 bool der_unsigned(const der_tlv *t, const uint8_t **mag, size_t *mag_len);
@@ -245,12 +255,12 @@ enum {
 #define C509_CERT_POLICY_QUALIFIER_UNOTICE 2
 
 typedef enum {
-    C509_REG_ATTR = 0, /* RDN attributes */
-    C509_REG_EXT,      /* extensions */
-    C509_REG_EKU,      /* extended key usages */
-    C509_REG_CP,       /* certificate policies */
-    C509_REG_PQ,       /* policy qualifiers */
-    C509_REG_IA,       /* information access methods */
+    C509_REG_ATTR = 0,   /* RDN attributes */
+    C509_REG_EXT,        /* extensions */
+    C509_REG_EKU,        /* extended key usages */
+    C509_REG_CP,         /* certificate policies */
+    C509_REG_PQ,         /* policy qualifiers */
+    C509_REG_IA,         /* information access methods */
     C509_REG_OTHER_NAME, /* otherName type-ids with their own general name code */
 } c509_registry;
 
@@ -265,9 +275,9 @@ const c509_pk_entry *c509_pk_by_der(const uint8_t *der, size_t len);
 
 /* ---- shared state of one encoding / decoding ---- */
 typedef struct {
-    int type;           /* C509_TYPE_NATIVE or C509_TYPE_X509 */
+    int type; /* C509_TYPE_NATIVE or C509_TYPE_X509 */
     vtpmca_diag *diag;
-    size_t ecdsa_half;  /* size of r and s in a raw ECDSA signature; 0 = derive */
+    size_t ecdsa_half; /* size of r and s in a raw ECDSA signature; 0 = derive */
 } c509_ctx;
 
 /* An X.509 TBSCertificate cut into the pieces C509 encodes (slices of caller memory). */
@@ -296,19 +306,30 @@ vtpmca_err c509_encode_tbs(c509_ctx *ctx, const c509_parts *parts, c509_buf *out
  * certificates, else to the smallest NIST size that holds both). */
 vtpmca_err c509_encode_signature(c509_ctx *ctx, const c509_parts *parts, const uint8_t *sig,
                                  size_t len, c509_buf *out);
-/* Builds the X.509-equivalent DER pieces of a c509_tbs (for type 2 encoding). *owned
- * keeps the memory the parts point into. */
-vtpmca_err c509_parts_from_tbs(c509_ctx *ctx, const c509_tbs *tbs, c509_parts *parts,
-                               c509_buf *owned);
-/* ECDSA-Sig-Value DER -> r||s, each left-padded to half bytes. */
+/* ECDSA-Sig-Value DER -> r||s, each left-padded to half bytes (0: derived as above). */
 vtpmca_err c509_ecdsa_der_to_raw(const uint8_t *der, size_t len, size_t half, c509_buf *out,
                                  vtpmca_diag *diag);
+/* Name (DER) -> [ * (type, value) ] or the lone utf8String commonName's SpecialText. */
+vtpmca_err c509_enc_name(c509_ctx *ctx, const der_tlv *name, c509_buf *out);
+/* Attribute characters -> SpecialText (hex -> bytes, EUI-64 -> tag 48, else text). */
+void c509_enc_special_text(c509_buf *out, const uint8_t *s, size_t n);
+/* How a value can use its attribute's code: +1, -1 (printableString, type 3) or 0 (as
+ * (~oid, DER value)). a may be NULL (attribute without a code: 0). */
+int c509_attr_text_sign(const c509_ctx *ctx, const c509_attr_entry *a, const der_tlv *v);
+
+/* c509_encode_ext.c: the extensions item (array of pairs, or the lone keyUsage int). */
+vtpmca_err c509_encode_extensions(c509_ctx *ctx, const c509_parts *parts, c509_buf *out);
+
+/* c509_native.c: the X.509-equivalent DER pieces of a c509_tbs (for type 2 encoding);
+ * owned keeps the memory the parts point into. */
+vtpmca_err c509_parts_from_tbs(c509_ctx *ctx, const c509_tbs *tbs, c509_parts *parts,
+                               c509_buf *owned);
 
 /* c509_decode.c */
 typedef struct {
     int type;
     cbor_item_t *root;
-    c509_buf serial; /* magnitude */
+    c509_buf serial;           /* magnitude */
     const c509_sig_entry *sig; /* NULL: algorithm not in the registry */
     c509_buf sig_alg;          /* AlgorithmIdentifier DER */
     c509_buf issuer;           /* Name DER */
@@ -318,14 +339,15 @@ typedef struct {
     const c509_pk_entry *pk; /* NULL: algorithm not in the registry */
     c509_buf spki;
     size_t ext_count;
-    c509_buf exts;      /* SEQUENCE OF Extension (empty buffer when there are none) */
+    c509_buf exts;            /* SEQUENCE OF Extension (empty buffer when there are none) */
     const uint8_t *sig_value; /* issuerSignatureValue as in the C509 (borrowed from root) */
     size_t sig_value_len;
     size_t tbs_offset; /* the 10 TBS items inside the input */
     size_t tbs_len;
 } c509_decoded;
 
-/* Strictly decodes a C509Certificate and rebuilds the DER of each field. */
+/* Strictly decodes a C509Certificate and rebuilds the DER of each field (out is released
+ * on failure; c509_decoded_free is safe on it either way). */
 vtpmca_err c509_decode(const uint8_t *cbor, size_t len, c509_decoded *out, vtpmca_diag *diag);
 void c509_decoded_free(c509_decoded *d);
 /* The DER TBSCertificate of a decoded certificate. */

@@ -4,7 +4,6 @@
  * handler; the HTTP layer's generic rules (413, 415, ...) ran before any of this. */
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdio.h>

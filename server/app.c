@@ -31,6 +31,9 @@ static const server_route app_routes[] = {
     {"POST", "/kbs/v0/attest", SERVER_BODY_JSON, server_handle_kbs_attest},
     {"GET", "/kbs/v0/resource/*", SERVER_BODY_NONE, server_handle_kbs_resource},
     {"POST", "/kbs/v0/resource/*", SERVER_BODY_JSON, server_handle_kbs_resource},
+    /* The CA's public routes (server/ca_public_routes.c). */
+    {"GET", "/v1/ca/chain", SERVER_BODY_NONE, server_handle_ca_chain},
+    {"GET", "/v1/ca/crl", SERVER_BODY_NONE, server_handle_ca_crl},
 };
 #define N_APP_ROUTES (sizeof(app_routes) / sizeof(app_routes[0]))
 
@@ -175,6 +178,8 @@ vtpmca_err server_app_new(const server_config *config, server_app **out, vtpmca_
         err = server_admin_setup(app, diag);
     if (err == VTPMCA_OK)
         err = server_kbs_setup(app, diag);
+    if (err == VTPMCA_OK)
+        err = server_ca_setup(app, diag);
     if (err != VTPMCA_OK) {
         server_app_free(app);
         return err;
@@ -324,6 +329,7 @@ void server_app_free(server_app *app)
     server_app_stop(app);
     admin_auth_free(app->admin);
     server_kbs_free(app->kbs);
+    server_ca_teardown(app);
     server_metrics_free(app->metrics);
     policy_cache_free(app->policies);
     snp_verifier_free(app->verifier);

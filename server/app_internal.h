@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "vtpmca/admin_auth.h"
+#include "vtpmca/ca_keys.h"
 #include "vtpmca/kds.h"
 #include "vtpmca/server_app.h"
 #include "vtpmca/server_config.h"
@@ -17,6 +18,8 @@
 
 /* The KBS protocol engine and its keys (server/kbs_routes.c). */
 typedef struct server_kbs server_kbs;
+/* The chain and the cached CRL behind the CA's public routes (server/ca_public_routes.c). */
+typedef struct server_ca_public server_ca_public;
 
 struct server_app {
     server_config config;
@@ -34,6 +37,8 @@ struct server_app {
     char *tls_key_pem;  /* wiped when freed */
     size_t tls_key_len;
     server_kbs *kbs; /* KBS protocol 0.4.0 */
+    ca_ctx *ca;      /* the EK/IAK certificate authority; NULL when config.ca_dir holds none */
+    server_ca_public *ca_public; /* what GET /v1/ca/chain and /v1/ca/crl serve */
 };
 
 /* POST /v1/snp/verify (server/snp_verify.c). */
@@ -60,5 +65,19 @@ void server_kbs_free(server_kbs *kbs);
 
 /* Appends the KBS metrics to the rendered /metrics text (*text is realloc'd). */
 vtpmca_err server_kbs_metrics_append(const server_kbs *kbs, char **text, size_t *len);
+
+/* The CA's public routes (server/ca_public_routes.c): GET /v1/ca/chain (PEM, or
+ * ?format=der for the certs-only CMS that AIA caIssuers points to) and GET /v1/ca/crl (DER,
+ * reissued after revocations and before nextUpdate). Both answer 503 ca_not_initialized
+ * when app->ca is NULL. */
+void server_handle_ca_chain(void *ctx, const server_request *request, server_response *response);
+void server_handle_ca_crl(void *ctx, const server_request *request, server_response *response);
+
+/* Opens the CA in config.ca_dir into app->ca (left NULL, and logged, when the directory holds
+ * no CA files; a CA that exists but does not open fails the start) and prepares
+ * app->ca_public. */
+vtpmca_err server_ca_setup(server_app *app, vtpmca_diag *diag);
+/* Frees app->ca_public and app->ca. */
+void server_ca_teardown(server_app *app);
 
 #endif

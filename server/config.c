@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vtpmca/crl.h"
 #include "vtpmca/fileio.h"
 
 #define CONFIG_FILE_MAX_BYTES (1u << 20)
@@ -109,6 +110,15 @@ static const option_def options[] = {
      "seconds a KBS session may take from auth to attest"},
     {"kbs_session_ttl_s", NUM_OPT(OPT_UINT, kbs_session_ttl_s, 1, 86400), "300",
      "seconds an attested KBS session and its token stay valid"},
+    {"ca_dir", STR_OPT(ca_dir, true), "",
+     "certificate authority directory made by 'vtpmca ca init' (default <state_dir>/ca); "
+     "without one the /v1/ca/ routes answer 503"},
+    {"crl_next_update_s",
+     NUM_OPT(OPT_UINT, crl_next_update_s, CRL_NEXT_UPDATE_MIN, CRL_NEXT_UPDATE_MAX), "604800",
+     "seconds from a CRL's thisUpdate to its nextUpdate"},
+    {"crl_refresh_s", NUM_OPT(OPT_UINT, crl_refresh_s, 1, CRL_NEXT_UPDATE_MAX), "86400",
+     "reissue the served CRL once it is this old (at most half of crl_next_update_s); "
+     "revocations reissue it at once"},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -535,6 +545,11 @@ vtpmca_err server_config_finalize(server_config *cfg, vtpmca_diag *diag)
         int n = snprintf(cfg->db, sizeof(cfg->db), "%s/vtpmca.db", cfg->state_dir);
         if (n < 0 || (size_t)n >= sizeof(cfg->db))
             return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "db: state_dir is too long");
+    }
+    if (cfg->ca_dir[0] == '\0') {
+        int n = snprintf(cfg->ca_dir, sizeof(cfg->ca_dir), "%s/ca", cfg->state_dir);
+        if (n < 0 || (size_t)n >= sizeof(cfg->ca_dir))
+            return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "ca_dir: state_dir is too long");
     }
     return VTPMCA_OK;
 }

@@ -950,6 +950,38 @@ vtpmca_err store_crl_number_next(store *st, uint64_t *out, vtpmca_diag *diag)
     return st->ops->crl_number_next(st->impl, out, diag);
 }
 
+/* ---- Rollback ledger keys ---- */
+
+vtpmca_err store_ledger_key_put(store *st, const char *instance_id, const uint8_t *blob,
+                                size_t len, vtpmca_diag *diag)
+{
+    if (st == NULL || blob == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: ledger key put: missing argument");
+    vtpmca_err err = store_check_instance_id(instance_id, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    if (len == 0 || len > STORE_WRAPPED_KEY_MAX)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: a wrapped ledger key is 1 to %d bytes, got %zu",
+                           STORE_WRAPPED_KEY_MAX, len);
+    return st->ops->ledger_key_put(st->impl, instance_id, blob, len, diag);
+}
+
+vtpmca_err store_ledger_key_get(store *st, const char *instance_id, uint8_t **blob, size_t *len,
+                                vtpmca_diag *diag)
+{
+    if (blob != NULL)
+        *blob = NULL;
+    if (len != NULL)
+        *len = 0;
+    if (st == NULL || blob == NULL || len == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: ledger key get: missing argument");
+    vtpmca_err err = store_check_instance_id(instance_id, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    return st->ops->ledger_key_get(st->impl, instance_id, blob, len, diag);
+}
+
 void store_cert_free_fields(store_cert *cert)
 {
     if (cert == NULL)

@@ -76,6 +76,12 @@ struct store_backend_ops {
     vtpmca_err (*cert_revocations)(void *impl, store_cert_revocation **out, size_t *n,
                                    vtpmca_diag *diag);
     vtpmca_err (*crl_number_next)(void *impl, uint64_t *out, vtpmca_diag *diag);
+
+    /* ---- Rollback ledger keys of wrapped-key mode instances ---- */
+    vtpmca_err (*ledger_key_put)(void *impl, const char *instance_id, const uint8_t *blob,
+                                 size_t len, vtpmca_diag *diag);
+    vtpmca_err (*ledger_key_get)(void *impl, const char *instance_id, uint8_t **blob,
+                                 size_t *len, vtpmca_diag *diag);
 };
 
 extern const struct store_backend_ops store_sqlite_backend;
@@ -111,5 +117,11 @@ vtpmca_err store_sqlite_cert_revoke(void *impl, const char *serial, int64_t revo
 vtpmca_err store_sqlite_cert_revocations(void *impl, store_cert_revocation **out, size_t *n,
                                          vtpmca_diag *diag);
 vtpmca_err store_sqlite_crl_number_next(void *impl, uint64_t *out, vtpmca_diag *diag);
+
+/* ---- Rollback ledger keys, sqlite backend (store_ledger_keys_sqlite.c) ---- */
+vtpmca_err store_sqlite_ledger_key_put(void *impl, const char *instance_id, const uint8_t *blob,
+                                       size_t len, vtpmca_diag *diag);
+vtpmca_err store_sqlite_ledger_key_get(void *impl, const char *instance_id, uint8_t **blob,
+                                       size_t *len, vtpmca_diag *diag);
 
 #endif

@@ -141,6 +141,15 @@ static const char *const MIGRATIONS[] = {
     "  last_number INTEGER NOT NULL CHECK (last_number >= 0)"
     ") STRICT;"
     "INSERT INTO crl_counter (id, last_number) VALUES (1, 0);",
+
+    /* 6: the rollback ledger's keys of wrapped-key mode instances (store_ledger_keys_sqlite.c):
+     * the service sees such an instance's persistence key only when it releases it, so it
+     * keeps the ledger key derived from it, wrapped under the master key. */
+    "CREATE TABLE ledger_key ("
+    "  instance_id TEXT NOT NULL PRIMARY KEY REFERENCES instance (id),"
+    "  wrapped_key BLOB NOT NULL CHECK (length(wrapped_key) BETWEEN 1 AND 1024),"
+    "  updated_at INTEGER NOT NULL"
+    ") STRICT;",
 };
 #define MIGRATION_COUNT ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -1596,4 +1605,6 @@ const struct store_backend_ops store_sqlite_backend = {
     .cert_revoke = store_sqlite_cert_revoke,
     .cert_revocations = store_sqlite_cert_revocations,
     .crl_number_next = store_sqlite_crl_number_next,
+    .ledger_key_put = store_sqlite_ledger_key_put,
+    .ledger_key_get = store_sqlite_ledger_key_get,
 };

@@ -65,15 +65,15 @@ typedef struct {
 } c509_name;
 
 typedef enum {
-    C509_GN_OTHER_NAME = 0,     /* oid = type-id, bytes = DER TLV of the value */
-    C509_GN_EMAIL,              /* text (rfc822Name, ASCII) */
-    C509_GN_DNS,                /* text (ASCII) */
-    C509_GN_DIRECTORY_NAME,     /* dir_name */
-    C509_GN_URI,                /* text (ASCII) */
-    C509_GN_IP,                 /* bytes: 4 or 16 */
-    C509_GN_REGISTERED_ID,      /* oid */
-    C509_GN_HW_MODULE_NAME,     /* otherName hardwareModuleName (RFC 4108): oid = hwType,
-                                   bytes = hwSerialNum */
+    C509_GN_OTHER_NAME = 0, /* oid = type-id, bytes = DER TLV of the value */
+    C509_GN_EMAIL,          /* text (rfc822Name, ASCII) */
+    C509_GN_DNS,            /* text (ASCII) */
+    C509_GN_DIRECTORY_NAME, /* dir_name */
+    C509_GN_URI,            /* text (ASCII) */
+    C509_GN_IP,             /* bytes: 4 or 16 */
+    C509_GN_REGISTERED_ID,  /* oid */
+    C509_GN_HW_MODULE_NAME, /* otherName hardwareModuleName (RFC 4108): oid = hwType,
+                               bytes = hwSerialNum */
 } c509_gn_type;
 
 typedef struct {
@@ -147,15 +147,16 @@ typedef struct {
 /* What a natively signed (type 2) certificate says. The issuer is encoded as null when it
  * equals the subject. */
 typedef struct {
-    const uint8_t *serial; /* unsigned big-endian, 1..C509 serial bytes; leading zeros are
-                              dropped as ~biguint requires */
+    const uint8_t *serial; /* unsigned big-endian, at most 64 significant bytes; leading
+                              zeros are dropped as ~biguint requires */
     size_t serial_len;
     c509_sig_alg sig_alg; /* must suit issuer_key */
     c509_name issuer;
     uint64_t not_before; /* seconds since 1970-01-01T00:00:00Z */
     uint64_t not_after;  /* C509_NO_EXPIRY for 99991231235959Z */
     c509_name subject;
-    EVP_PKEY *subject_key; /* RSA, EC (named curve in the C509 registry), Ed25519/X25519... */
+    EVP_PKEY *subject_key; /* any key OpenSSL can encode (EC keys on registered curves get
+                              02/03 point compression) */
     const c509_ext *exts;
     size_t ext_count;
 } c509_tbs;
@@ -163,16 +164,18 @@ typedef struct {
 /* Re-encodes a strict-DER X.509 v3 certificate as a type 3 C509 certificate (*cbor
  * malloc'd). Refuses, with a precise diag, input that is not strict DER
  * (VTPMCA_ERR_PARSE) or that uses what C509 cannot carry or rebuild: v1/v2, unique IDs,
- * multi-valued RDNs, teletex/BMP/universal strings in names, times before 1970 or
- * GeneralizedTime before 2050, negative serials, BIT STRINGs with unused bits
- * (VTPMCA_ERR_UNSUPPORTED). The result is checked by rebuilding the DER from it. */
-vtpmca_err c509_from_x509_der(const uint8_t *der, size_t der_len, uint8_t **cbor,
-                              size_t *cbor_len, vtpmca_diag *diag);
+ * multi-valued RDNs, times before 1970 or GeneralizedTime before 2050, negative serials,
+ * BIT STRINGs with unused bits (VTPMCA_ERR_UNSUPPORTED). Values without a C509 form
+ * (teletex/BMP strings, unknown extensions, extension values the draft's encodings cannot
+ * express) are carried as (~oid, DER bytes). The result is checked by rebuilding the DER
+ * from it and comparing. */
+vtpmca_err c509_from_x509_der(const uint8_t *der, size_t der_len, uint8_t **cbor, size_t *cbor_len,
+                              vtpmca_diag *diag);
 
 /* Rebuilds the DER X.509 certificate of a type 3 C509 certificate, byte for byte
  * (*der malloc'd). A type 2 certificate has no DER form: VTPMCA_ERR_UNSUPPORTED. */
-vtpmca_err c509_to_x509_der(const uint8_t *cbor, size_t cbor_len, uint8_t **der,
-                            size_t *der_len, vtpmca_diag *diag);
+vtpmca_err c509_to_x509_der(const uint8_t *cbor, size_t cbor_len, uint8_t **der, size_t *der_len,
+                            vtpmca_diag *diag);
 
 /* Issues a natively signed (type 2) certificate: encodes tbs, signs the 10 TBS items with
  * issuer_key (ECDSA: raw r||s, each padded to the issuer curve's order size) and returns
@@ -195,18 +198,18 @@ vtpmca_err c509_verify(const uint8_t *cbor, size_t cbor_len, EVP_PKEY *issuer_pu
 
 /* What a C509 certificate says, for display (`vtpmca c509 decode`). */
 typedef struct {
-    int type;            /* C509_TYPE_NATIVE or C509_TYPE_X509 */
-    char *serial_hex;    /* lower-case hex of the serial ("00" for zero) */
-    char *sig_alg;       /* e.g. "ecdsa-with-SHA256", or the dotted OID */
-    char *issuer;        /* one-line distinguished names (RFC 2253 style, OpenSSL's printer) */
+    int type;         /* C509_TYPE_NATIVE or C509_TYPE_X509 */
+    char *serial_hex; /* lower-case hex of the serial ("00" for zero) */
+    char *sig_alg;    /* e.g. "ecdsa-with-SHA256", or the dotted OID */
+    char *issuer;     /* one-line distinguished names (RFC 2253 style, OpenSSL's printer) */
     char *subject;
-    uint64_t not_before; /* seconds since the epoch */
-    uint64_t not_after;  /* C509_NO_EXPIRY when the certificate has none */
+    uint64_t not_before;  /* seconds since the epoch */
+    uint64_t not_after;   /* C509_NO_EXPIRY when the certificate has none */
     EVP_PKEY *public_key; /* the subject key; NULL if OpenSSL does not know its algorithm */
     char *public_key_alg; /* e.g. "EC P-256", "RSA 2048", or the dotted OID */
     size_t ext_count;
-    char *extensions;     /* one block per extension as OpenSSL prints them ("" if none) */
-    uint8_t *x509_der;    /* type 3: the rebuilt X.509 certificate; NULL for type 2 */
+    char *extensions;  /* one block per extension as OpenSSL prints them ("" if none) */
+    uint8_t *x509_der; /* type 3: the rebuilt X.509 certificate; NULL for type 2 */
     size_t x509_der_len;
 } c509_info;
 

@@ -55,7 +55,10 @@ vtpmca_err report_data_trustee(const json_t *tee_pubkey, const char *nonce_text,
                                const char *additional_evidence, uint8_t out[REPORT_DATA_SIZE],
                                vtpmca_diag *diag);
 
-/* What an attestation request binds. */
+/* What an attestation request binds. tee_key must be the import of tee_pubkey by
+ * jwe_pubkey_from_jwk (which checks fixed-length coordinates of a point on the curve): the
+ * SVSM flavour then hashes the JWK's decoded "x" and "y", the same bytes, without
+ * re-encoding the point. */
 typedef struct {
     const EVP_PKEY *tee_key;  /* the imported tee-pubkey */
     const json_t *tee_pubkey; /* the tee-pubkey JWK as sent */

@@ -66,6 +66,12 @@ typedef struct {
     unsigned kbs_session_capacity; /* sessions held at most */
     unsigned kbs_auth_ttl_s;       /* auth -> attest */
     unsigned kbs_session_ttl_s;    /* lifetime of an attested session and its token */
+    /* Certificate authority (docs/ca.md): loaded at start when <ca_dir> holds one; the CRL
+     * served at /v1/ca/crl is valid for crl_next_update_s and reissued after crl_refresh_s
+     * (at most half its validity) or as soon as a certificate is revoked. */
+    char ca_dir[SERVER_CONFIG_PATH_MAX]; /* empty = <state_dir>/ca */
+    unsigned crl_next_update_s;
+    unsigned crl_refresh_s;
 } server_config;
 
 /* Fills every field with its documented default. */

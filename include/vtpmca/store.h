@@ -223,6 +223,16 @@ vtpmca_err store_ledger_load(store_ledger_writer *w, const char *instance, store
 vtpmca_err store_ledger_apply_batch(store_ledger_writer *w, const store_ledger_write *writes,
                                     size_t n, vtpmca_diag *diag);
 
+/* The ledger key of a wrapped-key mode instance (see docs/protocol.md, "Rollback ledger:
+ * protocol"): the service sees such an instance's persistence key only at release time, so it
+ * keeps the ledger key derived from it, wrapped by the key vault (1..STORE_WRAPPED_KEY_MAX
+ * bytes). Put replaces the instance's blob; NOT_FOUND when no such instance is enrolled.
+ * Get: *blob is malloc'd; NOT_FOUND when none is stored. */
+vtpmca_err store_ledger_key_put(store *st, const char *instance_id, const uint8_t *blob,
+                                size_t len, vtpmca_diag *diag);
+vtpmca_err store_ledger_key_get(store *st, const char *instance_id, uint8_t **blob, size_t *len,
+                                vtpmca_diag *diag);
+
 /* ---- Issued certificates (EK / IAK) and the CRL number (store_certs_sqlite.c) ----
  * One row per certificate the CA issued, keyed by serial number; revocation marks the row
  * (it is never deleted) and the CRL is built from the revoked rows. */

@@ -186,9 +186,12 @@ static const char IPADDR_DER[] =
     "5086298529f022b82bf632f49d409a2f2e700ec2b0bd24a3bb094185da7c21af479f10819a4104c1a4b376";
 
 /* A.1.2 / A.1.4: the example issuer key pair and the subject private key (P-256). */
-static const char ISSUER_PUB[] = "02ae4cdb01f614defc7121285fdc7f5c6d1d42c95647f061ba0080df678867845e";
-static const char ISSUER_PRIV[] = "dc66b3415456d649429b53223df7532b942d6b0e0842c30bca4c0acf91547bb2";
-static const char SUBJECT_PRIV[] = "d718111f3f9bd91b92ff6877f386bdbfcea7154268fd7f2fb56ee17d99ea16d4";
+static const char ISSUER_PUB[] =
+    "02ae4cdb01f614defc7121285fdc7f5c6d1d42c95647f061ba0080df678867845e";
+static const char ISSUER_PRIV[] =
+    "dc66b3415456d649429b53223df7532b942d6b0e0842c30bca4c0acf91547bb2";
+static const char SUBJECT_PRIV[] =
+    "d718111f3f9bd91b92ff6877f386bdbfcea7154268fd7f2fb56ee17d99ea16d4";
 
 typedef struct {
     uint8_t *data;
@@ -236,22 +239,24 @@ static bool contains(const blob *hay, const blob *needle)
 
 /* ---- keys from the draft's raw values ---- */
 
-static EVP_PKEY *ec_key(const char *curve, const uint8_t *pub, size_t pub_len,
-                        const uint8_t *priv, size_t priv_len)
+static EVP_PKEY *ec_key(const char *curve, const uint8_t *pub, size_t pub_len, const uint8_t *priv,
+                        size_t priv_len)
 {
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
     BIGNUM *d = priv != NULL ? BN_bin2bn(priv, (int)priv_len, NULL) : NULL;
     assert_non_null(bld);
     assert_int_equal(OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, curve, 0), 1);
-    assert_int_equal(OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub, pub_len), 1);
+    assert_int_equal(OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub, pub_len),
+                     1);
     if (d != NULL)
         assert_int_equal(OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, d), 1);
     OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
     EVP_PKEY *key = NULL;
     assert_int_equal(EVP_PKEY_fromdata_init(ctx), 1);
-    assert_int_equal(EVP_PKEY_fromdata(ctx, &key, d != NULL ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY,
-                                       params), 1);
+    assert_int_equal(
+        EVP_PKEY_fromdata(ctx, &key, d != NULL ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY, params),
+        1);
     EVP_PKEY_CTX_free(ctx);
     OSSL_PARAM_free(params);
     OSSL_PARAM_BLD_free(bld);
@@ -268,7 +273,8 @@ static blob p256_public(const blob *priv)
     BIGNUM *d = BN_bin2bn(priv->data, (int)priv->len, NULL);
     assert_int_equal(EC_POINT_mul(g, q, d, NULL, NULL, NULL), 1);
     blob out = {malloc(65), 65};
-    assert_int_equal(EC_POINT_point2oct(g, q, POINT_CONVERSION_UNCOMPRESSED, out.data, 65, NULL), 65);
+    assert_int_equal(EC_POINT_point2oct(g, q, POINT_CONVERSION_UNCOMPRESSED, out.data, 65, NULL),
+                     65);
     BN_free(d);
     EC_POINT_free(q);
     EC_GROUP_free(g);
@@ -386,7 +392,7 @@ static void test_rfc7925_encode_decode(void **state)
 {
     blob der = from_hex(RFC7925_DER);
     blob want = array_of(RFC7925_C509);
-    assert_int_equal(der.len, 316); /* "The DER encoding ... is 316 bytes" */
+    assert_int_equal(der.len, 316);      /* "The DER encoding ... is 316 bytes" */
     assert_int_equal(want.len, 1 + 140); /* "the size is 140 bytes" */
     check_type3_round_trip(&der, &want);
     free(der.data);
@@ -594,8 +600,7 @@ static blob cab_ecdsa_c509(void)
         d_int(1595980800), d_int(1627560000),
         d_arr(10, d_int(-4), d_txt("US"), d_int(-6), d_txt("CA"), d_int(-5), d_txt("San Francisco"),
               d_int(-8), d_txt("Cloudflare, Inc."), d_int(-1), d_txt("sni.cloudflaressl.com")),
-        d_int(1),
-        d_hex("FD963ECDD84DCD1B93A1CF432D1A7217D6C63BDE3355A02F8CFB5AD8994CD44E20"),
+        d_int(1), d_hex("FD963ECDD84DCD1B93A1CF432D1A7217D6C63BDE3355A02F8CFB5AD8994CD44E20"),
         d_arr(20, d_int(7), d_hex("A5CE37EAEBB0750E946788B445FAD9241087961F"), d_int(1),
               d_hex("CC0B50E7D837DBF243F3853D4860F53B39BE9B2A"), d_int(3),
               d_arr(4, d_int(2), d_txt("sni.cloudflaressl.com"), d_int(2), d_txt("www.ietf.org")),
@@ -607,8 +612,7 @@ static blob cab_ecdsa_c509(void)
                           d_null())),
               d_int(6),
               d_arr(4, d_hex("6086480186FD6C0101"),
-                    d_arr(2, d_int(1), d_txt("https://www.digicert.com/CPS")), d_int(2),
-                    d_arr(0)),
+                    d_arr(2, d_int(1), d_txt("https://www.digicert.com/CPS")), d_int(2), d_arr(0)),
               d_int(9),
               d_arr(4, d_int(1), d_txt("http://ocsp.digicert.com"), d_int(2),
                     d_txt("http://cacerts.digicert.com/CloudflareIncECCCA-3.crt")),
@@ -658,8 +662,8 @@ static blob cab_rsa_c509(void)
               "B2A9538AE00BC94A2A13393113BD2CCFA870CF8C8D3D01A388AE1200361D1E24"
               "2BDD79D8530126ED284FC98694834EC8E1142E85B3AFD46EDD6946AF41250E7A"
               "AD8BF292CA79D97B324FF777E8F9B44F235CD45C03AED8AB3ACA135F5D5D5DA1"),
-        d_arr(20, d_int(-4), d_int(-2), d_int(8), d_arr(2, d_int(1), d_int(2)), d_int(-2),
-              d_int(5), d_int(5), d_txt("http://crl.starfieldtech.com/sfig2s1-242.crl"), d_int(6),
+        d_arr(20, d_int(-4), d_int(-2), d_int(8), d_arr(2, d_int(1), d_int(2)), d_int(-2), d_int(5),
+              d_int(5), d_txt("http://crl.starfieldtech.com/sfig2s1-242.crl"), d_int(6),
               d_arr(4, d_hex("6086480186FD6E01071701"),
                     d_arr(2, d_int(1), d_txt("http://certificates.starfieldtech.com/repository/")),
                     d_int(1), d_arr(0)),
@@ -706,17 +710,20 @@ static void test_cab_rsa(void **state)
  * decode both, and our encoder compresses as in A.1-A.3, so our encoding of A.5 is the
  * draft's with the key item compressed. */
 
-#define A5_KEY_X "6709C992919B49C48FD931D05C497D3865E6084C91DF3A4C7E781F418543B023" \
-                 "D59E8BF25D133FB1A094E9D42C8FA6ED"
-#define A5_KEY_Y "3B46E9883A35ABD4B0A9D30AAEFD9B7E88ED3800565D1E7F0633134D6519292D" \
-                 "49BD55EC30A167197FEC0F7429822B95"
+#define A5_KEY_X                                                                                   \
+    "6709C992919B49C48FD931D05C497D3865E6084C91DF3A4C7E781F418543B023"                             \
+    "D59E8BF25D133FB1A094E9D42C8FA6ED"
+#define A5_KEY_Y                                                                                   \
+    "3B46E9883A35ABD4B0A9D30AAEFD9B7E88ED3800565D1E7F0633134D6519292D"                             \
+    "49BD55EC30A167197FEC0F7429822B95"
 
 static blob ipaddr_c509(const char *key_hex)
 {
     cbor_item_t *v4 = d_arr(5, d_int(71250), d_int(85343518), d_arr(2, d_int(-67102984), d_int(15)),
                             d_int(-18240266), d_arr(2, d_int(18241443), d_int(47)));
-    cbor_item_t *v4b = d_arr(5, d_int(71250), d_int(85343518), d_arr(2, d_int(-67102984), d_int(15)),
-                             d_int(-18240266), d_arr(2, d_int(18241443), d_int(47)));
+    cbor_item_t *v4b =
+        d_arr(5, d_int(71250), d_int(85343518), d_arr(2, d_int(-67102984), d_int(15)),
+              d_int(-18240266), d_arr(2, d_int(18241443), d_int(47)));
     return serialize(d_arr(
         11, d_int(3), d_hex("1234"), d_int(1), d_null(), d_int(1735776000), d_int(1767312000),
         d_arr(10, d_int(1), d_txt("selfsign-brainpoolp384r1"), d_int(2), d_txt("my surname"),

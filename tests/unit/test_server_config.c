@@ -37,6 +37,12 @@ static const char *const all_keys[] = {
     "vcek_cache_entries",
     "policy_cache_entries",
     "policy_refresh_ms",
+    /* HTTPS and the admin API keys. */
+    "tls_cert_file",
+    "tls_key_file",
+    "admin_keys_dir",
+    "admin_key",
+    "auditor_key",
 };
 #define N_KEYS (sizeof(all_keys) / sizeof(all_keys[0]))
 
@@ -381,8 +387,12 @@ static void test_flags_override_file(void **state)
             value = "http://127.0.0.1:1";
         char flag_value[128];
         snprintf(flag_value, sizeof(flag_value), "%s=%s", flag, value);
+        /* tls_cert_file and tls_key_file are only valid together. */
+        const char *pair = strcmp(all_keys[i], "tls_cert_file") == 0  ? "--tls-key-file=1"
+                           : strcmp(all_keys[i], "tls_key_file") == 0 ? "--tls-cert-file=1"
+                                                                      : NULL;
         vtpmca_diag_clear(&diag);
-        if (from_args(&cfg, &action, &diag, 2, flag_value) != VTPMCA_OK)
+        if (from_args(&cfg, &action, &diag, pair != NULL ? 3 : 2, flag_value, pair) != VTPMCA_OK)
             fail_msg("%s: %s", flag_value, diag.msg);
     }
     assert_int_equal(from_args(&cfg, &action, &diag, 2, "--allow-remote-plain-http=false"),

@@ -196,7 +196,8 @@ void cli_print_program_help(void *out_file)
     fputs("Usage: vtpmca <group> <command> [options]\n"
           "       vtpmca --help | --version\n\n"
           "Admin CLI of vtpmca: verifies SEV-SNP evidence offline and manages fleets, policies\n"
-          "and VCEKs in the vtpmca database (--db).\n",
+          "and VCEKs in the vtpmca database (--db) or through the daemon's admin API\n"
+          "(--server URL --admin-key FILE, or VTPMCA_SERVER and VTPMCA_ADMIN_KEY).\n",
           out);
     for (size_t g = 0; g < cli_groups_count; g++) {
         fprintf(out, "\n%s: %s\n", cli_groups[g].name, cli_groups[g].summary);
