@@ -872,38 +872,55 @@ vtpmca_err c509_ext_value_to_der(c509_ctx *ctx, int64_t code, const cbor_item_t 
 /* ------------------------------------------------------------------------------------ */
 /* Certificate */
 
-static vtpmca_err put_alg(const c509_ctx *ctx, const cbor_item_t *it, bool signature, c509_buf *out,
-                          const void **entry)
+/* ~oid alone (no parameters), or [~oid, parameters as one DER TLV] -> AlgorithmIdentifier. */
+static vtpmca_err put_alg_generic(const c509_ctx *ctx, const cbor_item_t *it, const char *what,
+                                  c509_buf *out)
 {
-    int64_t code;
     cbor_item_t **items;
     size_t n;
-    const uint8_t *p;
-    *entry = NULL;
-    if (cbi_int(it, &code)) {
-        const c509_sig_entry *s = signature ? c509_sig_by_code(code) : NULL;
-        const c509_pk_entry *k = signature ? NULL : c509_pk_by_code(code);
-        if (s == NULL && k == NULL)
-            return vtpmca_fail(ctx->diag, VTPMCA_ERR_UNSUPPORTED, "unknown %s algorithm %lld",
-                               signature ? "signature" : "public key", (long long)code);
-        *entry = signature ? (const void *)s : (const void *)k;
-        c509_buf_put(out, signature ? s->der : k->der, signature ? s->der_len : k->der_len);
-        return VTPMCA_OK;
-    }
-    /* ~oid alone (no parameters), or [~oid, parameters as one DER TLV] */
+    const uint8_t *params;
+    size_t params_len;
     size_t mark = der_open(out);
-    if (cbi_bytes(it, &p, &n)) {
+    if (cbor_isa_bytestring(it)) {
         if (!put_oid_item(it, DER_OID, out))
-            return vtpmca_fail(ctx->diag, VTPMCA_ERR_PARSE, "malformed %s algorithm OID",
-                               signature ? "signature" : "public key");
+            return vtpmca_fail(ctx->diag, VTPMCA_ERR_PARSE, "malformed %s algorithm OID", what);
     } else if (cbi_array(it, &items, &n) && n == 2 && put_oid_item(items[0], DER_OID, out) &&
-               cbi_bytes(items[1], &p, &n) && der_is_single_tlv(p, n)) {
-        c509_buf_put(out, p, n);
+               cbi_bytes(items[1], &params, &params_len) && der_is_single_tlv(params, params_len)) {
+        c509_buf_put(out, params, params_len);
     } else {
-        return vtpmca_fail(ctx->diag, VTPMCA_ERR_PARSE, "malformed %s AlgorithmIdentifier",
-                           signature ? "signature" : "public key");
+        return vtpmca_fail(ctx->diag, VTPMCA_ERR_PARSE, "malformed %s AlgorithmIdentifier", what);
     }
     der_close(out, mark, DER_SEQ);
+    return VTPMCA_OK;
+}
+
+static vtpmca_err put_sig_alg(const c509_ctx *ctx, const cbor_item_t *it, c509_buf *out,
+                              const c509_sig_entry **entry)
+{
+    int64_t code;
+    *entry = NULL;
+    if (!cbi_int(it, &code))
+        return put_alg_generic(ctx, it, "signature", out);
+    *entry = c509_sig_by_code(code);
+    if (*entry == NULL)
+        return vtpmca_fail(ctx->diag, VTPMCA_ERR_UNSUPPORTED, "unknown signature algorithm %lld",
+                           (long long)code);
+    c509_buf_put(out, (*entry)->der, (*entry)->der_len);
+    return VTPMCA_OK;
+}
+
+static vtpmca_err put_pk_alg(const c509_ctx *ctx, const cbor_item_t *it, c509_buf *out,
+                             const c509_pk_entry **entry)
+{
+    int64_t code;
+    *entry = NULL;
+    if (!cbi_int(it, &code))
+        return put_alg_generic(ctx, it, "public key", out);
+    *entry = c509_pk_by_code(code);
+    if (*entry == NULL)
+        return vtpmca_fail(ctx->diag, VTPMCA_ERR_UNSUPPORTED, "unknown public key algorithm %lld",
+                           (long long)code);
+    c509_buf_put(out, (*entry)->der, (*entry)->der_len);
     return VTPMCA_OK;
 }
 
@@ -936,25 +953,26 @@ static vtpmca_err put_spki(const c509_ctx *ctx, const cbor_item_t *alg, const cb
                            c509_buf *out, const c509_pk_entry **entry)
 {
     size_t mark = der_open(out);
-    const void *e = NULL;
-    vtpmca_err err = put_alg(ctx, alg, false, out, &e);
+    const c509_pk_entry *pk;
+    vtpmca_err err = put_pk_alg(ctx, alg, out, &pk);
     if (err != VTPMCA_OK)
         return err;
-    const c509_pk_entry *pk = e;
     *entry = pk;
     size_t bits = der_open(out);
     static const uint8_t no_unused_bits = 0;
     c509_buf_put(out, &no_unused_bits, 1);
     const uint8_t *p, *ep;
-    size_t n, en;
+    size_t n, en, count;
     cbor_item_t **items;
     if (pk != NULL && pk->kind == C509_PKK_RSA) {
+        /* the modulus alone (exponent 65537), or [modulus, exponent] */
         static const uint8_t f4[] = {0x01, 0x00, 0x01};
         if (get_biguint(key, &p, &n) && n > 0) {
             ep = f4;
             en = sizeof(f4);
-        } else if (!(cbi_array(key, &items, &n) && n == 2 && get_biguint(items[0], &p, &n) &&
-                     n > 0 && get_biguint(items[1], &ep, &en) && en > 0)) {
+        } else if (!(cbi_array(key, &items, &count) && count == 2 &&
+                     get_biguint(items[0], &p, &n) && n > 0 && get_biguint(items[1], &ep, &en) &&
+                     en > 0)) {
             return vtpmca_fail(ctx->diag, VTPMCA_ERR_PARSE, "malformed RSA public key");
         }
         size_t seq = der_open(out);
@@ -1086,11 +1104,9 @@ static vtpmca_err decode_fields(const uint8_t *cbor, size_t len, c509_decoded *o
                            C509_MAX_SERIAL);
     c509_buf_put(&out->serial, p, n);
 
-    const void *entry;
-    err = put_alg(&ctx, f[2], true, &out->sig_alg, &entry);
+    err = put_sig_alg(&ctx, f[2], &out->sig_alg, &out->sig);
     if (err != VTPMCA_OK)
         return err;
-    out->sig = entry;
 
     bool issuer_is_subject = cbi_null(f[3]);
     if (!issuer_is_subject && !put_name(&ctx, f[3], &out->issuer))

@@ -12,17 +12,25 @@
 
 #define C509_MAX_NATIVE_ITEMS 256 /* attributes per name, names, extensions, URIs, ... */
 
+/* The content octets of a dotted OID given by the caller. */
+static vtpmca_err oid_content(c509_ctx *ctx, const char *oid, const char *what, size_t idx,
+                              c509_buf *content)
+{
+    vtpmca_err err = c509_oid_from_text(oid, content, NULL);
+    if (err == VTPMCA_ERR_INVALID_ARG)
+        return vtpmca_fail(ctx->diag, err, "%s %zu: \"%.64s\" is not a dotted OID", what, idx,
+                           oid != NULL ? oid : "(null)");
+    if (err != VTPMCA_OK)
+        return vtpmca_fail(ctx->diag, err, "out of memory");
+    return VTPMCA_OK;
+}
+
 static vtpmca_err put_oid(c509_ctx *ctx, c509_buf *out, int tag, const char *oid, const char *what,
                           size_t idx)
 {
     c509_buf content = {0};
-    vtpmca_err err = c509_oid_from_text(oid, &content, NULL);
-    if (err == VTPMCA_ERR_INVALID_ARG)
-        err = vtpmca_fail(ctx->diag, err, "%s %zu: \"%.64s\" is not a dotted OID", what, idx,
-                          oid != NULL ? oid : "(null)");
-    else if (err != VTPMCA_OK)
-        err = vtpmca_fail(ctx->diag, err, "out of memory");
-    else
+    vtpmca_err err = oid_content(ctx, oid, what, idx, &content);
+    if (err == VTPMCA_OK)
         der_put(out, tag, content.data, content.len);
     c509_buf_free(&content);
     return err;
@@ -57,19 +65,18 @@ static vtpmca_err build_name(c509_ctx *ctx, const c509_name *name, const char *w
         const c509_attr *a = &name->attrs[i];
         size_t set = der_open(out);
         size_t atv = der_open(out);
-        size_t oid_at = out->len;
-        err = put_oid(ctx, out, DER_OID, a->oid, what, i);
+        c509_buf oid = {0};
+        err = oid_content(ctx, a->oid, what, i, &oid);
         if (err != VTPMCA_OK)
             break;
+        der_put(out, DER_OID, oid.data, oid.len);
+        const c509_attr_entry *e = c509_attr_by_oid(oid.data, oid.len);
+        c509_buf_free(&oid);
         if ((a->text == NULL) == (a->der_value == NULL)) {
             err = vtpmca_fail(ctx->diag, VTPMCA_ERR_INVALID_ARG,
                               "%s attribute %zu: give either text or der_value", what, i);
             break;
         }
-        der_cur oc = der_cursor(out->data + oid_at, out->len - oid_at);
-        der_tlv oid;
-        der_next(&oc, &oid);
-        const c509_attr_entry *e = c509_attr_by_oid(oid.val, oid.len);
         if (a->text != NULL) {
             size_t n = strlen(a->text);
             bool ia5 = e != NULL && e->ia5_only;

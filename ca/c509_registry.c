@@ -10,10 +10,6 @@
 
 #include <openssl/obj_mac.h>
 
-/* ------------------------------------------------------------------------------------ */
-/* Registries (draft-ietf-cose-cbor-encoded-cert, IANA considerations). OIDs are the DER
- * content octets; algorithm identifiers the whole DER AlgorithmIdentifier. */
-
 #define OIDB(s) (const uint8_t *)(s), sizeof(s) - 1
 
 static const c509_attr_entry attr_registry[] = {

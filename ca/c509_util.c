@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/asn1.h>
 #include <openssl/err.h>
@@ -274,18 +275,11 @@ static const struct cbor_callbacks scan_callbacks = {
     .indef_break = scan_indefinite,
 };
 
-/* Size of the shortest head carrying argument v. */
+/* Size of the shortest head carrying argument v (libcbor's encoder always picks it). */
 static size_t cbor_head_size(uint64_t v)
 {
-    if (v < 24)
-        return 1;
-    if (v <= 0xff)
-        return 2;
-    if (v <= 0xffff)
-        return 3;
-    if (v <= 0xffffffffu)
-        return 5;
-    return 9;
+    unsigned char head[9];
+    return cbor_encode_uint(v, head, sizeof(head));
 }
 
 static vtpmca_err cbor_scan_all(const uint8_t *in, size_t len, vtpmca_diag *diag)
@@ -734,86 +728,47 @@ bool c509_ascii_valid(const uint8_t *p, size_t n)
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* Time (proleptic Gregorian calendar, H. Hinnant's days_from_civil / civil_from_days). */
-
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = (int64_t)yoe + era * 400 + (*m <= 2);
-}
-
-static bool digits(const uint8_t *p, size_t n, unsigned *out)
-{
-    unsigned v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return false;
-        v = v * 10 + (p[i] - '0');
-    }
-    *out = v;
-    return true;
-}
+/* Time: the strict shape is checked here, calendar and conversions are OpenSSL's. */
 
 bool c509_der_time(const der_tlv *t, uint64_t *epoch, int *year)
 {
-    const uint8_t *p = t->val;
-    unsigned y, mo, d, h, mi, s;
-    size_t ylen;
-    if (t->tag == DER_UTCTIME && t->len == 13)
-        ylen = 2;
-    else if (t->tag == DER_GENTIME && t->len == 15)
-        ylen = 4;
-    else
+    size_t digits = t->tag == DER_UTCTIME ? 12 : t->tag == DER_GENTIME ? 14 : 0;
+    if (digits == 0 || t->len != digits + 1 || t->val[digits] != 'Z')
+        return false; /* DER: seconds present, no fraction, UTC */
+    for (size_t i = 0; i < digits; i++)
+        if (t->val[i] < '0' || t->val[i] > '9')
+            return false;
+    const unsigned char *p = t->tlv;
+    ASN1_TIME *when = d2i_ASN1_TIME(NULL, &p, (long)t->tlv_len);
+    ASN1_TIME *zero = ASN1_TIME_set(NULL, 0);
+    struct tm tm;
+    int days = 0, secs = 0;
+    /* ASN1_TIME_to_tm validates the calendar (no leap seconds, no 31 April) */
+    bool ok = when != NULL && zero != NULL && ASN1_TIME_to_tm(when, &tm) == 1 &&
+              ASN1_TIME_diff(&days, &secs, zero, when) == 1;
+    ASN1_TIME_free(when);
+    ASN1_TIME_free(zero);
+    ERR_clear_error();
+    if (!ok)
         return false;
-    if (p[t->len - 1] != 'Z' || !digits(p, ylen, &y) || !digits(p + ylen, 2, &mo) ||
-        !digits(p + ylen + 2, 2, &d) || !digits(p + ylen + 4, 2, &h) ||
-        !digits(p + ylen + 6, 2, &mi) || !digits(p + ylen + 8, 2, &s))
-        return false;
-    if (ylen == 2)
-        y += y < 50 ? 2000 : 1900;
-    static const unsigned mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap) ||
-        h > 23 || mi > 59 || s > 59)
-        return false;
-    *year = (int)y;
-    int64_t days = days_from_civil(y, mo, d);
-    *epoch = days < 0 ? 0 : (uint64_t)days * 86400 + h * 3600 + mi * 60 + s;
+    *year = tm.tm_year + 1900;
+    *epoch = days < 0 || secs < 0 ? 0 : (uint64_t)days * 86400 + (uint64_t)secs;
     return true;
 }
 
 void c509_put_time(c509_buf *b, uint64_t epoch)
 {
-    int64_t y;
-    unsigned mo, d;
-    civil_from_days((int64_t)(epoch / 86400), &y, &mo, &d);
-    unsigned secs = (unsigned)(epoch % 86400);
-    char text[24];
-    int n;
-    if (y < 2050)
-        n = snprintf(text, sizeof(text), "%02u%02u%02u%02u%02u%02uZ", (unsigned)(y % 100), mo, d,
-                     secs / 3600, secs / 60 % 60, secs % 60);
+    /* ASN1_TIME_set picks RFC 5280's type: UTCTime for 1950-2049, else GeneralizedTime */
+    ASN1_TIME *t = ASN1_TIME_set(NULL, (time_t)epoch);
+    unsigned char *der = NULL;
+    int n = t != NULL ? i2d_ASN1_TIME(t, &der) : -1;
+    if (n > 0)
+        c509_buf_put(b, der, (size_t)n);
     else
-        n = snprintf(text, sizeof(text), "%04u%02u%02u%02u%02u%02uZ", (unsigned)y, mo, d,
-                     secs / 3600, secs / 60 % 60, secs % 60);
-    der_put(b, y < 2050 ? DER_UTCTIME : DER_GENTIME, (const uint8_t *)text, (size_t)n);
+        b->oom = true;
+    OPENSSL_free(der);
+    ASN1_TIME_free(t);
+    ERR_clear_error();
 }
 
 /* ------------------------------------------------------------------------------------ */

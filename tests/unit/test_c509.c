@@ -308,17 +308,35 @@ static blob make_iak(const test_ca *ca, EVP_PKEY *iak)
 }
 
 /* Everything else in the extension registry that OpenSSL can make. */
-static const char MANY_EXTS_CONF[] = "[pol]\n"
-                                     "policyIdentifier = 1.3.6.1.4.1.99999.1\n"
-                                     "CPS.1 = \"http://cps.example/\"\n"
-                                     "userNotice.1 = @notice\n"
-                                     "[notice]\n"
-                                     "explicitText = \"UTF8:Test policy \xc3\xa9\"\n"
-                                     "[nc]\n"
-                                     "permitted;DNS.1 = example.com\n"
-                                     "permitted;IP.1 = 192.168.0.0/255.255.0.0\n"
-                                     "permitted;IP.2 = 2001:db8::/ffff:ffff::\n"
-                                     "excluded;email.1 = .bad.example\n";
+static const char MANY_EXTS_CONF[] =
+    "[pol]\n"
+    "policyIdentifier = 1.3.6.1.4.1.99999.1\n"
+    "CPS.1 = \"http://cps.example/\"\n"
+    "userNotice.1 = @notice\n"
+    "[notice]\n"
+    "explicitText = \"UTF8:Test policy \xc3\xa9\"\n"
+    "[nc]\n"
+    "permitted;DNS.1 = example.com\n"
+    "permitted;IP.1 = 192.168.0.0/255.255.0.0\n"
+    "permitted;IP.2 = 2001:db8::/ffff:ffff::\n"
+    "excluded;email.1 = .bad.example\n"
+    "[san]\n"
+    "DNS.1 = a.example\n"
+    "DNS.2 = b.example\n"
+    "IP.1 = 192.0.2.1\n"
+    "IP.2 = 2001:db8::1\n"
+    "email.1 = x@example.com\n"
+    "URI.1 = https://example.com/\n"
+    "RID.1 = 1.2.3.4\n"
+    "otherName.1 = 1.3.6.1.5.5.7.8.9;UTF8:j\xc3\xb6rg@example.com\n"
+    "otherName.2 = 1.3.6.1.5.5.7.8.12;FORMAT:HEX,OCTETSTRING:0123456789ab\n"
+    "[crldp]\n"
+    "fullname = URI:http://crl.example/a.crl\n"
+    "reasons = keyCompromise, CACompromise\n"
+    "CRLissuer = dirName:crl_issuer\n"
+    "[crl_issuer]\n"
+    "C = SE\n"
+    "CN = CRL issuer\n";
 
 static blob make_many_exts(const test_ca *ca, EVP_PKEY *key)
 {
@@ -366,8 +384,8 @@ static blob make_many_exts(const test_ca *ca, EVP_PKEY *key)
         {"keyUsage", "digitalSignature,nonRepudiation,keyEncipherment,keyAgreement"},
         {"extendedKeyUsage", "serverAuth,clientAuth,codeSigning,1.3.6.1.4.1.99999.7"},
         {"certificatePolicies", "2.23.140.1.2.1,@pol"},
-        {"subjectAltName", "DNS:a.example,DNS:b.example,IP:192.0.2.1,IP:2001:db8::1,"
-                           "email:x@example.com,URI:https://example.com/,RID:1.2.3.4"},
+        {"subjectAltName", "@san"},
+        {"crlDistributionPoints", "crldp"},
         {"issuerAltName", "URI:http://ca.example/"},
         {"nameConstraints", "critical,@nc"},
         {"policyConstraints", "critical,requireExplicitPolicy:1,inhibitPolicyMapping:2"},
@@ -390,6 +408,9 @@ static blob make_many_exts(const test_ca *ca, EVP_PKEY *key)
         assert_non_null(ext);
         add_ext(x, ext);
     }
+    /* subjectDirectoryAttributes {commonName "abc"}, precertificate signing (RFC 6962) */
+    add_der_ext(x, "2.5.29.9", 0, "300e300c060355040331050c03616263");
+    add_der_ext(x, "1.3.6.1.4.1.11129.2.4.3", 1, "0500");
     sign_cert(x, ca->key, ca->md);
     blob der = cert_der(x);
     X509_free(x);
@@ -649,7 +670,7 @@ static void test_many_extensions_round_trip(void **state)
     cbor_item_t *exts = cbor_array_handle(root)[9];
     for (size_t i = 0; i < cbor_array_size(exts); i += 2)
         assert_false(cbor_isa_bytestring(cbor_array_handle(exts)[i]));
-    assert_int_equal(ext_pairs(root), 18);
+    assert_int_equal(ext_pairs(root), 21);
     assert_int_equal(item_int(ext_by_code(root, -4)), 2); /* CA, pathlen 2 */
     assert_int_equal(item_int(ext_by_code(root, 2)), 23); /* the draft's example value */
     cbor_item_t *eku = ext_by_code(root, 8);
@@ -667,6 +688,23 @@ static void test_many_extensions_round_trip(void **state)
     assert_non_null(ext_by_code(root, 33));
     assert_non_null(ext_by_code(root, 32));
     assert_true(cbor_is_null(ext_by_code(root, 36)));
+    assert_true(cbor_is_null(ext_by_code(root, -37)));
+    /* SDA with a coded attribute: 24, [1, ["abc"]] */
+    cbor_item_t *sda = ext_by_code(root, 24);
+    assert_int_equal(item_int(cbor_array_handle(sda)[0]), 1);
+    assert_text(cbor_array_handle(cbor_array_handle(sda)[1])[0], "abc");
+    /* CRLDP with reasons and a cRLIssuer: [[uri, reasons, Name]]; keyCompromise (1) and
+     * cACompromise (2) are 2^1 + 2^2 */
+    cbor_item_t *dp = cbor_array_handle(ext_by_code(root, 5))[0];
+    assert_text(cbor_array_handle(dp)[0], "http://crl.example/a.crl");
+    assert_int_equal(item_int(cbor_array_handle(dp)[1]), 6);
+    assert_int_equal(cbor_array_size(cbor_array_handle(dp)[2]), 4);
+    /* SAN otherNames with their own codes: SmtpUTF8Mailbox -2, MACAddress -3 */
+    cbor_item_t *san = ext_by_code(root, 3);
+    assert_int_equal(cbor_array_size(san), 18);
+    assert_int_equal(item_int(cbor_array_handle(san)[14]), -2);
+    assert_int_equal(item_int(cbor_array_handle(san)[16]), -3);
+    assert_bytes_hex(cbor_array_handle(san)[17], "0123456789ab");
     cbor_item_t *tls = ext_by_code(root, 38);
     assert_int_equal(item_int(cbor_array_handle(tls)[0]), 5);
     /* name constraints carry the IPv4 prefix as address || length: C0 A8 00 00 10 */
@@ -699,7 +737,7 @@ static void test_many_extensions_round_trip(void **state)
         "CN=r\xc3\xa4ksm\xc3\xb6rg\xc3\xa5s,1.2.3.4.5=#0C117072697661746520617474726962757465,"
         "emailAddress=ops@example.com,OU=AC-DE-48-00-11-22-33-44,"
         "serialNumber=0123abcd,DC=example,C=SE");
-    assert_int_equal(info.ext_count, 18);
+    assert_int_equal(info.ext_count, 21);
     assert_non_null(strstr(info.extensions, "Test policy"));
     c509_info_free(&info);
     free(c.data);

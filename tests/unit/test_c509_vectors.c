@@ -36,28 +36,28 @@ static const char RFC7925_DER[] =
     "66f2508247dddae76cceea55053c108e90022100d551f6d60106f1abb484cfbe6256c178e4ac3314ea19191e"
     "8b607da5ae3bda16";
 
-/* A.1 "Example: C509 Certificate Encoding" (fig-CBOR-plain-hex-7925, 140 bytes). */
+/* A.1.1 "Example: C509 Certificate Encoding" (fig-CBOR-plain-hex-7925, 140 bytes). */
 static const char RFC7925_C509[] =
     "034301f50d006b52464320746573742043411a63b0cd001a6955b900d830460123456789ab015821feb1216a"
     "b96e5b3b3340f5bdf02e693f16213a04525ed44450b1019c2dfd3838ab015840d4320b1d6849e309219d3003"
     "7e138166f2508247dddae76cceea55053c108e90d551f6d60106f1abb484cfbe6256c178e4ac3314ea19191e"
     "8b607da5ae3bda16";
 
-/* A.1 "Example: Natively Signed C509 Certificate" (fig-CBOR-plain-hex-native). */
+/* A.1.2 "Example: Natively Signed C509 Certificate" (fig-CBOR-plain-hex-native). */
 static const char NATIVE_C509[] =
     "024301f50d006b52464320746573742043411a63b0cd001a6955b900d830460123456789ab01582102b1216a"
     "b96e5b3b3340f5bdf02e693f16213a04525ed44450b1019c2dfd3838ab015840eb0d472731f689bc00f5880b"
     "12c68b3f9fd38b23fadfca20950f3f241b60a202579cac28cd3b7494d5fa5d8bbab4600357e550ab9fa9a65d"
     "9ba2b3b82e668cc6";
 
-/* A.1 "Examples: C509Certificate and C509CertData" (fig-C509Certificate). */
+/* A.1.5 "Examples: C509Certificate and C509CertData" (fig-C509Certificate). */
 static const char NATIVE_C509_ARRAY[] =
     "8b024301f50d006b52464320746573742043411a63b0cd001a6955b900d830460123456789ab01582102b121"
     "6ab96e5b3b3340f5bdf02e693f16213a04525ed44450b1019c2dfd3838ab015840eb0d472731f689bc00f588"
     "0b12c68b3f9fd38b23fadfca20950f3f241b60a202579cac28cd3b7494d5fa5d8bbab4600357e550ab9fa9a6"
     "5d9ba2b3b82e668cc6";
 
-/* A.1 "Examples: C509Certificate and C509CertData" (fig-C509CertData). */
+/* A.1.5 "Examples: C509Certificate and C509CertData" (fig-C509CertData). */
 static const char NATIVE_C509_CERTDATA[] =
     "588c024301f50d006b52464320746573742043411a63b0cd001a6955b900d830460123456789ab01582102b1"
     "216ab96e5b3b3340f5bdf02e693f16213a04525ed44450b1019c2dfd3838ab015840eb0d472731f689bc00f5"
@@ -81,7 +81,7 @@ static const char IEEE8021AR_DER[] =
     "db214099d98117c63b361374cd86022100a774989f4c321a5cf25d832a4d336a08ad67df20f1506421188a0a"
     "de6d349236";
 
-/* A.2 "Example: C509 Certificate Encoding" (275 bytes). */
+/* A.2.1 "Example: C509 Certificate Encoding" (275 bytes). */
 static const char IEEE8021AR_C509[] =
     "03487e7661d7b54e4632008a2362555306624341086b4578616d706c6520496e63096d636572746966696361"
     "74696f6e016a3830322e3141522043411a5c52dc0cf68c236255530662434105624c41086b6578616d706c65"
@@ -185,7 +185,8 @@ static const char IPADDR_DER[] =
     "d05c497d3865e6084c91df3a4c7e781f418543b023d59e8bf25d133fb1a094e9d42c8fa6ed02303f7dd0c9cf"
     "5086298529f022b82bf632f49d409a2f2e700ec2b0bd24a3bb094185da7c21af479f10819a4104c1a4b376";
 
-/* A.1.2 / A.1.4: the example issuer key pair and the subject private key (P-256). */
+/* A.1.4 "Example: Additional Keys for the Example Certificates": the issuer key pair and
+ * the subject private key (P-256). */
 static const char ISSUER_PUB[] =
     "02ae4cdb01f614defc7121285fdc7f5c6d1d42c95647f061ba0080df678867845e";
 static const char ISSUER_PRIV[] =
@@ -452,7 +453,7 @@ static void test_rfc7925_info(void **state)
     free(der.data);
 }
 
-/* A.1.1 "Natively Signed C509 Certificate" and A.1.5 (C509Certificate / C509CertData). */
+/* A.1.2 "Natively Signed C509 Certificate" and A.1.5 (C509Certificate / C509CertData). */
 
 static void test_native_verify(void **state)
 {
@@ -562,6 +563,46 @@ static void test_native_reissue(void **state)
     EVP_PKEY_free(subject);
     EVP_PKEY_free(issuer);
     free(der.data);
+}
+
+/* A.1.3 "C509 for Diffie-Hellman keys": the same certificate with keyUsage keyAgreement
+ * "encoded as integer 16 instead of 1", otherwise identical. */
+static void test_dh_key_usage(void **state)
+{
+    EVP_PKEY *issuer = draft_issuer_key(true);
+    blob der = from_hex(RFC7925_DER);
+    EVP_PKEY *subject = der_cert_key(&der);
+    static const uint8_t serial[] = {0x01, 0xf5, 0x0d};
+    const c509_attr issuer_cn = {.oid = "2.5.4.3", .text = "RFC test CA"};
+    const c509_attr subject_cn = {.oid = "2.5.4.3", .text = "01-23-45-FF-FE-67-89-AB"};
+    const c509_ext ku = {.kind = C509_EXT_KEY_USAGE, .key_usage = C509_KU_KEY_AGREEMENT};
+    c509_tbs tbs = {
+        .serial = serial,
+        .serial_len = sizeof(serial),
+        .sig_alg = C509_SIG_ECDSA_SHA256,
+        .issuer = {&issuer_cn, 1},
+        .not_before = 1672531200,
+        .not_after = 1767225600,
+        .subject = {&subject_cn, 1},
+        .subject_key = subject,
+        .exts = &ku,
+        .ext_count = 1,
+    };
+    uint8_t *cbor = NULL;
+    size_t len = 0;
+    assert_int_equal(c509_sign_native(&tbs, issuer, &cbor, &len, NULL), VTPMCA_OK);
+    blob want = array_of(NATIVE_C509);
+    size_t ext_at = want.len - 66 - 1; /* the extensions item precedes the signature */
+    assert_int_equal(want.data[ext_at], 0x01);
+    assert_int_equal(len, want.len);
+    assert_memory_equal(cbor, want.data, ext_at);
+    assert_int_equal(cbor[ext_at], 0x10);
+    assert_int_equal(c509_verify(cbor, len, issuer, NULL), VTPMCA_OK);
+    free(cbor);
+    free(want.data);
+    free(der.data);
+    EVP_PKEY_free(subject);
+    EVP_PKEY_free(issuer);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -779,6 +820,7 @@ int main(void)
         cmocka_unit_test(test_rfc7925_info),
         cmocka_unit_test(test_native_verify),
         cmocka_unit_test(test_native_reissue),
+        cmocka_unit_test(test_dh_key_usage),
         cmocka_unit_test(test_ieee8021ar),
         cmocka_unit_test(test_cab_ecdsa),
         cmocka_unit_test(test_cab_rsa),

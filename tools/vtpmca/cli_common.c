@@ -65,7 +65,8 @@ static const cli_option_spec option_specs[CLI_OPT_COUNT] = {
                         "CA certificate(s) to check the daemon's HTTPS certificate with "
                         "(default: $VTPMCA_CACERT, else the system CAs)"},
     [CLI_OPT_OUT] = {"out", required_argument, "FILE",
-                     "private key file to write, NAME.pem (NAME.pub.pem gets the public key)"},
+                     "file to write (admin keygen: the private key NAME.pem; NAME.pub.pem gets "
+                     "the public key)"},
     [CLI_OPT_KEY_TYPE] = {"key-type", required_argument, "TYPE",
                           "ed25519 (alg EdDSA, the default) or p256 (alg ES256)"},
     [CLI_OPT_MASTER_KEY] = {"master-key", required_argument, "FILE",
@@ -80,6 +81,37 @@ static const cli_option_spec option_specs[CLI_OPT_COUNT] = {
                                "KBS resource path <repo>/<type>/<tag> (default: generated, "
                                "vtpmca/persistence-key/<random tag>)"},
     [CLI_OPT_KEY] = {"key", required_argument, "FILE", "the key to wrap: 1 to 64 raw bytes"},
+    [CLI_OPT_STATE_DIR] = {"state-dir", required_argument, "DIR",
+                           "vtpmcad's state directory; the CA is DIR/ca (default: "
+                           "/var/lib/vtpmca)"},
+    [CLI_OPT_CA_DIR] = {"ca-dir", required_argument, "DIR",
+                        "the CA directory itself, instead of --state-dir"},
+    [CLI_OPT_ROOT_ALG] = {"root-alg", required_argument, "ALG",
+                          "root CA key: ecdsa-p384 (the default), ecdsa-p256 or rsa-3072"},
+    [CLI_OPT_ISSUING_ALG] = {"issuing-alg", required_argument, "ALG",
+                             "issuing CA key: ecdsa-p384 (the default), ecdsa-p256, rsa-3072 or "
+                             "rsa-2048"},
+    [CLI_OPT_SUBJECT] = {"subject", required_argument, "DN",
+                         "CA names as O=ORG,CN=NAME (either part optional): both CAs get O=ORG, "
+                         "the root CN=\"NAME Root CA\" and the issuing CA CN=\"NAME Issuing CA\" "
+                         "(default: O=vtpmca,CN=vtpmca EK)"},
+    [CLI_OPT_ROOT_CERT] = {"root-cert", required_argument, "FILE", "root CA certificate (PEM)"},
+    [CLI_OPT_ROOT_KEY] = {"root-key", required_argument, "FILE",
+                          "root CA private key (PEM); better left out, so it stays offline"},
+    [CLI_OPT_ISSUING_CERT] = {"issuing-cert", required_argument, "FILE",
+                              "issuing CA certificate (PEM), signed by the root"},
+    [CLI_OPT_ISSUING_KEY] = {"issuing-key", required_argument, "FILE",
+                             "issuing CA private key (PEM)"},
+    [CLI_OPT_INSTANCE] = {"instance", required_argument, "ID", "only this instance"},
+    [CLI_OPT_PEM] = {"pem", no_argument, NULL, "print the certificate as PEM"},
+    [CLI_OPT_DER_OUT] = {"der-out", required_argument, "FILE", "write the DER encoding to FILE"},
+    [CLI_OPT_REASON] = {"reason", required_argument, "R",
+                        "RFC 5280 reason: unspecified (the default), keyCompromise, cACompromise, "
+                        "affiliationChanged, superseded, cessationOfOperation or "
+                        "privilegeWithdrawn"},
+    [CLI_OPT_IN] = {"in", required_argument, "FILE", "input file"},
+    [CLI_OPT_ISSUER] = {"issuer", required_argument, "FILE",
+                        "the issuer's certificate (PEM or DER) whose key checks the signature"},
 };
 
 /* ---- Help ---- */
@@ -136,7 +168,7 @@ static void print_usage_line(const cli_command *cmd, FILE *out)
     /* Required options first, then optional ones in brackets. */
     for (int pass = 0; pass < 2; pass++) {
         for (int id = 0; id < CLI_OPT_COUNT; id++) {
-            unsigned bit = CLI_OPT(id);
+            uint64_t bit = CLI_OPT(id);
             bool required = (cmd->required & bit) != 0;
             if (!(cmd->accepted & bit) || required != (pass == 0))
                 continue;

@@ -51,10 +51,28 @@ typedef enum {
     CLI_OPT_HOST_DATA,
     CLI_OPT_RESOURCE_PATH,
     CLI_OPT_KEY,
+    /* The CA, its certificates and C509 (cmd_ca.c, cmd_cert.c, cmd_c509.c). */
+    CLI_OPT_STATE_DIR,
+    CLI_OPT_CA_DIR,
+    CLI_OPT_ROOT_ALG,
+    CLI_OPT_ISSUING_ALG,
+    CLI_OPT_SUBJECT,
+    CLI_OPT_ROOT_CERT,
+    CLI_OPT_ROOT_KEY,
+    CLI_OPT_ISSUING_CERT,
+    CLI_OPT_ISSUING_KEY,
+    CLI_OPT_INSTANCE,
+    CLI_OPT_PEM,
+    CLI_OPT_DER_OUT,
+    CLI_OPT_REASON,
+    CLI_OPT_IN,
+    CLI_OPT_ISSUER,
     CLI_OPT_COUNT
 } cli_opt_id;
 
-#define CLI_OPT(id) (1u << (id))
+/* 64 bits: there are more options than an unsigned holds. */
+#define CLI_OPT(id) (UINT64_C(1) << (id))
+_Static_assert(CLI_OPT_COUNT <= 64, "cli_command option masks hold 64 options");
 #define CLI_MAX_ARGS 4
 
 /* A parsed command line. value[id] is the option's argument ("" for flags) or NULL when the
@@ -75,8 +93,8 @@ struct cli_command {
     const char *name;      /* "verify", ... */
     const char *args_help; /* positional arguments for the usage line, e.g. "NAME", or NULL */
     unsigned n_args;       /* exact number of positional arguments */
-    unsigned accepted;     /* CLI_OPT bits */
-    unsigned required;     /* CLI_OPT bits that must be given */
+    uint64_t accepted;     /* CLI_OPT bits */
+    uint64_t required;     /* CLI_OPT bits that must be given */
     const char *summary;   /* one line for the group listing */
     const char *details;   /* further paragraphs for --help, or NULL */
     int (*run)(const cli_command *cmd, const cli_opts *opts);
@@ -162,5 +180,16 @@ int cmd_instance_show(const cli_command *cmd, const cli_opts *opts);
 int cmd_instance_list(const cli_command *cmd, const cli_opts *opts);
 int cmd_instance_set_disabled(const cli_command *cmd, const cli_opts *opts); /* enable|disable */
 int cmd_instance_history(const cli_command *cmd, const cli_opts *opts);
+int cmd_ca_init(const cli_command *cmd, const cli_opts *opts); /* cmd_ca.c */
+int cmd_ca_import(const cli_command *cmd, const cli_opts *opts);
+int cmd_ca_show(const cli_command *cmd, const cli_opts *opts);
+int cmd_ca_export_keylime(const cli_command *cmd, const cli_opts *opts);
+int cmd_crl_show(const cli_command *cmd, const cli_opts *opts);
+int cmd_cert_list(const cli_command *cmd, const cli_opts *opts); /* cmd_cert.c */
+int cmd_cert_show(const cli_command *cmd, const cli_opts *opts);
+int cmd_cert_revoke(const cli_command *cmd, const cli_opts *opts);
+int cmd_c509_encode(const cli_command *cmd, const cli_opts *opts); /* cmd_c509.c */
+int cmd_c509_decode(const cli_command *cmd, const cli_opts *opts);
+int cmd_c509_verify(const cli_command *cmd, const cli_opts *opts);
 
 #endif
