@@ -11,8 +11,16 @@
  * signature is computed by a pool BEFORE the timed phases (ECDSA_sign_setup) and each report
  * is then signed with ECDSA_do_sign_ex. A client keeps one tee key (the server still parses
  * and checks it every time) and decrypts and verifies only its first answer (outside the
- * timing). What remains on the client is JSON, HTTP and two hashes. The bench also reads the
- * daemon's CPU time from /proc, so "server CPU per boot" compares directly with the floor.
+ * timing). What remains on the client is JSON, HTTP and two hashes.
+ *
+ * Other load on the machine slows load and floor alike only if it hits both: the full-load
+ * phase runs in short windows that alternate with floor rounds. CPU times are also printed
+ * (the daemon's from /proc, the floor threads' own): they do not depend on other load and
+ * say how close the server is to the crypto, and what client and server together allow.
+ *
+ * The token is signed with ES256 by default here (--token-alg ES384 for the daemon's own
+ * default): the floor does not include the token, and an ES384 signature would add a fourth
+ * P-384 operation to each boot.
  *
  * Usage: bench_kbs [--clients N] [--seconds S] [--server-threads N] [--token-alg ES256|ES384]
  *                  [--vtpmcad PATH] [--keep]

@@ -71,14 +71,12 @@ static bool bytes_ok(const uint8_t *p, size_t len)
     return p != NULL || len == 0;
 }
 
-vtpmca_err credential_kdfa(uint16_t hash_alg, const uint8_t *key, size_t key_len,
-                           const char *label, const uint8_t *context_u, size_t context_u_len,
-                           const uint8_t *context_v, size_t context_v_len, uint8_t *out,
-                           size_t out_len, vtpmca_diag *diag)
+vtpmca_err credential_kdfa(uint16_t hash_alg, const uint8_t *key, size_t key_len, const char *label,
+                           const uint8_t *context_u, size_t context_u_len, const uint8_t *context_v,
+                           size_t context_v_len, uint8_t *out, size_t out_len, vtpmca_diag *diag)
 {
     if (key == NULL || key_len == 0 || label == NULL || !bytes_ok(context_u, context_u_len) ||
-        !bytes_ok(context_v, context_v_len) || out == NULL || out_len == 0 ||
-        out_len > KDF_OUT_MAX)
+        !bytes_ok(context_v, context_v_len) || out == NULL || out_len == 0 || out_len > KDF_OUT_MAX)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "KDFa: bad arguments");
     const char *md_name = NULL;
     uint8_t *context = NULL;
@@ -167,8 +165,8 @@ static vtpmca_err load_ek(const uint8_t *ek_public, size_t len, ek_info *ek, vtp
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
                            "credential: the EK's nameAlg 0x%04x is not supported", p->name_alg);
     if (p->type == TPM2_ALG_RSA && (p->rsa_key_bits < 2048 || p->rsa_key_bits > 4096))
-        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
-                           "credential: RSA-%u EKs are not supported", p->rsa_key_bits);
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED, "credential: RSA-%u EKs are not supported",
+                           p->rsa_key_bits);
     err = vtpm_tpmt_public_to_evp(ek_public, len, &ek->key, &inner);
     if (err != VTPMCA_OK)
         return vtpmca_fail(diag, err, "credential: EK key: %s", inner.msg);
@@ -193,8 +191,7 @@ static vtpmca_err rsa_seed(const ek_info *ek, uint8_t *seed, uint8_t **secret, s
         label = NULL; /* owned by ctx now */
     ok = ok && EVP_PKEY_encrypt(ctx, NULL, &len, seed, ek->digest_len) == 1;
     *secret = ok ? malloc(len) : NULL;
-    ok = ok && *secret != NULL &&
-         EVP_PKEY_encrypt(ctx, *secret, &len, seed, ek->digest_len) == 1;
+    ok = ok && *secret != NULL && EVP_PKEY_encrypt(ctx, *secret, &len, seed, ek->digest_len) == 1;
     OPENSSL_free(label);
     EVP_PKEY_CTX_free(ctx);
     if (!ok) {
@@ -236,9 +233,8 @@ static vtpmca_err ecc_seed(const ek_info *ek, uint8_t *seed, uint8_t **secret, s
     uint8_t z[ECC_COORD_MAX], x[ECC_COORD_MAX], y[ECC_COORD_MAX];
     size_t z_len = sizeof(z);
     bool ok = ctx != NULL && EVP_PKEY_derive_init(ctx) == 1 &&
-              EVP_PKEY_derive_set_peer(ctx, ek->key) == 1 &&
-              EVP_PKEY_derive(ctx, z, &z_len) == 1 && z_len == size &&
-              ec_coordinates(eph, size, x, y);
+              EVP_PKEY_derive_set_peer(ctx, ek->key) == 1 && EVP_PKEY_derive(ctx, z, &z_len) == 1 &&
+              z_len == size && ec_coordinates(eph, size, x, y);
     EVP_PKEY_CTX_free(ctx);
     EVP_PKEY_free(eph); /* the ephemeral private key is not needed any more */
     if (!ok) {
@@ -266,8 +262,9 @@ static vtpmca_err ecc_seed(const ek_info *ek, uint8_t *seed, uint8_t **secret, s
 
 static const EVP_CIPHER *aes_cfb(uint16_t bits)
 {
-    return bits == 128 ? EVP_aes_128_cfb128() : bits == 192 ? EVP_aes_192_cfb128()
-                                                            : EVP_aes_256_cfb128();
+    return bits == 128   ? EVP_aes_128_cfb128()
+           : bits == 192 ? EVP_aes_192_cfb128()
+                         : EVP_aes_256_cfb128();
 }
 
 /* AES-CFB with a zero IV, in place. */
@@ -329,8 +326,8 @@ static vtpmca_err make_blob(const ek_info *ek, const uint8_t *seed, const uint8_
     if (err == VTPMCA_OK)
         err = cfb_encrypt(ek->ek.sym_key_bits, sym_key, enc, enc_len, diag);
     if (err == VTPMCA_OK)
-        err = credential_kdfa(ek->ek.name_alg, seed, n, LABEL_INTEGRITY, NULL, 0, NULL, 0,
-                              hmac_key, n, diag);
+        err = credential_kdfa(ek->ek.name_alg, seed, n, LABEL_INTEGRITY, NULL, 0, NULL, 0, hmac_key,
+                              n, diag);
     if (err == VTPMCA_OK)
         err = hmac(ek->md, hmac_key, n, enc, enc_len, name, name_len, integrity, n, diag);
     OPENSSL_cleanse(sym_key, sizeof(sym_key));
@@ -353,8 +350,7 @@ static vtpmca_err check_name(const uint8_t *name, size_t len, vtpmca_diag *diag)
         tpm2_hash_alg_md((uint16_t)(name[0] << 8 | name[1]), &md, &digest_len) != VTPMCA_OK ||
         len != 2 + digest_len)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
-                           "credential: the object name (%zu bytes) is not nameAlg || digest",
-                           len);
+                           "credential: the object name (%zu bytes) is not nameAlg || digest", len);
     return VTPMCA_OK;
 }
 
@@ -380,8 +376,9 @@ vtpmca_err credential_make(const uint8_t *ek_public, size_t ek_public_len,
                           credential_len, ek.digest_len);
     uint8_t seed[TPM2_MAX_DIGEST];
     if (err == VTPMCA_OK)
-        err = ek.ek.type == TPM2_ALG_RSA ? rsa_seed(&ek, seed, &out->secret, &out->secret_len, diag)
-                                         : ecc_seed(&ek, seed, &out->secret, &out->secret_len, diag);
+        err = ek.ek.type == TPM2_ALG_RSA
+                  ? rsa_seed(&ek, seed, &out->secret, &out->secret_len, diag)
+                  : ecc_seed(&ek, seed, &out->secret, &out->secret_len, diag);
     if (err == VTPMCA_OK)
         err = make_blob(&ek, seed, credential, credential_len, object_name, object_name_len,
                         &out->blob, &out->blob_len, diag);

@@ -209,17 +209,15 @@ vtpmca_err ek_template_check_iak(const uint8_t *tpmt_public, size_t len, vtpmca_
                          ? pub.scheme == TPM2_ALG_RSASSA || pub.scheme == TPM2_ALG_RSAPSS
                          : pub.scheme == TPM2_ALG_ECDSA;
     if (!scheme_ok)
-        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
-                           "IAK: scheme 0x%04x is not %s", pub.scheme,
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED, "IAK: scheme 0x%04x is not %s", pub.scheme,
                            pub.type == TPM2_ALG_RSA ? "RSASSA or RSAPSS" : "ECDSA");
     if (!is_name_hash(pub.scheme_hash))
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
                            "IAK: scheme hash 0x%04x is not SHA-256, SHA-384 or SHA-512",
                            pub.scheme_hash);
-    if (pub.type == TPM2_ALG_RSA && pub.rsa_exponent != 0 &&
-        pub.rsa_exponent != RSA_EXPONENT_65537)
-        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
-                           "IAK: exponent %u is not 65537 (or 0)", pub.rsa_exponent);
+    if (pub.type == TPM2_ALG_RSA && pub.rsa_exponent != 0 && pub.rsa_exponent != RSA_EXPONENT_65537)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED, "IAK: exponent %u is not 65537 (or 0)",
+                           pub.rsa_exponent);
     if (pub.type == TPM2_ALG_ECC && pub.kdf != TPM2_ALG_NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED, "IAK: kdf 0x%04x must be TPM_ALG_NULL",
                            pub.kdf);

@@ -33,8 +33,7 @@ struct issuance_table {
 
 vtpmca_err issuance_table_new(unsigned capacity, size_t value_size, issuance_table **out)
 {
-    if (out == NULL || capacity == 0 || capacity > ISSUANCE_TABLE_MAX_CAPACITY ||
-        value_size > 4096)
+    if (out == NULL || capacity == 0 || capacity > ISSUANCE_TABLE_MAX_CAPACITY || value_size > 4096)
         return VTPMCA_ERR_INVALID_ARG;
     *out = NULL;
     issuance_table *t = calloc(1, sizeof(*t));
@@ -78,8 +77,8 @@ void issuance_table_free(issuance_table *table)
 static uint32_t bucket_of(const issuance_table *t, const uint8_t *key)
 {
     /* Keys are random or hashes: any four bytes make a fine hash. */
-    uint32_t h = (uint32_t)key[0] | (uint32_t)key[1] << 8 | (uint32_t)key[2] << 16 |
-                 (uint32_t)key[3] << 24;
+    uint32_t h =
+        (uint32_t)key[0] | (uint32_t)key[1] << 8 | (uint32_t)key[2] << 16 | (uint32_t)key[3] << 24;
     return h & t->bucket_mask;
 }
 

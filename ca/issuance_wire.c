@@ -73,7 +73,8 @@ vtpmca_err issuance_encoding_from_type(const char *content_type, issuance_encodi
         end++;
     if (*end != '\0' && *end != ';')
         return VTPMCA_ERR_UNSUPPORTED;
-    if (len == strlen(ISSUANCE_JSON_TYPE) && strncasecmp(content_type, ISSUANCE_JSON_TYPE, len) == 0)
+    if (len == strlen(ISSUANCE_JSON_TYPE) &&
+        strncasecmp(content_type, ISSUANCE_JSON_TYPE, len) == 0)
         *out = ISSUANCE_ENC_JSON;
     else if (len == strlen(ISSUANCE_CBOR_TYPE) &&
              strncasecmp(content_type, ISSUANCE_CBOR_TYPE, len) == 0)
@@ -101,8 +102,7 @@ static vtpmca_err check_fields(const issuance_field *fields, size_t n, vtpmca_di
                 ok = f->list[k] != NULL;
         }
         if (!ok)
-            return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "message: field %zu is incomplete",
-                               i);
+            return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "message: field %zu is incomplete", i);
     }
     return VTPMCA_OK;
 }
@@ -125,7 +125,7 @@ static json_t *json_value(const issuance_field *f)
     case ISSUANCE_FIELD_TEXT:
         return json_stringn((const char *)f->bytes, f->len);
     case ISSUANCE_FIELD_UINT:
-        return f->uint <= (uint64_t)JSON_INTEGER_MAX ? json_integer((json_int_t)f->uint) : NULL;
+        return f->uint <= (uint64_t)INT64_MAX ? json_integer((json_int_t)f->uint) : NULL;
     case ISSUANCE_FIELD_BYTES_LIST: {
         json_t *array = json_array();
         for (size_t k = 0; array != NULL && k < f->list_count; k++) {
@@ -276,8 +276,7 @@ static const issuance_field_spec *find_spec(const issuance_field_spec *spec, siz
 
 /* Decoded length of base64 text of text_len characters is at most 3 * text_len / 4. */
 static vtpmca_err take_b64(const char *text, size_t text_len, const issuance_field_spec *sp,
-                           message_storage *s, const uint8_t **data, size_t *len,
-                           vtpmca_diag *diag)
+                           message_storage *s, const uint8_t **data, size_t *len, vtpmca_diag *diag)
 {
     if (text_len / 4 * 3 > sp->max + 2)
         return vtpmca_fail(diag, VTPMCA_ERR_LIMIT, "%s: larger than %zu bytes", sp->name, sp->max);
@@ -336,8 +335,8 @@ static vtpmca_err bytes_copy(const uint8_t *data, size_t len, const issuance_fie
     return VTPMCA_OK;
 }
 
-static vtpmca_err json_field(const json_t *value, const issuance_field_spec *sp,
-                             message_storage *s, issuance_field *f, vtpmca_diag *diag)
+static vtpmca_err json_field(const json_t *value, const issuance_field_spec *sp, message_storage *s,
+                             issuance_field *f, vtpmca_diag *diag)
 {
     switch (sp->type) {
     case ISSUANCE_FIELD_BYTES:
@@ -351,8 +350,7 @@ static vtpmca_err json_field(const json_t *value, const issuance_field_spec *sp,
         return take_text(json_string_value(value), json_string_length(value), sp, s, f, diag);
     case ISSUANCE_FIELD_UINT: {
         if (!json_is_integer(value) || json_integer_value(value) < 0)
-            return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s: must be an unsigned integer",
-                               sp->name);
+            return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s: must be an unsigned integer", sp->name);
         uint64_t v = (uint64_t)json_integer_value(value);
         if (v > sp->max)
             return vtpmca_fail(diag, VTPMCA_ERR_LIMIT, "%s: above %zu", sp->name, sp->max);
@@ -396,12 +394,11 @@ static vtpmca_err cbor_field(const cbor_item_t *value, const issuance_field_spec
         if (!cbor_isa_string(value) || !cbor_string_is_definite(value))
             return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s: must be a definite text string",
                                sp->name);
-        return take_text((const char *)cbor_string_handle(value), cbor_string_length(value), sp,
-                         s, f, diag);
+        return take_text((const char *)cbor_string_handle(value), cbor_string_length(value), sp, s,
+                         f, diag);
     case ISSUANCE_FIELD_UINT: {
         if (!cbor_isa_uint(value))
-            return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s: must be an unsigned integer",
-                               sp->name);
+            return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s: must be an unsigned integer", sp->name);
         uint64_t v = cbor_get_int(value);
         if (v > sp->max)
             return vtpmca_fail(diag, VTPMCA_ERR_LIMIT, "%s: above %zu", sp->name, sp->max);
@@ -420,9 +417,9 @@ static vtpmca_err cbor_field(const cbor_item_t *value, const issuance_field_spec
             if (!cbor_isa_bytestring(items[k]) || !cbor_bytestring_is_definite(items[k]))
                 return vtpmca_fail(diag, VTPMCA_ERR_PARSE,
                                    "%s: entries must be definite byte strings", sp->name);
-            vtpmca_err err = bytes_copy(cbor_bytestring_handle(items[k]),
-                                        cbor_bytestring_length(items[k]), sp, s, &f->list[k],
-                                        &f->list_len[k], diag);
+            vtpmca_err err =
+                bytes_copy(cbor_bytestring_handle(items[k]), cbor_bytestring_length(items[k]), sp,
+                           s, &f->list[k], &f->list_len[k], diag);
             if (err != VTPMCA_OK)
                 return err;
             f->list_count++;
@@ -448,8 +445,8 @@ static vtpmca_err claim(const issuance_field_spec *spec, size_t n_spec, const ch
 }
 
 static vtpmca_err decode_json(const uint8_t *body, size_t len, const issuance_field_spec *spec,
-                              size_t n_spec, message_storage *s, issuance_field *slots,
-                              bool *seen, vtpmca_diag *diag)
+                              size_t n_spec, message_storage *s, issuance_field *slots, bool *seen,
+                              vtpmca_diag *diag)
 {
     json_error_t jerr;
     json_t *doc = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -475,8 +472,8 @@ static vtpmca_err decode_json(const uint8_t *body, size_t len, const issuance_fi
 }
 
 static vtpmca_err decode_cbor(const uint8_t *body, size_t len, const issuance_field_spec *spec,
-                              size_t n_spec, message_storage *s, issuance_field *slots,
-                              bool *seen, vtpmca_diag *diag)
+                              size_t n_spec, message_storage *s, issuance_field *slots, bool *seen,
+                              vtpmca_diag *diag)
 {
     struct cbor_load_result result;
     cbor_item_t *doc = cbor_load(body, len, &result);
@@ -485,8 +482,8 @@ static vtpmca_err decode_cbor(const uint8_t *body, size_t len, const issuance_fi
         err = vtpmca_fail(diag, VTPMCA_ERR_PARSE, "malformed CBOR at byte %zu",
                           result.error.position);
     else if (result.read != len)
-        err = vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%zu bytes after the CBOR item",
-                          len - result.read);
+        err =
+            vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%zu bytes after the CBOR item", len - result.read);
     else if (!cbor_isa_map(doc) || !cbor_map_is_definite(doc))
         err = vtpmca_fail(diag, VTPMCA_ERR_PARSE, "the body must be a definite-length CBOR map");
     struct cbor_pair *pairs = err == VTPMCA_OK ? cbor_map_handle(doc) : NULL;
@@ -614,9 +611,9 @@ vtpmca_err issuance_decode_activation_start(issuance_encoding encoding, const ui
     if (request == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "activation: missing request");
     memset(request, 0, sizeof(*request));
-    vtpmca_err err = issuance_message_decode(encoding, body, len, ISSUANCE_ACTIVATE_START_REQUEST,
-                                             ISSUANCE_SPEC_COUNT(ISSUANCE_ACTIVATE_START_REQUEST),
-                                             msg, diag);
+    vtpmca_err err =
+        issuance_message_decode(encoding, body, len, ISSUANCE_ACTIVATE_START_REQUEST,
+                                ISSUANCE_SPEC_COUNT(ISSUANCE_ACTIVATE_START_REQUEST), msg, diag);
     if (err != VTPMCA_OK)
         return err;
     bytes_of(msg, "ek_public", &request->ek_public, &request->ek_public_len);
@@ -632,9 +629,9 @@ vtpmca_err issuance_decode_activation_finish(issuance_encoding encoding, const u
 {
     if (activation_id == NULL || secret == NULL || secret_len == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "activation: missing output");
-    vtpmca_err err = issuance_message_decode(encoding, body, len, ISSUANCE_ACTIVATE_FINISH_REQUEST,
-                                             ISSUANCE_SPEC_COUNT(ISSUANCE_ACTIVATE_FINISH_REQUEST),
-                                             msg, diag);
+    vtpmca_err err =
+        issuance_message_decode(encoding, body, len, ISSUANCE_ACTIVATE_FINISH_REQUEST,
+                                ISSUANCE_SPEC_COUNT(ISSUANCE_ACTIVATE_FINISH_REQUEST), msg, diag);
     if (err != VTPMCA_OK)
         return err;
     *activation_id = text_of(msg, "activation_id");
@@ -686,8 +683,8 @@ vtpmca_err issuance_encode_certify(issuance_encoding encoding,
 }
 
 vtpmca_err issuance_encode_activation_start(issuance_encoding encoding,
-                                            const issuance_activation_result *result,
-                                            uint8_t **out, size_t *out_len, vtpmca_diag *diag)
+                                            const issuance_activation_result *result, uint8_t **out,
+                                            size_t *out_len, vtpmca_diag *diag)
 {
     if (result == NULL || result->outcome != ISSUANCE_OK || result->credential_blob == NULL ||
         result->encrypted_secret == NULL)

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "admin_internal.h"
 #include "app_internal.h"
 #include "vtpmca/admin_auth.h"
 #include "vtpmca/encoding.h"
@@ -19,28 +20,7 @@
 #include "vtpmca/snp_policy.h"
 #include "vtpmca/snp_vcek.h"
 
-#define ADMIN_MAX_PARAMS 2
-#define ADMIN_PARAM_MAX 256
 #define ADMIN_REALM "Bearer realm=\"vtpmca-admin\""
-
-typedef struct {
-    server_app *app;
-    const server_request *request;
-    const admin_identity *who;
-    char params[ADMIN_MAX_PARAMS][ADMIN_PARAM_MAX + 1]; /* the {} segments of the path */
-    char audit_detail[128]; /* what the handler did, for the audit log (never a secret) */
-} admin_call;
-
-typedef void (*admin_handler)(admin_call *call, server_response *response);
-
-typedef struct {
-    const char *method;
-    const char *pattern; /* "{}" matches one non-empty path segment */
-    bool write;          /* needs role admin; otherwise auditors may call it too */
-    const char *action;  /* audit action name */
-    const char *query;   /* accepted query parameters, comma separated; NULL = none */
-    admin_handler handler;
-} admin_route;
 
 static void handle_whoami(admin_call *call, server_response *response);
 static void handle_fleet_list(admin_call *call, server_response *response);
@@ -64,6 +44,14 @@ static const admin_route admin_routes[] = {
     {"POST", "/v1/admin/vceks", true, "admin.vcek_import", NULL, handle_vcek_import},
 };
 #define N_ADMIN_ROUTES (sizeof(admin_routes) / sizeof(admin_routes[0]))
+
+/* This file's routes, then those of the other admin files (admin_internal.h). */
+static const admin_route_table admin_core_route_table = {admin_routes, N_ADMIN_ROUTES};
+static const admin_route_table *const admin_route_tables[] = {
+    &admin_core_route_table,   &admin_instance_route_table, &admin_audit_route_table,
+    &admin_kbs_route_table,    &admin_ledger_route_table,
+};
+#define N_ADMIN_ROUTE_TABLES (sizeof(admin_route_tables) / sizeof(admin_route_tables[0]))
 
 /* ---- Shared vocabulary (server_admin.h) ---- */
 
@@ -219,6 +207,24 @@ static bool require_fleet(admin_call *call, server_response *response)
         return true;
     respond_error(response, err, &diag, "unknown_fleet");
     return false;
+}
+
+/* For the admin routes of the other files (admin_internal.h). */
+void admin_respond_error(server_response *response, vtpmca_err err, const vtpmca_diag *diag,
+                         const char *not_found_code)
+{
+    respond_error(response, err, diag, not_found_code);
+}
+
+json_t *admin_parse_object_body(const server_request *request, const char *allowed,
+                                server_response *response)
+{
+    return parse_object_body(request, allowed, response);
+}
+
+const char *admin_query_value(const admin_call *call, const char *key)
+{
+    return query_value(call, key);
 }
 
 /* ---- Handlers ---- */
@@ -619,6 +625,7 @@ static void record(server_app *app, const admin_identity *who, const server_requ
     snprintf(event.actor, sizeof(event.actor), "%s", who->name);
     snprintf(event.action, sizeof(event.action), "%s", route->action);
     snprintf(event.outcome, sizeof(event.outcome), "%s", outcome);
+    snprintf(event.instance_id, sizeof(event.instance_id), "%s", call->audit_instance);
     char detail[sizeof(event.detail)];
     /* Bounded pieces: the line always fits the audit row. */
     snprintf(detail, sizeof(detail), "%.16s %.96s -> %u (role %s)%s%.100s", request->method, path,
@@ -637,16 +644,20 @@ static const admin_route *find_route(const server_request *request, admin_call *
 {
     char allow[64] = "";
     size_t allow_len = 0;
-    for (size_t i = 0; i < N_ADMIN_ROUTES; i++) {
-        const admin_route *route = &admin_routes[i];
-        if (!match_pattern(route->pattern, request->path, call))
-            continue;
-        if (strcmp(route->method, request->method) == 0)
-            return route;
-        int n = snprintf(allow + allow_len, sizeof(allow) - allow_len, "%s%s",
-                         allow_len ? ", " : "", route->method);
-        if (n > 0 && (size_t)n < sizeof(allow) - allow_len)
-            allow_len += (size_t)n;
+    for (size_t t = 0; t < N_ADMIN_ROUTE_TABLES; t++) {
+        for (size_t i = 0; i < admin_route_tables[t]->count; i++) {
+            const admin_route *route = &admin_route_tables[t]->routes[i];
+            if (!match_pattern(route->pattern, request->path, call))
+                continue;
+            if (strcmp(route->method, request->method) == 0)
+                return route;
+            if (strstr(allow, route->method) != NULL)
+                continue; /* e.g. GET of /instances/{} and of /instances/{}/x */
+            int n = snprintf(allow + allow_len, sizeof(allow) - allow_len, "%s%s",
+                             allow_len ? ", " : "", route->method);
+            if (n > 0 && (size_t)n < sizeof(allow) - allow_len)
+                allow_len += (size_t)n;
+        }
     }
     if (allow_len == 0) {
         server_response_error(response, 404, "not_found", "no such admin resource");

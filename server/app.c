@@ -25,15 +25,23 @@ static const server_route app_routes[] = {
     {"POST", "/v1/snp/verify", SERVER_BODY_JSON, server_handle_snp_verify},
     /* The admin API authenticates and routes itself (server/admin_routes.c). */
     {"GET", "/v1/admin/*", SERVER_BODY_NONE, server_handle_admin},
+    /* Bulk enrollment takes CSV or JSON Lines (server/admin_instance_routes.c). */
+    {"POST", "/v1/admin/instances/bulk", SERVER_BODY_ANY, server_handle_admin},
     {"POST", "/v1/admin/*", SERVER_BODY_JSON, server_handle_admin},
+    {"DELETE", "/v1/admin/*", SERVER_BODY_NONE, server_handle_admin},
     /* KBS protocol 0.4.0 (server/kbs_routes.c). */
     {"POST", "/kbs/v0/auth", SERVER_BODY_JSON, server_handle_kbs_auth},
     {"POST", "/kbs/v0/attest", SERVER_BODY_JSON, server_handle_kbs_attest},
     {"GET", "/kbs/v0/resource/*", SERVER_BODY_NONE, server_handle_kbs_resource},
-    {"POST", "/kbs/v0/resource/*", SERVER_BODY_JSON, server_handle_kbs_resource},
+    /* A POST may release a wrapped-key mode instance's key, which the ledger needs. */
+    {"POST", "/kbs/v0/resource/*", SERVER_BODY_JSON, server_handle_kbs_resource_ledger},
     /* The CA's public routes (server/ca_public_routes.c). */
     {"GET", "/v1/ca/chain", SERVER_BODY_NONE, server_handle_ca_chain},
     {"GET", "/v1/ca/crl", SERVER_BODY_NONE, server_handle_ca_crl},
+    /* The rollback ledger (server/ledger_routes.c). */
+    {"POST", "/v1/ledger/advance", SERVER_BODY_JSON_OR_CBOR, server_handle_ledger_advance},
+    {"POST", "/v1/ledger/query", SERVER_BODY_JSON_OR_CBOR, server_handle_ledger_query},
+    {"POST", "/v1/ledger/statement", SERVER_BODY_JSON_OR_CBOR, server_handle_ledger_statement},
 };
 #define N_APP_ROUTES (sizeof(app_routes) / sizeof(app_routes[0]))
 
@@ -81,12 +89,25 @@ static void handle_metrics(void *ctx, const server_request *request, server_resp
     char *text = NULL;
     size_t len = 0;
     if (server_metrics_render(app->metrics, &external, &text, &len) != VTPMCA_OK ||
-        server_kbs_metrics_append(app->kbs, &text, &len) != VTPMCA_OK) {
+        server_kbs_metrics_append(app->kbs, &text, &len) != VTPMCA_OK ||
+        server_ledger_metrics_append(app->ledger, &text, &len) != VTPMCA_OK) {
         free(text);
         server_response_error(response, 503, "unavailable", "cannot render metrics");
         return;
     }
     server_response_text(response, 200, SERVER_METRICS_CONTENT_TYPE, text, len);
+}
+
+vtpmca_err server_state_path(const server_config *cfg, const char *configured, const char *name,
+                             char *out, size_t out_size, vtpmca_diag *diag)
+{
+    if (cfg == NULL || configured == NULL || name == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "state path: missing argument");
+    int n = configured[0] != '\0' ? snprintf(out, out_size, "%s", configured)
+                                  : snprintf(out, out_size, "%s/%s", cfg->state_dir, name);
+    if (n < 0 || (size_t)n >= out_size)
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "the path for %s is too long", name);
+    return VTPMCA_OK;
 }
 
 static vtpmca_err load_roots(server_app *app, vtpmca_diag *diag)
@@ -180,6 +201,10 @@ vtpmca_err server_app_new(const server_config *config, server_app **out, vtpmca_
         err = server_kbs_setup(app, diag);
     if (err == VTPMCA_OK)
         err = server_ca_setup(app, diag);
+    if (err == VTPMCA_OK)
+        err = server_ledger_setup(app, diag);
+    if (err == VTPMCA_OK)
+        err = server_admin_fleet_setup(app, diag);
     if (err != VTPMCA_OK) {
         server_app_free(app);
         return err;
@@ -327,6 +352,8 @@ void server_app_free(server_app *app)
     if (app == NULL)
         return;
     server_app_stop(app);
+    server_ledger_free(app->ledger); /* no request is running now; before the store closes */
+    server_admin_fleet_free(app->fleet_admin);
     admin_auth_free(app->admin);
     server_kbs_free(app->kbs);
     server_ca_teardown(app);

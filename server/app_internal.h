@@ -7,6 +7,7 @@
 #include "vtpmca/admin_auth.h"
 #include "vtpmca/ca_keys.h"
 #include "vtpmca/kds.h"
+#include "vtpmca/ledger.h"
 #include "vtpmca/server_app.h"
 #include "vtpmca/server_config.h"
 #include "vtpmca/server_http.h"
@@ -20,6 +21,11 @@
 typedef struct server_kbs server_kbs;
 /* The chain and the cached CRL behind the CA's public routes (server/ca_public_routes.c). */
 typedef struct server_ca_public server_ca_public;
+/* The rollback ledger: engine, protocol service and their keys (server/ledger_routes.c). */
+typedef struct server_ledger server_ledger;
+/* The master key and KBS public key of the admin API's instance and KBS key routes
+ * (server/admin_instance_routes.c; the struct is in server/admin_internal.h). */
+typedef struct server_admin_fleet server_admin_fleet;
 
 struct server_app {
     server_config config;
@@ -39,7 +45,13 @@ struct server_app {
     server_kbs *kbs; /* KBS protocol 0.4.0 */
     ca_ctx *ca;      /* the EK/IAK certificate authority; NULL when config.ca_dir holds none */
     server_ca_public *ca_public; /* what GET /v1/ca/chain and /v1/ca/crl serve */
+    server_ledger *ledger;       /* the rollback ledger */
+    server_admin_fleet *fleet_admin; /* for the admin API's instance and KBS key routes */
 };
+
+/* A key or state file: `configured` when set, else <state_dir>/<name> (server/app.c). */
+vtpmca_err server_state_path(const server_config *cfg, const char *configured, const char *name,
+                             char *out, size_t out_size, vtpmca_diag *diag);
 
 /* POST /v1/snp/verify (server/snp_verify.c). */
 void server_handle_snp_verify(void *ctx, const server_request *request, server_response *response);
@@ -50,6 +62,11 @@ void server_handle_admin(void *ctx, const server_request *request, server_respon
 
 /* Loads the configured admin keys into app->admin (server/admin_routes.c). */
 vtpmca_err server_admin_setup(server_app *app, vtpmca_diag *diag);
+/* Loads what the admin API's instance and KBS key routes need into app->fleet_admin: the
+ * master key and the KBS public key (server/admin_instance_routes.c). Runs after
+ * server_kbs_setup, which creates those files when missing. */
+vtpmca_err server_admin_fleet_setup(server_app *app, vtpmca_diag *diag);
+void server_admin_fleet_free(server_admin_fleet *fleet_admin);
 
 /* KBS protocol 0.4.0 (server/kbs_routes.c): POST /kbs/v0/auth, POST /kbs/v0/attest and
  * GET|POST /kbs/v0/resource/<repo>/<type>/<tag>. */
@@ -79,5 +96,29 @@ void server_handle_ca_crl(void *ctx, const server_request *request, server_respo
 vtpmca_err server_ca_setup(server_app *app, vtpmca_diag *diag);
 /* Frees app->ca_public and app->ca. */
 void server_ca_teardown(server_app *app);
+
+/* The rollback ledger (server/ledger_routes.c): POST /v1/ledger/advance, /v1/ledger/query
+ * and /v1/ledger/statement, JSON or CBOR bodies. */
+void server_handle_ledger_advance(void *ctx, const server_request *request,
+                                  server_response *response);
+void server_handle_ledger_query(void *ctx, const server_request *request,
+                                server_response *response);
+void server_handle_ledger_statement(void *ctx, const server_request *request,
+                                    server_response *response);
+/* POST /kbs/v0/resource/<path>: server_handle_kbs_resource, then, when a key was released
+ * to a wrapped-key mode instance, the ledger stores that instance's ledger key. */
+void server_handle_kbs_resource_ledger(void *ctx, const server_request *request,
+                                       server_response *response);
+
+/* Opens the ledger engine (refusals audited) and its protocol service into app->ledger; runs
+ * after server_kbs_setup, whose KBS key signs statements and whose master key it shares. */
+vtpmca_err server_ledger_setup(server_app *app, vtpmca_diag *diag);
+/* Stops the engine (answering what is queued) and frees app->ledger. Before store_close. */
+void server_ledger_free(server_ledger *ledger);
+/* The engine, for the admin API's ledger show / clear (ledger_inspect, ledger_clear, ...);
+ * NULL before setup. */
+ledger *server_ledger_engine(const server_app *app);
+/* Appends the ledger metrics to the rendered /metrics text (*text is realloc'd). */
+vtpmca_err server_ledger_metrics_append(const server_ledger *ledger, char **text, size_t *len);
 
 #endif

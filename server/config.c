@@ -119,6 +119,13 @@ static const option_def options[] = {
     {"crl_refresh_s", NUM_OPT(OPT_UINT, crl_refresh_s, 1, CRL_NEXT_UPDATE_MAX), "86400",
      "reissue the served CRL once it is this old (at most half of crl_next_update_s); "
      "revocations reissue it at once"},
+    {"ledger_nonce_capacity", NUM_OPT(OPT_SIZE, ledger_nonce_capacity, 1, 100000000), "1048576",
+     "rollback ledger: request nonces remembered against replays (about 40 bytes each)"},
+    {"ledger_nonce_ttl_s", NUM_OPT(OPT_UINT, ledger_nonce_ttl_s, 1, 86400), "600",
+     "rollback ledger: seconds a request nonce is remembered (while the capacity lasts)"},
+    {"ledger_key_cache_ttl_ms", NUM_OPT(OPT_UINT, ledger_key_cache_ttl_ms, 0, 3600000), "10000",
+     "rollback ledger: how long a derived ledger key and the instance's enrollment state are "
+     "reused before the store is asked again (0 = every request)"},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 

@@ -165,20 +165,36 @@ vtpmca_err server_http_route_labels(const server_route *routes, size_t n_routes,
     return VTPMCA_OK;
 }
 
-/* "application/json" or "application/json; charset=utf-8", case-insensitive. */
-static bool is_json_content_type(const char *value)
+/* `type`, e.g. "application/json" or "application/json; charset=utf-8", case-insensitive. */
+static bool is_content_type(const char *value, const char *type)
 {
     if (value == NULL)
         return false;
     while (*value == ' ' || *value == '\t')
         value++;
-    size_t n = strlen(SERVER_JSON_CONTENT_TYPE);
-    if (strncasecmp(value, SERVER_JSON_CONTENT_TYPE, n) != 0)
+    size_t n = strlen(type);
+    if (strncasecmp(value, type, n) != 0)
         return false;
     const char *rest = value + n;
     while (*rest == ' ' || *rest == '\t')
         rest++;
     return *rest == '\0' || *rest == ';';
+}
+
+static bool is_json_content_type(const char *value)
+{
+    return is_content_type(value, SERVER_JSON_CONTENT_TYPE);
+}
+
+static const char *request_content_type(struct MHD_Connection *conn)
+{
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+}
+
+bool server_request_is_cbor(const server_request *request)
+{
+    return request != NULL && request->connection != NULL &&
+           is_content_type(request_content_type(request->connection), SERVER_CBOR_CONTENT_TYPE);
 }
 
 static void reject(request_state *rs, unsigned status, const char *code, const char *fmt, ...)
@@ -232,6 +248,13 @@ static void route_request(server_http *http, request_state *rs, struct MHD_Conne
         if (!is_json_content_type(type)) {
             reject(rs, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
                    "Content-Type must be application/json");
+            rs->route = NULL;
+        }
+    } else if (rs->route->body == SERVER_BODY_JSON_OR_CBOR) {
+        const char *type = request_content_type(conn);
+        if (!is_json_content_type(type) && !is_content_type(type, SERVER_CBOR_CONTENT_TYPE)) {
+            reject(rs, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                   "Content-Type must be application/json or application/cbor");
             rs->route = NULL;
         }
     }

@@ -982,6 +982,67 @@ vtpmca_err store_ledger_key_get(store *st, const char *instance_id, uint8_t **bl
     return st->ops->ledger_key_get(st->impl, instance_id, blob, len, diag);
 }
 
+/* ---- EK re-enrollment grants ---- */
+
+vtpmca_err store_instance_ek_reenroll_grant(store *st, const char *instance_id, vtpmca_diag *diag)
+{
+    if (st == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: EK re-enroll: missing store");
+    vtpmca_err err = store_check_instance_id(instance_id, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    return st->ops->ek_reenroll_grant(st->impl, instance_id, diag);
+}
+
+vtpmca_err store_instance_ek_reenroll_take(store *st, const char *instance_id, bool *granted,
+                                           vtpmca_diag *diag)
+{
+    if (granted != NULL)
+        *granted = false;
+    if (st == NULL || granted == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: EK re-enroll: missing argument");
+    vtpmca_err err = store_check_instance_id(instance_id, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    return st->ops->ek_reenroll_take(st->impl, instance_id, granted, diag);
+}
+
+/* ---- Deleting instances, audit tail ---- */
+
+vtpmca_err store_instance_delete(store *st, const char *id, store_instance_deletion *out,
+                                 vtpmca_diag *diag)
+{
+    if (st == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: delete: missing argument");
+    memset(out, 0, sizeof(*out));
+    vtpmca_err err = store_check_instance_id(id, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    return st->ops->instance_delete(st->impl, id, out, diag);
+}
+
+vtpmca_err store_instance_was_deleted(store *st, const char *id, const char *resource_path,
+                                      bool *deleted, vtpmca_diag *diag)
+{
+    if (deleted != NULL)
+        *deleted = false;
+    if (st == NULL || deleted == NULL || (id == NULL && resource_path == NULL))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: was deleted: missing argument");
+    vtpmca_err err = id != NULL ? store_check_instance_id(id, diag) : VTPMCA_OK;
+    if (err == VTPMCA_OK && resource_path != NULL)
+        err = store_check_resource_path(resource_path, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    return st->ops->instance_was_deleted(st->impl, id, resource_path, deleted, diag);
+}
+
+vtpmca_err store_audit_last_seq(store *st, int64_t *out, vtpmca_diag *diag)
+{
+    if (st == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: audit: missing argument");
+    return st->ops->audit_last_seq(st->impl, out, diag);
+}
+
 void store_cert_free_fields(store_cert *cert)
 {
     if (cert == NULL)

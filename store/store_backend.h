@@ -82,6 +82,19 @@ struct store_backend_ops {
                                  size_t len, vtpmca_diag *diag);
     vtpmca_err (*ledger_key_get)(void *impl, const char *instance_id, uint8_t **blob,
                                  size_t *len, vtpmca_diag *diag);
+
+    /* ---- EK re-enrollment grants ---- */
+    vtpmca_err (*ek_reenroll_grant)(void *impl, const char *instance_id, vtpmca_diag *diag);
+    vtpmca_err (*ek_reenroll_take)(void *impl, const char *instance_id, bool *granted,
+                                   vtpmca_diag *diag);
+
+    /* ---- Admin: instance deletion, audit tail ---- */
+    vtpmca_err (*instance_delete)(void *impl, const char *id, store_instance_deletion *out,
+                                  vtpmca_diag *diag);
+    /* id and resource_path: either may be NULL. */
+    vtpmca_err (*instance_was_deleted)(void *impl, const char *id, const char *resource_path,
+                                       bool *deleted, vtpmca_diag *diag);
+    vtpmca_err (*audit_last_seq)(void *impl, int64_t *out, vtpmca_diag *diag);
 };
 
 extern const struct store_backend_ops store_sqlite_backend;
@@ -123,5 +136,17 @@ vtpmca_err store_sqlite_ledger_key_put(void *impl, const char *instance_id, cons
                                        size_t len, vtpmca_diag *diag);
 vtpmca_err store_sqlite_ledger_key_get(void *impl, const char *instance_id, uint8_t **blob,
                                        size_t *len, vtpmca_diag *diag);
+
+/* ---- EK re-enrollment grants, sqlite backend (store_ek_reenroll_sqlite.c) ---- */
+vtpmca_err store_sqlite_ek_reenroll_grant(void *impl, const char *instance_id, vtpmca_diag *diag);
+vtpmca_err store_sqlite_ek_reenroll_take(void *impl, const char *instance_id, bool *granted,
+                                         vtpmca_diag *diag);
+
+/* ---- Admin: instance deletion, audit tail, sqlite backend (store_admin_sqlite.c) ---- */
+vtpmca_err store_sqlite_instance_delete(void *impl, const char *id, store_instance_deletion *out,
+                                        vtpmca_diag *diag);
+vtpmca_err store_sqlite_instance_was_deleted(void *impl, const char *id, const char *resource_path,
+                                             bool *deleted, vtpmca_diag *diag);
+vtpmca_err store_sqlite_audit_last_seq(void *impl, int64_t *out, vtpmca_diag *diag);
 
 #endif

@@ -150,6 +150,31 @@ static const char *const MIGRATIONS[] = {
     "  wrapped_key BLOB NOT NULL CHECK (length(wrapped_key) BETWEEN 1 AND 1024),"
     "  updated_at INTEGER NOT NULL"
     ") STRICT;",
+
+    /* 7: EK re-enrollment grants (store_ek_reenroll_sqlite.c): an admin allows an instance's
+     * next certification to present another EK than the one certified before; the
+     * certification that uses the grant deletes it. */
+    "CREATE TABLE ek_reenroll ("
+    "  instance_id TEXT NOT NULL PRIMARY KEY REFERENCES instance (id),"
+    "  granted_at INTEGER NOT NULL"
+    ") STRICT;",
+
+    /* 8: deleted instances (store_admin_sqlite.c): an instance's id and resource path stay
+     * reserved after an admin deletes it, so that its certificates, ledger row and audit
+     * entries are never attributed to a new instance, and a copy of its disk never gets a
+     * new instance's key by asking for its old path. */
+    "CREATE TABLE instance_deleted ("
+    "  id TEXT NOT NULL PRIMARY KEY,"
+    "  fleet TEXT NOT NULL,"
+    "  resource_path TEXT NOT NULL UNIQUE,"
+    "  key_mode TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  deleted_at INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE TRIGGER instance_not_deleted BEFORE INSERT ON instance"
+    "  WHEN EXISTS (SELECT 1 FROM instance_deleted"
+    "               WHERE id = NEW.id OR resource_path = NEW.resource_path)"
+    "  BEGIN SELECT RAISE(ABORT, 'its id or resource path belonged to a deleted instance'); END;",
 };
 #define MIGRATION_COUNT ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -1193,6 +1218,10 @@ static vtpmca_err instance_insert(struct sqlite_conn *c, const store_instance *i
             err = vtpmca_fail(diag, VTPMCA_ERR_CONFLICT,
                               "store: another instance is enrolled at the resource path of %s",
                               inst->id);
+        else if (rc == SQLITE_CONSTRAINT && extended == SQLITE_CONSTRAINT_TRIGGER)
+            /* instance_not_deleted (migration 8): the message says which rule. */
+            err = vtpmca_fail(diag, VTPMCA_ERR_CONFLICT, "store: instance %s: %s", inst->id,
+                              sqlite3_errmsg(c->db));
         else
             err = db_fail(c, rc, "enrolling an instance", diag);
     }
@@ -1607,4 +1636,9 @@ const struct store_backend_ops store_sqlite_backend = {
     .crl_number_next = store_sqlite_crl_number_next,
     .ledger_key_put = store_sqlite_ledger_key_put,
     .ledger_key_get = store_sqlite_ledger_key_get,
+    .ek_reenroll_grant = store_sqlite_ek_reenroll_grant,
+    .ek_reenroll_take = store_sqlite_ek_reenroll_take,
+    .instance_delete = store_sqlite_instance_delete,
+    .instance_was_deleted = store_sqlite_instance_was_deleted,
+    .audit_last_seq = store_sqlite_audit_last_seq,
 };

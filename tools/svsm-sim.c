@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <openssl/bio.h>
@@ -27,6 +28,7 @@
 #include "vtpmca/jwe.h"
 #include "vtpmca/kbs_binding.h"
 #include "vtpmca/kbs_client.h"
+#include "vtpmca/ledger_client.h"
 #include "vtpmca/sim_platform.h"
 #include "vtpmca/snp_report.h"
 #include "vtpmca/store.h"
@@ -37,6 +39,8 @@
 #define EXIT_USAGE 2
 #define STATE_FILE "vtpm.state"
 #define KBS_KEY_FILE "kbs-key.pem"
+#define LEDGER_MARKER_FILE "ledger-instance" /* the instance id, once a boot used the ledger */
+#define LEDGER_ATTEMPTS 3                    /* advances retried after a network failure */
 #define DEFAULT_TCB "bl=3,tee=0,snp=8,ucode=115"
 #define WRAPPED_KEY_FILE_MAX 16384
 
@@ -77,6 +81,7 @@ static const char BOOT_USAGE[] =
     "                     [--flavour svsm|trustee] [--tee-key p521|p384|p256|rsa]\n"
     "                     [--measurement HEX96] [--host-data HEX64] [--report-version 2|3|5]\n"
     "                     [--wrapped-key FILE] [--kbs-key PEM]\n"
+    "                     [--instance ID] [--ledger auto|on|off]\n"
     "\n"
     "Boots like an SVSM: KBS auth (nonce + session cookie), an ephemeral TEE key, an SNP\n"
     "report binding both in REPORT_DATA, attest, the resource (the persistence key as a JWE),\n"
@@ -97,7 +102,14 @@ static const char BOOT_USAGE[] =
     "  --wrapped-key FILE    wrapped-key mode: present this blob (raw, hex or base64) with a\n"
     "                        POST to the resource\n"
     "  --kbs-key PEM         pin the KBS public key (PEM); otherwise the first boot\n"
-    "                        remembers it in DIR/kbs-key.pem and later boots require it\n";
+    "                        remembers it in DIR/kbs-key.pem and later boots require it\n"
+    "  --instance ID         the instance id the admin enrolled (the rollback ledger's name\n"
+    "                        for this instance); remembered in DIR/ledger-instance\n"
+    "  --ledger MODE         rollback ledger: auto (the default: used when the instance id is\n"
+    "                        known and the server offers it; once used, always required), on\n"
+    "                        (required) or off. On open the state must not be older than the\n"
+    "                        ledger's record; every state write is acknowledged by the ledger\n"
+    "                        before the file is written\n";
 
 /* ---- shared helpers ---- */
 
@@ -236,8 +248,12 @@ static int cmd_platform_init(int argc, char **argv)
 
 typedef enum { TEE_KEY_P521 = 0, TEE_KEY_P384, TEE_KEY_P256, TEE_KEY_RSA } tee_key_kind;
 
+typedef enum { LEDGER_MODE_AUTO = 0, LEDGER_MODE_ON, LEDGER_MODE_OFF } ledger_mode;
+
 typedef struct {
     const char *server, *platform_dir, *state_dir, *resource, *wrapped_key_path, *kbs_key_path;
+    const char *instance; /* --instance, NULL when not given */
+    ledger_mode ledger;
     report_data_flavour flavour;
     tee_key_kind tee_key;
     uint32_t report_version;
@@ -262,6 +278,12 @@ typedef struct {
     uint8_t persistence_key[JWE_MAX_SECRET];
     size_t persistence_key_len;
     EVP_PKEY *kbs_pubkey; /* from the verified binding */
+    /* Rollback ledger: the client when this boot uses it, the instance id, and whether the
+     * state dir says an earlier boot used it (then it is required). */
+    ledger_client *ledger;
+    char ledger_instance[STORE_INSTANCE_ID_MAX + 1];
+    char ledger_marker_path[PATH_MAX];
+    bool ledger_remembered;
 } boot_ctx;
 
 static const char *const tee_key_names[] = {"p521", "p384", "p256", "rsa"};
@@ -292,6 +314,8 @@ static int parse_boot_options(int argc, char **argv, boot_options *opt)
         {"report-version", required_argument, NULL, 'v'},
         {"wrapped-key", required_argument, NULL, 'w'},
         {"kbs-key", required_argument, NULL, 'K'},
+        {"instance", required_argument, NULL, 'i'},
+        {"ledger", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -344,6 +368,24 @@ static int parse_boot_options(int argc, char **argv, boot_options *opt)
             break;
         case 'K':
             opt->kbs_key_path = optarg;
+            break;
+        case 'i':
+            if (store_check_instance_id(optarg, NULL) != VTPMCA_OK)
+                return usage_error("boot",
+                                   "--instance must be 1..63 characters of [A-Za-z0-9._:-], "
+                                   "got \"%s\"",
+                                   optarg);
+            opt->instance = optarg;
+            break;
+        case 'l':
+            if (strcmp(optarg, "auto") == 0)
+                opt->ledger = LEDGER_MODE_AUTO;
+            else if (strcmp(optarg, "on") == 0)
+                opt->ledger = LEDGER_MODE_ON;
+            else if (strcmp(optarg, "off") == 0)
+                opt->ledger = LEDGER_MODE_OFF;
+            else
+                return usage_error("boot", "--ledger must be auto, on or off, got \"%s\"", optarg);
             break;
         case 'h':
             fputs(BOOT_USAGE, stdout);
@@ -618,14 +660,168 @@ static void print_version(const char *what, const svsm_state_version *v)
     printf("\n");
 }
 
-/* Runs before the new state is made durable: where a rollback ledger would be told. */
-static vtpmca_err announce_commit(const svsm_state_version *next, void *hook_ctx, vtpmca_diag *diag)
+/* ---- rollback ledger ---- */
+
+/* The instance id this boot reports under: --instance, or the one the state dir remembers
+ * from an earlier boot that used the ledger (then the ledger is required). */
+static vtpmca_err ledger_identity(boot_ctx *ctx, vtpmca_diag *diag)
 {
-    (void)hook_ctx;
-    (void)diag;
-    print_version("              ledger hook: next", next);
-    printf("              (a rollback ledger records this before the state is written)\n");
+    vtpmca_err err = join_path(ctx->opt.state_dir, LEDGER_MARKER_FILE, ctx->ledger_marker_path,
+                               sizeof(ctx->ledger_marker_path), diag);
+    uint8_t *marker = NULL;
+    size_t len = 0;
+    if (err == VTPMCA_OK && access(ctx->ledger_marker_path, F_OK) == 0) {
+        err = vt_file_read(ctx->ledger_marker_path, STORE_INSTANCE_ID_MAX + 2, &marker, &len, diag);
+        while (err == VTPMCA_OK && len > 0 && marker[len - 1] == '\n')
+            marker[--len] = '\0';
+        if (err == VTPMCA_OK && store_check_instance_id((const char *)marker, NULL) != VTPMCA_OK)
+            err = vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s does not hold an instance id",
+                              ctx->ledger_marker_path);
+        if (err == VTPMCA_OK && ctx->opt.instance != NULL &&
+            strcmp(ctx->opt.instance, (const char *)marker) != 0)
+            err = vtpmca_fail(diag, VTPMCA_ERR_CONFLICT,
+                              "--instance %s differs from instance %s, which this state uses the "
+                              "ledger for (%s)",
+                              ctx->opt.instance, (const char *)marker, ctx->ledger_marker_path);
+        if (err == VTPMCA_OK) {
+            snprintf(ctx->ledger_instance, sizeof(ctx->ledger_instance), "%s", marker);
+            ctx->ledger_remembered = true;
+        }
+        free(marker);
+    } else if (err == VTPMCA_OK && ctx->opt.instance != NULL) {
+        snprintf(ctx->ledger_instance, sizeof(ctx->ledger_instance), "%s", ctx->opt.instance);
+    }
+    return err;
+}
+
+/* The version of the state file as it is now (decrypted with the released key). */
+static vtpmca_err current_state_version(boot_ctx *ctx, svsm_state_version *version,
+                                        vtpmca_diag *diag)
+{
+    uint8_t key[SVSM_STATE_KEY_LEN];
+    svsm_state_content content = {0};
+    vtpmca_err err =
+        svsm_state_derive_key(ctx->persistence_key, ctx->persistence_key_len, key, diag);
+    if (err == VTPMCA_OK)
+        err = svsm_state_read(ctx->state_path, key, &content, version, diag);
+    svsm_state_content_clear(&content);
+    OPENSSL_cleanse(key, sizeof(key));
+    return err;
+}
+
+/* On open: asks the ledger (fresh nonce, MACed answer) for the latest (counter, root) and
+ * refuses a state that is older, or another root at the ledger's counter. */
+static vtpmca_err step_ledger(boot_ctx *ctx, vtpmca_diag *diag)
+{
+    vtpmca_err err = ledger_identity(ctx, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    bool required = ctx->opt.ledger == LEDGER_MODE_ON || ctx->ledger_remembered;
+    if (ctx->opt.ledger == LEDGER_MODE_OFF) {
+        printf("[L] ledger    off (--ledger off): state writes are not reported\n");
+        return VTPMCA_OK;
+    }
+    if (ctx->ledger_instance[0] == '\0') {
+        if (required)
+            return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "--ledger on needs --instance");
+        printf("[L] ledger    off: no --instance given (the ledger knows instances by id)\n");
+        return VTPMCA_OK;
+    }
+    err = ledger_client_new(ctx->opt.server, ctx->ledger_instance, ctx->persistence_key,
+                            ctx->persistence_key_len, LEDGER_FORMAT_JSON, 0, &ctx->ledger, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    ledger_msg answer;
+    err = ledger_client_query(ctx->ledger, &answer, diag);
+    if (err == VTPMCA_ERR_UNSUPPORTED && !required) {
+        printf("[L] ledger    the server offers no rollback ledger: off\n");
+        ledger_client_free(ctx->ledger);
+        ctx->ledger = NULL;
+        return VTPMCA_OK;
+    }
+    if (err == VTPMCA_ERR_UNSUPPORTED)
+        return vtpmca_fail(diag, VTPMCA_ERR_POLICY,
+                           "the server offers no rollback ledger, but this instance uses one "
+                           "(%s)",
+                           ctx->ledger_marker_path);
+    if (err != VTPMCA_OK && err != VTPMCA_ERR_NOT_FOUND)
+        return err;
+    bool has_state = access(ctx->state_path, F_OK) == 0;
+    svsm_state_version version;
+    if (err == VTPMCA_ERR_NOT_FOUND) {
+        printf("[L] ledger    POST /v1/ledger/query -> no record of instance %s (MAC verified)"
+               "\n              %s\n",
+               ctx->ledger_instance,
+               has_state ? "the next state write starts the record"
+                         : "first boot: the first state write starts the record");
+        return VTPMCA_OK;
+    }
+    printf("[L] ledger    POST /v1/ledger/query -> instance %s (MAC verified, fresh nonce)\n",
+           ctx->ledger_instance);
+    printf("              ledger  counter ");
+    print_hex(answer.counter, sizeof(answer.counter));
+    printf("\n");
+    if (!has_state)
+        return vtpmca_fail(diag, VTPMCA_ERR_CONFLICT,
+                           "the ledger has a record of instance %s but there is no %s: refusing "
+                           "to make a new vTPM over a deleted or replaced state (an admin resets "
+                           "the ledger record of a re-provisioned instance)",
+                           ctx->ledger_instance, ctx->state_path);
+    err = current_state_version(ctx, &version, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    print_version("              state  ", &version);
+    ledger_entry latest = {.root_len = answer.root_len, .time_ms = answer.time_ms};
+    memcpy(latest.counter, answer.counter, sizeof(latest.counter));
+    memcpy(latest.origin, answer.origin, sizeof(latest.origin));
+    memcpy(latest.root, answer.root, answer.root_len);
+    bool newer = false;
+    vtpmca_diag why = {{0}};
+    if (ledger_check_image(&latest, version.counter, version.root, sizeof(version.root), &newer,
+                           &why) != VTPMCA_OK)
+        return vtpmca_fail(diag, VTPMCA_ERR_CONFLICT, "%s: %s is not the state the ledger holds",
+                           why.msg, ctx->state_path);
+    printf("              %s\n", newer ? "the state is newer than the ledger's record (it was "
+                                         "reset?): the next write advances it"
+                                       : "the state is the ledger's latest");
     return VTPMCA_OK;
+}
+
+/* Runs after the new state's (counter, root) are known and before the file is written: the
+ * ledger must acknowledge them (durably) first, or nothing is written. */
+static vtpmca_err ledger_commit(const svsm_state_version *next, void *hook_ctx, vtpmca_diag *diag)
+{
+    boot_ctx *ctx = hook_ctx;
+    if (ctx->ledger == NULL) {
+        print_version("              next   ", next);
+        printf("              (no rollback ledger: the write is not reported)\n");
+        return VTPMCA_OK;
+    }
+    ledger_msg answer;
+    vtpmca_err err = VTPMCA_ERR_NETWORK;
+    /* A retry is safe: the ledger answers "duplicate" to an advance it already took. */
+    for (int i = 0; i < LEDGER_ATTEMPTS && err == VTPMCA_ERR_NETWORK; i++)
+        err = ledger_client_advance(ctx->ledger, next->counter, next->root, sizeof(next->root),
+                                    &answer, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    printf("              ledger: advance to counter ");
+    print_hex(next->counter, sizeof(next->counter));
+    printf(" -> %s (durable, MAC verified)\n", answer.result);
+    return VTPMCA_OK;
+}
+
+static vtpmca_err step_remember_ledger(boot_ctx *ctx, vtpmca_diag *diag)
+{
+    if (ctx->ledger == NULL || ctx->ledger_remembered)
+        return VTPMCA_OK;
+    char line[STORE_INSTANCE_ID_MAX + 2];
+    int n = snprintf(line, sizeof(line), "%s\n", ctx->ledger_instance);
+    vtpmca_err err = vt_file_write_atomic(ctx->ledger_marker_path, line, (size_t)n, 0600, diag);
+    if (err == VTPMCA_OK)
+        printf("[L] ledger    remembered in %s; later boots require the ledger\n",
+               ctx->ledger_marker_path);
+    return err;
 }
 
 /* The EK of the vTPM and its fingerprint (SHA-256 of its DER SubjectPublicKeyInfo). */
@@ -688,7 +884,7 @@ static vtpmca_err step_vtpm(boot_ctx *ctx, vtpmca_diag *diag)
         svsm_state_content next = {.tpm_state = blob, .tpm_state_len = blob_len};
         memcpy(next.ek_fingerprint, ek, sizeof(ek));
         err = svsm_state_write(ctx->state_path, key, &next, reopen ? &previous : NULL,
-                               announce_commit, NULL, &written, diag);
+                               ledger_commit, ctx, &written, diag);
     }
     if (err == VTPMCA_OK) {
         printf("              state saved (AES-256-GCM, %zu bytes of libtpms state)\n", blob_len);
@@ -724,6 +920,7 @@ static void boot_ctx_free(boot_ctx *ctx)
     json_decref(ctx->tee_jwk);
     json_decref(ctx->jwe);
     EVP_PKEY_free(ctx->kbs_pubkey);
+    ledger_client_free(ctx->ledger);
     OPENSSL_cleanse(ctx->persistence_key, sizeof(ctx->persistence_key));
 }
 
@@ -738,9 +935,17 @@ static int cmd_boot(int argc, char **argv)
         const char *name;
         vtpmca_err (*run)(boot_ctx *, vtpmca_diag *);
     } steps[] = {
-        {"setup", boot_setup},         {"auth", step_auth},     {"tee key", step_tee_key},
-        {"report", step_report},       {"attest", step_attest}, {"resource", step_resource},
-        {"KBS binding", step_binding}, {"vTPM", step_vtpm},     {"remember KBS key", step_remember},
+        {"setup", boot_setup},
+        {"auth", step_auth},
+        {"tee key", step_tee_key},
+        {"report", step_report},
+        {"attest", step_attest},
+        {"resource", step_resource},
+        {"KBS binding", step_binding},
+        {"ledger", step_ledger},
+        {"vTPM", step_vtpm},
+        {"remember KBS key", step_remember},
+        {"remember ledger", step_remember_ledger},
     };
     fputs(TEST_ONLY_NOTICE, stderr);
     printf("svsm-sim boot: server %s, resource %s, flavour %s\n", ctx.opt.server, ctx.opt.resource,

@@ -57,10 +57,9 @@ void credential_result_free(credential_result *res);
 /* KDFa(hash_alg, key, label, context_u, context_v, 8 * out_len bits): label is a C string
  * (its terminating NUL is part of the input, as the TPM specifies); contexts may be empty
  * (NULL with length 0). out_len 1..8192. */
-vtpmca_err credential_kdfa(uint16_t hash_alg, const uint8_t *key, size_t key_len,
-                           const char *label, const uint8_t *context_u, size_t context_u_len,
-                           const uint8_t *context_v, size_t context_v_len, uint8_t *out,
-                           size_t out_len, vtpmca_diag *diag);
+vtpmca_err credential_kdfa(uint16_t hash_alg, const uint8_t *key, size_t key_len, const char *label,
+                           const uint8_t *context_u, size_t context_u_len, const uint8_t *context_v,
+                           size_t context_v_len, uint8_t *out, size_t out_len, vtpmca_diag *diag);
 
 /* KDFe(hash_alg, Z, label, party_u, party_v, 8 * out_len bits), label as for KDFa. */
 vtpmca_err credential_kdfe(uint16_t hash_alg, const uint8_t *z, size_t z_len, const char *label,

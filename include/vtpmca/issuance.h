@@ -266,9 +266,9 @@ typedef enum {
 typedef struct {
     const char *name;
     issuance_field_type type;
-    const uint8_t *bytes; /* BYTES; TEXT as NUL-terminated UTF-8 */
-    size_t len;           /* BYTES length; TEXT length without the NUL */
-    uint64_t uint;        /* UINT */
+    const uint8_t *bytes;                   /* BYTES; TEXT as NUL-terminated UTF-8 */
+    size_t len;                             /* BYTES length; TEXT length without the NUL */
+    uint64_t uint;                          /* UINT */
     const uint8_t *list[ISSUANCE_LIST_MAX]; /* BYTES_LIST */
     size_t list_len[ISSUANCE_LIST_MAX];
     size_t list_count;
@@ -335,8 +335,8 @@ vtpmca_err issuance_encode_certify(issuance_encoding encoding,
                                    const issuance_certify_result *result, uint8_t **out,
                                    size_t *out_len, vtpmca_diag *diag);
 vtpmca_err issuance_encode_activation_start(issuance_encoding encoding,
-                                            const issuance_activation_result *result,
-                                            uint8_t **out, size_t *out_len, vtpmca_diag *diag);
+                                            const issuance_activation_result *result, uint8_t **out,
+                                            size_t *out_len, vtpmca_diag *diag);
 vtpmca_err issuance_encode_activation_finish(issuance_encoding encoding,
                                              const issuance_activation_result *result,
                                              uint8_t **out, size_t *out_len, vtpmca_diag *diag);

@@ -93,8 +93,8 @@ typedef struct {
     size_t nonce_len;
     uint8_t mac[LEDGER_MAC_LEN];
     /* Informational members of non-200 answers; not covered by the MAC. */
-    bool locked;      /* advance refusals: the instance is locked */
-    char error[32];   /* the error code */
+    bool locked;    /* advance refusals: the instance is locked */
+    char error[32]; /* the error code */
     char message[256];
 } ledger_msg;
 
@@ -178,8 +178,8 @@ vtpmca_err ledger_service_advance(ledger_service *service, ledger_format format,
                                   const uint8_t *body, size_t len, ledger_reply *reply);
 
 /* POST /v1/ledger/query: 200 "found" or 404 "none", both MACed; errors as for advance. */
-vtpmca_err ledger_service_query(ledger_service *service, ledger_format format,
-                                const uint8_t *body, size_t len, ledger_reply *reply);
+vtpmca_err ledger_service_query(ledger_service *service, ledger_format format, const uint8_t *body,
+                                size_t len, ledger_reply *reply);
 
 /* POST /v1/ledger/statement: 200 {"statement": JWT signed with the statement key} over the
  * instance's latest entry and the caller's nonce; 404 unknown instance or no record. */
@@ -198,9 +198,8 @@ vtpmca_err ledger_service_remember_release(ledger_service *service, const char *
  * 200): the instance enrolled at resource_path, and the wrapped-key blob it presented, which
  * is unwrapped here. Generated-mode instances: VTPMCA_OK, nothing done. */
 vtpmca_err ledger_service_remember_wrapped_release(ledger_service *service,
-                                                   const char *resource_path,
-                                                   const uint8_t *blob, size_t blob_len,
-                                                   vtpmca_diag *diag);
+                                                   const char *resource_path, const uint8_t *blob,
+                                                   size_t blob_len, vtpmca_diag *diag);
 
 /* Prometheus text: vtpmca_ledger_requests_total{op,outcome}, the engine's
  * vtpmca_ledger_advances_total{result}, commits, batches, batch sizes, queue depth, and the

@@ -72,6 +72,10 @@ typedef struct {
     char ca_dir[SERVER_CONFIG_PATH_MAX]; /* empty = <state_dir>/ca */
     unsigned crl_next_update_s;
     unsigned crl_refresh_s;
+    /* Rollback ledger (docs/protocol.md, "Rollback ledger: protocol"). */
+    size_t ledger_nonce_capacity;     /* request nonces remembered against replays */
+    unsigned ledger_nonce_ttl_s;      /* how long each is remembered */
+    unsigned ledger_key_cache_ttl_ms; /* how long a derived ledger key is reused; 0 = never */
 } server_config;
 
 /* Fills every field with its documented default. */

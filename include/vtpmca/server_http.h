@@ -20,6 +20,7 @@ struct MHD_Connection;
 /* Route label for requests that match no route (metrics and logs). */
 #define SERVER_ROUTE_UNMATCHED "unmatched"
 #define SERVER_JSON_CONTENT_TYPE "application/json"
+#define SERVER_CBOR_CONTENT_TYPE "application/cbor"
 
 typedef struct {
     struct MHD_Connection *connection; /* for headers and cookies */
@@ -49,6 +50,9 @@ typedef void (*server_handler)(void *ctx, const server_request *request, server_
 typedef enum {
     SERVER_BODY_NONE = 0, /* a body, if any, is read and ignored */
     SERVER_BODY_JSON,     /* requires Content-Type application/json */
+    SERVER_BODY_JSON_OR_CBOR, /* application/json or application/cbor (see
+                               * server_request_is_cbor) */
+    SERVER_BODY_ANY,          /* any Content-Type: the handler checks it (e.g. CSV uploads) */
 } server_body_kind;
 
 typedef struct {
@@ -105,6 +109,10 @@ vtpmca_err server_response_error(server_response *response, unsigned status, con
 /* Takes over a malloc'd body. */
 vtpmca_err server_response_text(server_response *response, unsigned status,
                                 const char *content_type, char *body, size_t len);
+
+/* Whether a request's Content-Type is application/cbor (parameters allowed, any case): for
+ * SERVER_BODY_JSON_OR_CBOR routes, whose bodies are otherwise JSON. */
+bool server_request_is_cbor(const server_request *request);
 
 /* Adds a response header (e.g. Retry-After); at most SERVER_RESPONSE_MAX_HEADERS. */
 vtpmca_err server_response_add_header(server_response *response, const char *name,

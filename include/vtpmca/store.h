@@ -233,6 +233,36 @@ vtpmca_err store_ledger_key_put(store *st, const char *instance_id, const uint8_
 vtpmca_err store_ledger_key_get(store *st, const char *instance_id, uint8_t **blob, size_t *len,
                                 vtpmca_diag *diag);
 
+/* ---- EK re-enrollment grants (store_ek_reenroll_sqlite.c; used by ca/issuance.c) ----
+ * An admin allows an instance's next certification to present another EK than the one
+ * certified before (its vTPM was re-created). Grant: NOT_FOUND for an unknown instance;
+ * granting again refreshes the grant. Take: deletes the grant in one transaction and tells
+ * whether there was one (*granted), so a grant is used at most once. */
+vtpmca_err store_instance_ek_reenroll_grant(store *st, const char *instance_id, vtpmca_diag *diag);
+vtpmca_err store_instance_ek_reenroll_take(store *st, const char *instance_id, bool *granted,
+                                           vtpmca_diag *diag);
+
+/* ---- Deleting instances (store_admin_sqlite.c; the admin API and CLI) ----
+ * Deletion retires an instance for good, in one transaction: its row goes, and with it its
+ * wrapped persistence key (nothing can release that key again), its stored ledger key and
+ * any EK re-enrollment grant; its certificates that are still valid are revoked (reason
+ * cessationOfOperation, so the CRL lists them); its id and resource path are recorded and
+ * can never be enrolled again (enrolling either is VTPMCA_ERR_CONFLICT). Its audit entries
+ * and ledger row stay. NOT_FOUND for an unknown instance. */
+typedef struct {
+    size_t certs_revoked;    /* certificates of the instance revoked by the deletion */
+    bool ledger_key_deleted; /* a stored ledger key (wrapped-key mode) was deleted */
+} store_instance_deletion;
+vtpmca_err store_instance_delete(store *st, const char *id, store_instance_deletion *out,
+                                 vtpmca_diag *diag);
+/* Whether an instance id or a resource path (either may be NULL, not both) belonged to a
+ * deleted instance. */
+vtpmca_err store_instance_was_deleted(store *st, const char *id, const char *resource_path,
+                                      bool *deleted, vtpmca_diag *diag);
+
+/* The seq of the newest audit event (0 for an empty log): where `audit tail` starts. */
+vtpmca_err store_audit_last_seq(store *st, int64_t *out, vtpmca_diag *diag);
+
 /* ---- Issued certificates (EK / IAK) and the CRL number (store_certs_sqlite.c) ----
  * One row per certificate the CA issued, keyed by serial number; revocation marks the row
  * (it is never deleted) and the CRL is built from the revoked rows. */

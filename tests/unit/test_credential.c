@@ -101,15 +101,16 @@ static void test_kdfa_matches_the_definition(void **state)
     const struct {
         uint16_t alg;
         const char *name;
-    } hashes[] = {{TPM2_ALG_SHA256, "SHA256"}, {TPM2_ALG_SHA384, "SHA384"}, {TPM2_ALG_SHA1, "SHA1"}};
+    } hashes[] = {
+        {TPM2_ALG_SHA256, "SHA256"}, {TPM2_ALG_SHA384, "SHA384"}, {TPM2_ALG_SHA1, "SHA1"}};
     const size_t lengths[] = {1, 16, 32, 33, 48, 100, 257};
     for (size_t h = 0; h < 3; h++) {
         for (size_t l = 0; l < sizeof(lengths) / sizeof(lengths[0]); l++) {
             uint8_t got[300], want[300];
             size_t n = lengths[l];
-            assert_int_equal(credential_kdfa(hashes[h].alg, key, 32, "STORAGE", cu, 34, NULL, 0,
-                                             got, n, NULL),
-                             VTPMCA_OK);
+            assert_int_equal(
+                credential_kdfa(hashes[h].alg, key, 32, "STORAGE", cu, 34, NULL, 0, got, n, NULL),
+                VTPMCA_OK);
             ref_kdfa(hashes[h].name, key, 32, "STORAGE", cu, 34, NULL, 0, want, n);
             assert_memory_equal(got, want, n);
             assert_int_equal(credential_kdfa(hashes[h].alg, key, sizeof(key), "INTEGRITY", NULL, 0,
@@ -147,14 +148,14 @@ static void test_kdfe_matches_the_definition(void **state)
     for (size_t l = 0; l < sizeof(lengths) / sizeof(lengths[0]); l++) {
         uint8_t got[200], want[200];
         size_t n = lengths[l];
-        assert_int_equal(credential_kdfe(TPM2_ALG_SHA256, z, 32, "IDENTITY", pu, 32, pv, 32, got,
-                                         n, NULL),
-                         VTPMCA_OK);
+        assert_int_equal(
+            credential_kdfe(TPM2_ALG_SHA256, z, 32, "IDENTITY", pu, 32, pv, 32, got, n, NULL),
+            VTPMCA_OK);
         ref_kdfe(EVP_sha256(), z, 32, "IDENTITY", pu, 32, pv, 32, want, n);
         assert_memory_equal(got, want, n);
-        assert_int_equal(credential_kdfe(TPM2_ALG_SHA384, z, 48, "IDENTITY", pu, 48, pv, 48, got,
-                                         n, NULL),
-                         VTPMCA_OK);
+        assert_int_equal(
+            credential_kdfe(TPM2_ALG_SHA384, z, 48, "IDENTITY", pu, 48, pv, 48, got, n, NULL),
+            VTPMCA_OK);
         ref_kdfe(EVP_sha384(), z, 48, "IDENTITY", pu, 48, pv, 48, want, n);
         assert_memory_equal(got, want, n);
     }
@@ -211,8 +212,8 @@ static void setup_tpm(tpm_setup *s, vtpm_ek_kind kind)
     assert_int_equal(vtpm_open(NULL, 0, &s->tpm, &diag), VTPMCA_OK);
     assert_int_equal(vtpm_create_ek(s->tpm, kind, &s->ek, &s->ek_pub, &s->ek_pub_len, NULL, &diag),
                      VTPMCA_OK);
-    assert_int_equal(
-        vtpm_object_name(s->ek_pub, s->ek_pub_len, s->ek_name, &s->ek_name_len, &diag), VTPMCA_OK);
+    assert_int_equal(vtpm_object_name(s->ek_pub, s->ek_pub_len, s->ek_name, &s->ek_name_len, &diag),
+                     VTPMCA_OK);
     create_iak(s->tpm, &s->iak, s->iak_name, &s->iak_name_len);
 }
 
@@ -266,8 +267,8 @@ static void run_kind(vtpm_ek_kind kind, size_t digest_len, size_t secret_len)
         assert_memory_equal(blob, c.blob, 2);
         if (kind != VTPM_EK_RSA2048) {
             assert_memory_equal(secret, c.secret, 2);
-            assert_memory_equal(secret + 2 + (secret_len - 4) / 2, c.secret + 2 + (secret_len - 4) / 2,
-                                2);
+            assert_memory_equal(secret + 2 + (secret_len - 4) / 2,
+                                c.secret + 2 + (secret_len - 4) / 2, 2);
         }
         free(blob);
         free(secret);
@@ -401,21 +402,21 @@ static void test_refusals(void **state)
     t.object_attributes &= ~TPMA_OBJECT_RESTRICTED;
     tpm2_writer_init(&w, buf, sizeof(buf));
     assert_int_equal(tpm2_put_public(&w, &t), VTPMCA_OK);
-    assert_int_equal(credential_make(buf, w.len, credential, 16, s.iak_name, s.iak_name_len, &c,
-                                     &diag),
-                     VTPMCA_ERR_UNSUPPORTED);
+    assert_int_equal(
+        credential_make(buf, w.len, credential, 16, s.iak_name, s.iak_name_len, &c, &diag),
+        VTPMCA_ERR_UNSUPPORTED);
     assert_non_null(strstr(diag.msg, "restricted decryption"));
     t = ek;
     t.sym_mode = TPM2_ALG_NULL;
     tpm2_writer_init(&w, buf, sizeof(buf));
     assert_int_equal(tpm2_put_public(&w, &t), VTPMCA_OK);
-    assert_int_equal(credential_make(buf, w.len, credential, 16, s.iak_name, s.iak_name_len, &c,
-                                     &diag),
-                     VTPMCA_ERR_UNSUPPORTED);
+    assert_int_equal(
+        credential_make(buf, w.len, credential, 16, s.iak_name, s.iak_name_len, &c, &diag),
+        VTPMCA_ERR_UNSUPPORTED);
     assert_non_null(strstr(diag.msg, "AES-CFB"));
-    assert_int_equal(credential_make(NULL, 0, credential, 16, s.iak_name, s.iak_name_len, &c,
-                                     &diag),
-                     VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(
+        credential_make(NULL, 0, credential, 16, s.iak_name, s.iak_name_len, &c, &diag),
+        VTPMCA_ERR_INVALID_ARG);
     assert_int_equal(credential_make(s.ek_pub, s.ek_pub_len, credential, 16, s.iak_name,
                                      s.iak_name_len, NULL, &diag),
                      VTPMCA_ERR_INVALID_ARG);

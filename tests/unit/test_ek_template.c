@@ -205,8 +205,8 @@ static void test_ek_field_refusals(void **state)
             vtpmca_diag diag = {{0}};
             vtpmca_err err = ek_template_check_ek(buf, w.len, NULL, &diag);
             if (err != VTPMCA_ERR_UNSUPPORTED || strstr(diag.msg, "objectAttributes") == NULL)
-                fail_msg("%s with attribute bit %u flipped: %s %s", ek_template_name(kinds[i]),
-                         bit, vtpmca_err_name(err), diag.msg);
+                fail_msg("%s with attribute bit %u flipped: %s %s", ek_template_name(kinds[i]), bit,
+                         vtpmca_err_name(err), diag.msg);
         }
 
         uint8_t policy[48];
@@ -219,8 +219,8 @@ static void test_ek_field_refusals(void **state)
         expect_ek(&t, VTPMCA_ERR_UNSUPPORTED, "authPolicy");
         /* The other profile policy (PolicyA SHA-384 for H-3, which uses PolicyB). */
         t = base;
-        t.auth_policy = base.auth_policy_len == 32 ? TPM2_EK_POLICY_B_SHA384
-                                                   : TPM2_EK_POLICY_A_SHA384;
+        t.auth_policy =
+            base.auth_policy_len == 32 ? TPM2_EK_POLICY_B_SHA384 : TPM2_EK_POLICY_A_SHA384;
         t.auth_policy_len = 48;
         expect_ek(&t, VTPMCA_ERR_UNSUPPORTED, "authPolicy");
 

@@ -13,6 +13,17 @@
 #include "cli_common.h"
 #include "vtpmca/encoding.h"
 
+/* What cli_load_cert returned: PEM text as read, or DER (not NUL-terminated). */
+static bool is_pem(const uint8_t *data, size_t len)
+{
+    static const char tag[] = "-----BEGIN";
+    for (size_t i = 0; i + sizeof(tag) - 1 <= len; i++) {
+        if (memcmp(data + i, tag, sizeof(tag) - 1) == 0)
+            return true;
+    }
+    return false;
+}
+
 vtpmca_err cli_x509_load(const char *path, X509 **cert, uint8_t **der, size_t *der_len,
                          vtpmca_diag *diag)
 {
@@ -23,7 +34,7 @@ vtpmca_err cli_x509_load(const char *path, X509 **cert, uint8_t **der, size_t *d
     vtpmca_err err = cli_load_cert(path, &data, &len, diag);
     if (err != VTPMCA_OK)
         return err;
-    if (memmem(data, len, "-----BEGIN", 10) != NULL) {
+    if (is_pem(data, len)) {
         /* The PEM body as it is: re-encoding a parsed certificate could change its bytes. */
         BIO *bio = BIO_new_mem_buf(data, (int)len);
         char *name = NULL, *header = NULL;

@@ -119,7 +119,8 @@ static vtpmca_err parse_subject(const char *text, ca_names *out, vtpmca_diag *di
     ca_init_options_default(&defaults);
     snprintf(out->organization, sizeof(out->organization), "%s", defaults.organization);
     const char *cn = DEFAULT_CN_BASE;
-    char cn_buf[CA_NAME_MAX + 1];
+    /* Room for the longer suffix: both CNs then fit CA_NAME_MAX. */
+    char cn_buf[CA_NAME_MAX + 1 - (sizeof(ISSUING_CN_SUFFIX) - 1)];
     bool seen_o = false, seen_cn = false;
     if (text[0] == '\0')
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "--subject is empty");
@@ -139,8 +140,7 @@ static vtpmca_err parse_subject(const char *text, ca_names *out, vtpmca_diag *di
         if ((!is_o && !is_cn) || (is_o && seen_o) || (is_cn && seen_cn))
             return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
                                "--subject: each of O and CN at most once, and nothing else");
-        /* CN=NAME must leave room for the longer of the two suffixes. */
-        size_t max = is_o ? CA_NAME_MAX : CA_NAME_MAX - strlen(ISSUING_CN_SUFFIX);
+        size_t max = is_o ? CA_NAME_MAX : sizeof(cn_buf) - 1;
         if (value_len == 0 || value_len > max)
             return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
                                "--subject: %s must be 1 to %zu characters", is_o ? "O" : "CN", max);

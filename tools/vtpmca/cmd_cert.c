@@ -150,11 +150,11 @@ static json_t *cert_record_json(const store_cert *cert)
         cli_format_time((time_t)cert->revoked_at, revoked_at, sizeof(revoked_at));
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s}", "serial",
                      cert->serial, "instance_id", cert->instance_id, "kind",
-                     store_cert_kind_name(cert->kind), "format", store_cert_format_name(cert->format),
-                     "key_name", cert->key_name, "status", store_cert_status_name(cert->status),
-                     "not_before", not_before, "not_after", not_after, "revoked_at",
-                     revoked ? revoked_at : NULL, "reason", revoked ? cert->reason : NULL,
-                     "created_at", created);
+                     store_cert_kind_name(cert->kind), "format",
+                     store_cert_format_name(cert->format), "key_name", cert->key_name, "status",
+                     store_cert_status_name(cert->status), "not_before", not_before, "not_after",
+                     not_after, "revoked_at", revoked ? revoked_at : NULL, "reason",
+                     revoked ? cert->reason : NULL, "created_at", created);
 }
 
 static int print_json_result(const cli_command *cmd, json_t *value)
@@ -178,7 +178,7 @@ int cmd_cert_list(const cli_command *cmd, const cli_opts *opts)
     if (opts->json && list == NULL)
         err = VTPMCA_ERR_NOMEM;
     else if (!opts->json)
-        printf("%-32s %-4s %-5s %-8s %-21s %s\n", "SERIAL", "KIND", "FORMAT", "STATUS", "NOT AFTER",
+        printf("%-32s %-4s %-6s %-8s %-21s %s\n", "SERIAL", "KIND", "FORMAT", "STATUS", "NOT AFTER",
                "INSTANCE");
     char after[STORE_CERT_SERIAL_HEX_MAX + 1] = "";
     for (bool more = err == VTPMCA_OK; more;) {
@@ -212,14 +212,13 @@ int cmd_cert_list(const cli_command *cmd, const cli_opts *opts)
 }
 
 /* What the certificate itself says (X.509 when there is a DER form, else the C509 fields). */
-static json_t *cert_content_json(const store_cert *cert, const X509 *x509, const c509_info *c509)
+static json_t *cert_content_json(const X509 *x509, const c509_info *c509)
 {
     if (x509 != NULL)
         return cli_x509_json(x509);
     char not_before[32], not_after[32];
     cli_format_time((time_t)c509->not_before, not_before, sizeof(not_before));
-    format_time_or_none((int64_t)c509->not_after, not_after, sizeof(not_after));
-    (void)cert;
+    cli_format_time((time_t)c509->not_after, not_after, sizeof(not_after));
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "subject", c509->subject, "issuer",
                      c509->issuer, "serial", c509->serial_hex, "not_before", not_before,
                      "not_after", not_after, "public_key", c509->public_key_alg, "signature_alg",
@@ -296,17 +295,16 @@ static int export_der(const cli_command *cmd, const cli_opts *opts, const store_
         PEM_write(stdout, PEM_STRING_X509, "", cert->der, (long)cert->der_len) <= 0)
         return cli_fail(cmd, VTPMCA_ERR_IO, "cannot write the PEM to stdout");
     vtpmca_diag diag = {{0}};
-    vtpmca_err err = der_out != NULL ? vt_file_write_atomic(der_out, cert->der, cert->der_len,
-                                                            0644, &diag)
-                                     : VTPMCA_OK;
-    return err == VTPMCA_OK ? CLI_EXIT_OK : cli_fail_diag(cmd, err, &diag, "cannot write %s",
-                                                          der_out);
+    vtpmca_err err = der_out != NULL
+                         ? vt_file_write_atomic(der_out, cert->der, cert->der_len, 0644, &diag)
+                         : VTPMCA_OK;
+    return err == VTPMCA_OK ? CLI_EXIT_OK
+                            : cli_fail_diag(cmd, err, &diag, "cannot write %s", der_out);
 }
 
 /* Parses what describes the certificate: the X.509 DER when stored, else the C509 form. */
-static vtpmca_err decode_cert(const store_cert *cert, X509 **x509, c509_info *c509,
-                              bool *have_c509, ek_identity_info *id, bool *have_id,
-                              vtpmca_diag *diag)
+static vtpmca_err decode_cert(const store_cert *cert, X509 **x509, c509_info *c509, bool *have_c509,
+                              ek_identity_info *id, bool *have_id, vtpmca_diag *diag)
 {
     *have_c509 = false;
     *have_id = false;
@@ -323,18 +321,23 @@ static vtpmca_err decode_cert(const store_cert *cert, X509 **x509, c509_info *c5
     *x509 = d2i_X509(NULL, &p, (long)cert->der_len);
     if (*x509 == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_STORE, "the stored certificate does not parse");
-    vtpmca_err err = ek_cert_read_identity(cert->der, cert->der_len, id, diag);
+    vtpmca_diag id_diag = {{0}};
+    vtpmca_err err = ek_cert_read_identity(cert->der, cert->der_len, id, &id_diag);
     if (err == VTPMCA_OK)
         *have_id = true;
-    return err == VTPMCA_ERR_NOT_FOUND ? VTPMCA_OK : err;
+    else if (err != VTPMCA_ERR_NOT_FOUND) /* still worth showing the rest */
+        fprintf(stderr, "vtpmca: warning: certificate %s: unreadable instance identity: %s\n",
+                cert->serial, id_diag.msg);
+    return VTPMCA_OK;
 }
 
 int cmd_cert_show(const cli_command *cmd, const cli_opts *opts)
 {
     char serial[STORE_CERT_SERIAL_HEX_MAX + 1];
     if (normalize_serial(opts->args[0], serial, sizeof(serial)) != VTPMCA_OK)
-        return cli_usage_error(cmd, "SERIAL '%s' is not a hexadecimal serial number of at most "
-                                    "20 bytes",
+        return cli_usage_error(cmd,
+                               "SERIAL '%s' is not a hexadecimal serial number of at most "
+                               "20 bytes",
                                opts->args[0]);
     if (opts->value[CLI_OPT_PEM] != NULL && opts->json)
         return cli_usage_error(cmd, "--pem and --json exclude each other");
@@ -368,11 +371,11 @@ int cmd_cert_show(const cli_command *cmd, const cli_opts *opts)
         json_t *out = cert_record_json(&cert);
         if (out != NULL &&
             (json_object_set_new(out, "certificate",
-                                 cert_content_json(&cert, x509, have_c509 ? &c509 : NULL)) != 0 ||
+                                 cert_content_json(x509, have_c509 ? &c509 : NULL)) != 0 ||
              json_object_set_new(out, "c509_type",
                                  have_c509 ? json_integer(c509.type) : json_null()) != 0 ||
-             json_object_set_new(out, "identity",
-                                 have_id ? identity_json(&id) : json_null()) != 0)) {
+             json_object_set_new(out, "identity", have_id ? identity_json(&id) : json_null()) !=
+                 0)) {
             json_decref(out);
             out = NULL;
         }
@@ -390,8 +393,9 @@ int cmd_cert_revoke(const cli_command *cmd, const cli_opts *opts)
 {
     char serial[STORE_CERT_SERIAL_HEX_MAX + 1];
     if (normalize_serial(opts->args[0], serial, sizeof(serial)) != VTPMCA_OK)
-        return cli_usage_error(cmd, "SERIAL '%s' is not a hexadecimal serial number of at most "
-                                    "20 bytes",
+        return cli_usage_error(cmd,
+                               "SERIAL '%s' is not a hexadecimal serial number of at most "
+                               "20 bytes",
                                opts->args[0]);
     crl_reason reason = VT_CRL_REASON_UNSPECIFIED;
     vtpmca_diag diag = {{0}};

@@ -16,6 +16,8 @@
 /* Admin commands run on --db FILE or, with REMOTE_OPTS, on the daemon: neither is required
  * by the parser; cli_admin_open says what is missing. */
 #define ADMIN_OPTS (DB_OPT | REMOTE_OPTS)
+/* Where the CA directory is: --ca-dir, else <--state-dir or vtpmcad's default>/ca. */
+#define CA_DIR_OPTS (CLI_OPT(CLI_OPT_STATE_DIR) | CLI_OPT(CLI_OPT_CA_DIR))
 
 const cli_group cli_groups[] = {
     {"snp", "SEV-SNP evidence: decode, verify offline, import VCEKs"},
@@ -23,6 +25,10 @@ const cli_group cli_groups[] = {
     {"policy", "versioned per-fleet appraisal policies"},
     {"admin", "admin keys for the daemon's admin API (remote mode: --server)"},
     {"instance", "instances (SVSMs) enrolled for persistence-key release"},
+    {"ca", "the EK/IAK certificate authority: create, import, show, export for Keylime"},
+    {"cert", "EK/IAK certificates the CA issued: list, show, revoke"},
+    {"crl", "the certificate revocation list the issuing CA signs"},
+    {"c509", "C509 (CBOR) certificates: encode, decode, verify"},
 };
 const size_t cli_groups_count = sizeof(cli_groups) / sizeof(cli_groups[0]);
 
@@ -116,6 +122,62 @@ const cli_command cli_commands[] = {
     {"instance", "history", "ID", 1, DB_OPT | JSON_OPT, DB_OPT,
      "Print an instance's audit log: enrollment, key releases and refusals", NULL,
      cmd_instance_history},
+    /* The CA (cmd_ca.c), its certificates (cmd_cert.c) and C509 files (cmd_c509.c). */
+    {"ca", "init", NULL, 0,
+     CA_DIR_OPTS | CLI_OPT(CLI_OPT_ROOT_ALG) | CLI_OPT(CLI_OPT_ISSUING_ALG) |
+         CLI_OPT(CLI_OPT_SUBJECT) | JSON_OPT,
+     0, "Create a root CA and an issuing CA",
+     "Writes root-ca.pem, root-ca.key, issuing-ca.pem and issuing-ca.key into the CA directory\n"
+     "(created 0700; keys 0600), where vtpmcad loads the CA at its next start. Refuses to\n"
+     "overwrite an existing CA. Move root-ca.key to offline storage afterwards: only a new\n"
+     "issuing CA needs it.",
+     cmd_ca_init},
+    {"ca", "import", NULL, 0,
+     CA_DIR_OPTS | CLI_OPT(CLI_OPT_ROOT_CERT) | CLI_OPT(CLI_OPT_ROOT_KEY) |
+         CLI_OPT(CLI_OPT_ISSUING_CERT) | CLI_OPT(CLI_OPT_ISSUING_KEY) | JSON_OPT,
+     CLI_OPT(CLI_OPT_ROOT_CERT) | CLI_OPT(CLI_OPT_ISSUING_CERT) | CLI_OPT(CLI_OPT_ISSUING_KEY),
+     "Install an existing root and issuing CA (PEM files)",
+     "The root must be self-signed, the issuing CA signed by it, each key must match its\n"
+     "certificate, and both must use ECDSA (P-256, P-384) or RSA (2048 bits or more) with\n"
+     "PKCS#1 v1.5 signatures. Nothing is written when a check fails.",
+     cmd_ca_import},
+    {"ca", "show", NULL, 0, CA_DIR_OPTS | JSON_OPT, 0, "Show the CA certificates", NULL,
+     cmd_ca_show},
+    {"ca", "export-keylime", "DIR", 1, CA_DIR_OPTS | JSON_OPT, 0,
+     "Write the CA certificates for Keylime's tpm_cert_store",
+     "Writes vtpmca-issuing-ca.pem and vtpmca-root-ca.pem (one certificate each) into DIR.",
+     cmd_ca_export_keylime},
+    {"cert", "list", NULL, 0, DB_OPT | CLI_OPT(CLI_OPT_INSTANCE) | JSON_OPT, DB_OPT,
+     "List issued certificates (of one instance with --instance)", NULL, cmd_cert_list},
+    {"cert", "show", "SERIAL", 1,
+     DB_OPT | CLI_OPT(CLI_OPT_PEM) | CLI_OPT(CLI_OPT_DER_OUT) | JSON_OPT, DB_OPT,
+     "Show an issued certificate and the instance identity it carries",
+     "SERIAL is hexadecimal, with or without colons. --pem prints only the certificate;\n"
+     "--der-out writes its DER (X.509 and type 3 C509 certificates).",
+     cmd_cert_show},
+    {"cert", "revoke", "SERIAL", 1, DB_OPT | CLI_OPT(CLI_OPT_REASON) | JSON_OPT, DB_OPT,
+     "Revoke an issued certificate",
+     "The revocation is recorded in the database and the audit log; vtpmcad's CRL lists it\n"
+     "from its next request. A certificate is revoked once.",
+     cmd_cert_revoke},
+    {"crl", "show", NULL, 0, DB_OPT | CA_DIR_OPTS | CLI_OPT(CLI_OPT_DER_OUT) | JSON_OPT, DB_OPT,
+     "Sign a CRL of the current revocations and print it",
+     "Needs the issuing CA's key. The CRL takes the next CRL number, as the daemon's do;\n"
+     "--der-out writes it.",
+     cmd_crl_show},
+    {"c509", "encode", NULL, 0, CLI_OPT(CLI_OPT_IN) | CLI_OPT(CLI_OPT_OUT) | JSON_OPT,
+     CLI_OPT(CLI_OPT_IN) | CLI_OPT(CLI_OPT_OUT), "Re-encode an X.509 certificate as C509 (type 3)",
+     "--in is a strict-DER certificate (DER or PEM); --out receives the CBOR.", cmd_c509_encode},
+    {"c509", "decode", NULL, 0, CLI_OPT(CLI_OPT_IN) | CLI_OPT(CLI_OPT_DER_OUT) | JSON_OPT,
+     CLI_OPT(CLI_OPT_IN), "Show a C509 certificate (type 2 or 3)",
+     "--der-out writes the X.509 DER that a type 3 certificate re-encodes, byte for byte.",
+     cmd_c509_decode},
+    {"c509", "verify", NULL, 0, CLI_OPT(CLI_OPT_IN) | CLI_OPT(CLI_OPT_ISSUER) | JSON_OPT,
+     CLI_OPT(CLI_OPT_IN) | CLI_OPT(CLI_OPT_ISSUER),
+     "Check a C509 certificate's signature with its issuer's certificate",
+     "Exit status 0 when the signature verifies with --issuer's key and the certificate\n"
+     "names --issuer's subject as its issuer, 1 when not.",
+     cmd_c509_verify},
 };
 const size_t cli_commands_count = sizeof(cli_commands) / sizeof(cli_commands[0]);
 
