@@ -183,8 +183,9 @@ static vtpmca_err ec_key_from_point(const ec_curve *curve, const uint8_t *point,
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
     if (ctx == NULL)
         return openssl_fail(diag, VTPMCA_ERR_NOMEM, "cannot create an EC context");
-    /* fromdata rejects off-curve points; the public check also covers the range of the
-     * coordinates, the identity and the subgroup. */
+    /* fromdata rejects off-curve points; the quick public check also covers the range of
+     * the coordinates and the identity. The full check would add a scalar multiplication
+     * for subgroup membership, which is implied on P-256/384/521 (cofactor 1). */
     if (EVP_PKEY_fromdata_init(ctx) != 1 ||
         EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) != 1) {
         EVP_PKEY_CTX_free(ctx);
@@ -195,7 +196,7 @@ static vtpmca_err ec_key_from_point(const ec_curve *curve, const uint8_t *point,
     }
     EVP_PKEY_CTX_free(ctx);
     ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
-    if (ctx == NULL || EVP_PKEY_public_check(ctx) != 1) {
+    if (ctx == NULL || EVP_PKEY_public_check_quick(ctx) != 1) {
         EVP_PKEY_CTX_free(ctx);
         EVP_PKEY_free(key);
         return openssl_fail(diag, VTPMCA_ERR_CRYPTO, "JWK point fails the public key check");

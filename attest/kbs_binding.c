@@ -19,42 +19,14 @@
 
 #include "vtpmca/encoding.h"
 #include "vtpmca/fileio.h"
+#include "vtpmca/jws.h"
 #include "vtpmca/log.h"
 
-/* One entry per kbs_key_curve, in enum order. */
-typedef struct {
-    const char *curve;      /* RFC 7518 curve name */
-    const char *ossl_curve; /* OpenSSL group name */
-    const char *alg;        /* JWS algorithm name */
-    const EVP_MD *(*md)(void);
-    size_t field_len; /* r and s are this many bytes each */
-} sig_suite;
-
-static const sig_suite suites[] = {
-    [KBS_KEY_P384] = {"P-384", SN_secp384r1, "ES384", EVP_sha384, 48},
-    [KBS_KEY_P256] = {"P-256", SN_X9_62_prime256v1, "ES256", EVP_sha256, 32},
+/* The JWS algorithm of each kbs_key_curve, in enum order. */
+static const char *const curve_algs[] = {
+    [KBS_KEY_P384] = "ES384",
+    [KBS_KEY_P256] = "ES256",
 };
-#define SUITE_COUNT (sizeof(suites) / sizeof(suites[0]))
-#define SIG_MAX (2 * 48)
-
-static const sig_suite *suite_of_key(const EVP_PKEY *key)
-{
-    const char *curve = jwe_ec_curve_name(key);
-    for (size_t i = 0; curve != NULL && i < SUITE_COUNT; i++) {
-        if (strcmp(suites[i].curve, curve) == 0)
-            return &suites[i];
-    }
-    return NULL;
-}
-
-static const sig_suite *suite_of_alg(const char *alg)
-{
-    for (size_t i = 0; i < SUITE_COUNT; i++) {
-        if (strcmp(suites[i].alg, alg) == 0)
-            return &suites[i];
-    }
-    return NULL;
-}
 
 static vtpmca_err openssl_fail(vtpmca_diag *diag, vtpmca_err err, const char *what)
 {
@@ -69,7 +41,7 @@ vtpmca_err kbs_key_generate(kbs_key_curve curve, EVP_PKEY **out, vtpmca_diag *di
 {
     if (out == NULL || (curve != KBS_KEY_P384 && curve != KBS_KEY_P256))
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs key generate: bad argument");
-    *out = EVP_EC_gen(suites[curve].ossl_curve);
+    *out = EVP_EC_gen(jws_es_suite_by_alg(curve_algs[curve])->ossl_group);
     if (*out == NULL)
         return openssl_fail(diag, VTPMCA_ERR_INTERNAL, "KBS key generation failed");
     return VTPMCA_OK;
@@ -117,7 +89,7 @@ vtpmca_err kbs_key_load(const char *path, EVP_PKEY **out, vtpmca_diag *diag)
         return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s is not an unencrypted PEM private key",
                            path);
     }
-    if (suite_of_key(key) == NULL) {
+    if (jws_es_suite_by_key(key) == NULL) {
         EVP_PKEY_free(key);
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
                            "%s: the KBS key must be EC P-384 or P-256", path);
@@ -140,7 +112,7 @@ vtpmca_err kbs_key_save(const EVP_PKEY *key, const char *path, vtpmca_diag *diag
 {
     if (key == NULL || path == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs key save: missing argument");
-    if (suite_of_key(key) == NULL)
+    if (jws_es_suite_by_key(key) == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED, "the KBS key must be EC P-384 or P-256");
     /* Secure-heap BIO: the PEM text is wiped when freed. */
     BIO *bio = BIO_new(BIO_s_secmem());
@@ -176,7 +148,7 @@ vtpmca_err kbs_key_load_or_create(const char *path, kbs_key_curve curve, EVP_PKE
         EVP_PKEY_free(key);
         return err;
     }
-    vtpmca_log(VTPMCA_LOG_INFO, "kbs_key.created", "path", path, "alg", suites[curve].alg, NULL);
+    vtpmca_log(VTPMCA_LOG_INFO, "kbs_key.created", "path", path, "alg", curve_algs[curve], NULL);
     if (created != NULL)
         *created = 1;
     *out = key;
@@ -258,7 +230,7 @@ vtpmca_err kbs_binding_sign(const EVP_PKEY *kbs_key, const EVP_PKEY *epk, const 
     if (kbs_key == NULL || header_out == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding sign: missing argument");
     *header_out = NULL;
-    const sig_suite *suite = suite_of_key(kbs_key);
+    const jws_es_suite *suite = jws_es_suite_by_key(kbs_key);
     if (suite == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED, "the KBS key must be EC P-384 or P-256");
     uint8_t message[KBS_BINDING_MESSAGE_MAX];
@@ -267,33 +239,15 @@ vtpmca_err kbs_binding_sign(const EVP_PKEY *kbs_key, const EVP_PKEY *epk, const 
                                          sizeof(message), &message_len, diag);
     if (err != VTPMCA_OK)
         return err;
-
-    uint8_t der[SIG_MAX + 16];
-    size_t der_len = sizeof(der);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    int ok = md != NULL &&
-             EVP_DigestSignInit(md, NULL, suite->md(), NULL, (EVP_PKEY *)kbs_key) == 1 &&
-             EVP_DigestSign(md, der, &der_len, message, message_len) == 1;
-    EVP_MD_CTX_free(md);
-    if (!ok)
-        return openssl_fail(diag, VTPMCA_ERR_CRYPTO, "ECDSA signing failed");
-
-    /* JWS (RFC 7518 3.4) carries r || s, each left-padded to the field size. */
-    const unsigned char *p = der;
-    ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
-    uint8_t raw[SIG_MAX];
-    const BIGNUM *r = NULL, *s = NULL;
-    if (sig != NULL)
-        ECDSA_SIG_get0(sig, &r, &s);
-    ok = sig != NULL && BN_bn2binpad(r, raw, (int)suite->field_len) >= 0 &&
-         BN_bn2binpad(s, raw + suite->field_len, (int)suite->field_len) >= 0;
-    ECDSA_SIG_free(sig);
-    if (!ok)
-        return openssl_fail(diag, VTPMCA_ERR_INTERNAL, "cannot convert the ECDSA signature");
+    uint8_t raw[JWS_ES_SIG_MAX];
+    size_t raw_len = 0;
+    err = jws_es_sign(kbs_key, message, message_len, raw, &raw_len, diag);
+    if (err != VTPMCA_OK)
+        return err;
 
     char *sig_text = NULL;
     json_t *jwk = NULL;
-    err = vt_b64_encode_alloc(raw, 2 * suite->field_len, VT_B64_URL_NOPAD, &sig_text);
+    err = vt_b64_encode_alloc(raw, raw_len, VT_B64_URL_NOPAD, &sig_text);
     if (err == VTPMCA_OK)
         err = jwe_pubkey_to_jwk(kbs_key, JWE_JWK_RFC7517, &jwk, diag);
     if (err == VTPMCA_OK) {
@@ -332,38 +286,6 @@ static vtpmca_err check_binding_members(const json_t *binding, vtpmca_diag *diag
     return VTPMCA_OK;
 }
 
-/* Verifies raw r || s over message with key. */
-static vtpmca_err verify_raw_signature(const sig_suite *suite, const EVP_PKEY *key,
-                                       const uint8_t *raw, const uint8_t *message,
-                                       size_t message_len, vtpmca_diag *diag)
-{
-    ECDSA_SIG *sig = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(raw, (int)suite->field_len, NULL);
-    BIGNUM *s = BN_bin2bn(raw + suite->field_len, (int)suite->field_len, NULL);
-    if (sig == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(sig, r, s) != 1) {
-        ECDSA_SIG_free(sig);
-        BN_free(r);
-        BN_free(s);
-        return VTPMCA_ERR_NOMEM;
-    }
-    unsigned char *der = NULL;
-    int der_len = i2d_ECDSA_SIG(sig, &der);
-    ECDSA_SIG_free(sig);
-    if (der_len <= 0)
-        return openssl_fail(diag, VTPMCA_ERR_INTERNAL, "cannot encode the ECDSA signature");
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    int ok = md != NULL &&
-             EVP_DigestVerifyInit(md, NULL, suite->md(), NULL, (EVP_PKEY *)key) == 1 &&
-             EVP_DigestVerify(md, der, (size_t)der_len, message, message_len) == 1;
-    EVP_MD_CTX_free(md);
-    OPENSSL_free(der);
-    if (!ok) {
-        ERR_clear_error(); /* diag explains it; keep the queue clean for later calls */
-        return vtpmca_fail(diag, VTPMCA_ERR_CRYPTO, "kbs-binding signature does not verify");
-    }
-    return VTPMCA_OK;
-}
-
 vtpmca_err kbs_binding_verify(const json_t *header, const EVP_PKEY *epk, const uint8_t *nonce,
                               size_t nonce_len, const EVP_PKEY *tee_pubkey,
                               const EVP_PKEY *expected_kbs_key, EVP_PKEY **kbs_pubkey_out,
@@ -385,7 +307,7 @@ vtpmca_err kbs_binding_verify(const json_t *header, const EVP_PKEY *epk, const u
     if (alg == NULL || sig_text == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_PARSE,
                            "kbs-binding \"alg\" and \"sig\" must be strings");
-    const sig_suite *suite = suite_of_alg(alg);
+    const jws_es_suite *suite = jws_es_suite_by_alg(alg);
     if (suite == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
                            "kbs-binding alg \"%.16s\" is not supported", alg);
@@ -401,7 +323,7 @@ vtpmca_err kbs_binding_verify(const json_t *header, const EVP_PKEY *epk, const u
     err = jwe_pubkey_from_jwk(jwk, JWE_JWK_RFC7517, &kbs_key, diag);
     if (err != VTPMCA_OK)
         goto out;
-    if (suite_of_key(kbs_key) != suite) {
+    if (jws_es_suite_by_key(kbs_key) != suite) {
         err = vtpmca_fail(diag, VTPMCA_ERR_CRYPTO, "kbs-binding alg %s does not match kbs-key %s",
                           suite->alg,
                           jwe_ec_curve_name(kbs_key) ? jwe_ec_curve_name(kbs_key) : "(not EC)");
@@ -417,7 +339,7 @@ vtpmca_err kbs_binding_verify(const json_t *header, const EVP_PKEY *epk, const u
     err = kbs_binding_message(epk, nonce, nonce_len, tee_pubkey, message, sizeof(message),
                               &message_len, diag);
     if (err == VTPMCA_OK)
-        err = verify_raw_signature(suite, kbs_key, raw, message, message_len, diag);
+        err = jws_es_verify(kbs_key, message, message_len, raw, raw_len, diag);
     if (err != VTPMCA_OK)
         goto out;
     if (expected_kbs_key != NULL && EVP_PKEY_eq(expected_kbs_key, kbs_key) != 1) {

@@ -21,13 +21,13 @@
 #include <unistd.h>
 
 #include "vtpmca/encoding.h"
+#include "vtpmca/jws.h"
 #include "vtpmca/fileio.h"
 
 #define PUBKEY_FILE_MAX (64u * 1024u)
 #define PRIVATE_KEY_FILE_MAX (64u * 1024u)
 #define ED25519_SIG_LEN 64
 #define ES256_SIG_LEN 64
-#define ES256_COORD_LEN 32
 #define REPLAY_BUCKETS 4096
 
 typedef struct {
@@ -604,45 +604,20 @@ static vtpmca_err check_claims(const json_t *claims, const token_claims *c, time
 
 /* ---- Signatures ---- */
 
-/* JWS ES256 carries r||s (32 bytes each); OpenSSL verifies DER ECDSA-Sig-Value. */
-static vtpmca_err es256_raw_to_der(const uint8_t *raw, uint8_t **der, size_t *der_len)
-{
-    ECDSA_SIG *sig = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(raw, ES256_COORD_LEN, NULL);
-    BIGNUM *s = BN_bin2bn(raw + ES256_COORD_LEN, ES256_COORD_LEN, NULL);
-    if (sig == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(sig, r, s) != 1) {
-        ECDSA_SIG_free(sig);
-        BN_free(r);
-        BN_free(s);
-        return VTPMCA_ERR_NOMEM;
-    }
-    unsigned char *buf = NULL;
-    int len = i2d_ECDSA_SIG(sig, &buf);
-    ECDSA_SIG_free(sig);
-    if (len <= 0)
-        return VTPMCA_ERR_CRYPTO;
-    *der = buf;
-    *der_len = (size_t)len;
-    return VTPMCA_OK;
-}
-
 static bool signature_verifies(const admin_key *key, const uint8_t *sig, size_t sig_len,
                                const char *signed_part, size_t signed_len)
 {
-    bool es256 = strcmp(key->alg, "ES256") == 0;
-    if (sig_len != (es256 ? ES256_SIG_LEN : ED25519_SIG_LEN))
-        return false;
-    uint8_t *der = NULL;
-    size_t der_len = 0;
-    if (es256 && es256_raw_to_der(sig, &der, &der_len) != VTPMCA_OK)
+    if (strcmp(key->alg, "ES256") == 0)
+        return jws_es_verify(key->key, (const uint8_t *)signed_part, signed_len, sig, sig_len,
+                             NULL) == VTPMCA_OK;
+    if (sig_len != ED25519_SIG_LEN)
         return false;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    bool ok = ctx != NULL &&
-              EVP_DigestVerifyInit(ctx, NULL, es256 ? EVP_sha256() : NULL, NULL, key->key) == 1 &&
-              EVP_DigestVerify(ctx, es256 ? der : sig, es256 ? der_len : sig_len,
-                               (const unsigned char *)signed_part, signed_len) == 1;
+    bool ok =
+        ctx != NULL && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key->key) == 1 &&
+        EVP_DigestVerify(ctx, sig, sig_len, (const unsigned char *)signed_part, signed_len) == 1;
     EVP_MD_CTX_free(ctx);
-    OPENSSL_free(der);
+    ERR_clear_error();
     return ok;
 }
 
@@ -867,32 +842,29 @@ static vtpmca_err b64url_json(const json_t *value, char **out)
     return err;
 }
 
-/* Signs `input` with the key: Ed25519 directly, ES256 as SHA-256 ECDSA converted to r||s. */
+/* Signs `input` with the key: Ed25519 directly, ES256 as JWS r||s. */
 static vtpmca_err sign_raw(EVP_PKEY *key, bool es256, const char *input, size_t input_len,
                            uint8_t sig[64])
 {
+    if (es256) {
+        uint8_t raw[JWS_ES_SIG_MAX];
+        size_t raw_len = 0;
+        vtpmca_err err = jws_es_sign(key, (const uint8_t *)input, input_len, raw, &raw_len, NULL);
+        if (err == VTPMCA_OK && raw_len != ES256_SIG_LEN)
+            err = VTPMCA_ERR_CRYPTO;
+        if (err == VTPMCA_OK)
+            memcpy(sig, raw, ES256_SIG_LEN);
+        return err;
+    }
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (ctx == NULL)
         return VTPMCA_ERR_NOMEM;
-    vtpmca_err err = VTPMCA_ERR_CRYPTO;
-    unsigned char der[80];
-    size_t der_len = es256 ? sizeof(der) : 64;
-    if (EVP_DigestSignInit(ctx, NULL, es256 ? EVP_sha256() : NULL, NULL, key) == 1 &&
-        EVP_DigestSign(ctx, es256 ? der : sig, &der_len, (const unsigned char *)input, input_len) ==
-            1) {
-        err = VTPMCA_OK;
-        if (es256) {
-            const unsigned char *p = der;
-            ECDSA_SIG *parsed = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
-            const BIGNUM *r = NULL, *s = NULL;
-            if (parsed != NULL)
-                ECDSA_SIG_get0(parsed, &r, &s);
-            if (parsed == NULL || BN_bn2binpad(r, sig, ES256_COORD_LEN) != ES256_COORD_LEN ||
-                BN_bn2binpad(s, sig + ES256_COORD_LEN, ES256_COORD_LEN) != ES256_COORD_LEN)
-                err = VTPMCA_ERR_CRYPTO;
-            ECDSA_SIG_free(parsed);
-        }
-    }
+    size_t sig_len = ED25519_SIG_LEN;
+    vtpmca_err err =
+        EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) == 1 &&
+                EVP_DigestSign(ctx, sig, &sig_len, (const unsigned char *)input, input_len) == 1
+            ? VTPMCA_OK
+            : VTPMCA_ERR_CRYPTO;
     EVP_MD_CTX_free(ctx);
     return err;
 }

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "vtpmca/err.h"
+#include "vtpmca/jws.h"
 #include "vtpmca/kbs_binding.h"
 #include "vtpmca/snp_verifier.h"
 
@@ -21,22 +22,6 @@
 #define EAR_TOKEN_MAX_LEN 65536
 /* Hex of the key fingerprint, plus the NUL. */
 #define EAR_TOKEN_KID_SIZE (2 * KBS_KEY_FINGERPRINT_LEN + 1)
-/* Largest raw JWS ECDSA signature (ES384: r || s, 48 bytes each). */
-#define JWS_ES_SIG_MAX 96
-
-/* "ES256" for a P-256 key, "ES384" for a P-384 key, NULL otherwise. */
-const char *jws_es_alg(const EVP_PKEY *key);
-
-/* JWS ECDSA (RFC 7518 section 3.4): signs `data` with SHA-256 (P-256) or SHA-384 (P-384)
- * and writes r || s, each left-padded to the field size, to sig (*sig_len = 64 or 96). */
-vtpmca_err jws_es_sign(const EVP_PKEY *key, const uint8_t *data, size_t len,
-                       uint8_t sig[JWS_ES_SIG_MAX], size_t *sig_len, vtpmca_diag *diag);
-
-/* Verifies an r || s signature made by jws_es_sign. A signature of the wrong length or one
- * that does not verify is VTPMCA_ERR_CRYPTO. */
-vtpmca_err jws_es_verify(const EVP_PKEY *key, const uint8_t *data, size_t len, const uint8_t *sig,
-                         size_t sig_len, vtpmca_diag *diag);
-
 /* The "kid": lower-case hex of kbs_key_fingerprint(key). */
 vtpmca_err ear_token_kid(const EVP_PKEY *key, char kid[EAR_TOKEN_KID_SIZE], vtpmca_diag *diag);
 
