@@ -800,8 +800,10 @@ int main(int argc, char **argv)
            "(%llu boots, %llu failed)\n",
            full.rate, 100 * ratio, full.p50, full.p99, (unsigned long long)full.boots,
            (unsigned long long)full.failures);
-    printf("  CPU per boot: server %.3f ms (the floor is %.0f%% of it), client %.3f ms; "
-           "server + client at the floor's CPU speed would allow %.0f%% of the floor\n",
+    /* CPU time does not depend on other load on the machine: it says how close the server
+     * is to the crypto, and what client and server together would reach on idle cores. */
+    printf("  CPU per boot: server %.3f ms (the floor is %.0f%% of it), client %.3f ms; on "
+           "otherwise idle cores they would reach %.0f%% of the floor\n",
            full.server_ms, full.server_ms > 0 ? 100 * floor_ms / full.server_ms : 0, full.client_ms,
            full.server_ms > 0 ? 100 * floor_ms / (full.server_ms + full.client_ms) : 0);
 

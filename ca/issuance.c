@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
@@ -481,6 +482,21 @@ typedef struct {
 #define REFUSE(c, code, ...)                                                                       \
     refuse(&(c)->res->outcome, (code), (c)->res->message, sizeof((c)->res->message), __VA_ARGS__)
 
+/* Whether der is exactly the DER SubjectPublicKeyInfo OpenSSL writes for the key it holds. */
+static bool is_canonical_spki(const uint8_t *der, size_t len)
+{
+    const unsigned char *p = der;
+    EVP_PKEY *key = d2i_PUBKEY(NULL, &p, (long)len);
+    unsigned char *again = NULL;
+    int again_len = key != NULL ? i2d_PUBKEY(key, &again) : -1;
+    bool canonical = key != NULL && p == der + len && again_len >= 0 && (size_t)again_len == len &&
+                     memcmp(again, der, len) == 0;
+    OPENSSL_free(again);
+    EVP_PKEY_free(key);
+    ERR_clear_error(); /* a failed decode must not leak into later diagnostics */
+    return canonical;
+}
+
 /* Shape, templates, KBS key: everything that needs no state. */
 static vtpmca_err check_static(certify_ctx *c, vtpmca_diag *diag)
 {
@@ -514,31 +530,23 @@ static vtpmca_err check_static(certify_ctx *c, vtpmca_diag *diag)
     if (err != VTPMCA_OK || c->res->outcome != ISSUANCE_OK)
         return err;
 
-    /* The KBS key: canonical DER (so its hash is well defined) of a trusted key. */
-    const unsigned char *p = rq->kbs_key;
-    EVP_PKEY *kbs = d2i_PUBKEY(NULL, &p, (long)rq->kbs_key_len);
-    unsigned char *again = NULL;
-    int again_len = kbs != NULL ? i2d_PUBKEY(kbs, &again) : -1;
-    bool canonical = kbs != NULL && p == rq->kbs_key + rq->kbs_key_len && again_len >= 0 &&
-                     (size_t)again_len == rq->kbs_key_len &&
-                     memcmp(again, rq->kbs_key, rq->kbs_key_len) == 0;
-    OPENSSL_free(again);
-    EVP_PKEY_free(kbs);
-    if (!canonical)
-        return REFUSE(c, ISSUANCE_BAD_REQUEST,
-                      "kbs_key is not a DER SubjectPublicKeyInfo (canonical encoding)");
+    /* The KBS key: trusted when its bytes are the canonical DER SubjectPublicKeyInfo of a
+     * trusted key (the fingerprints are SHA-256 over exactly that); only other bytes are
+     * parsed, to tell malformed from untrusted. */
     if (EVP_Digest(rq->kbs_key, rq->kbs_key_len, c->kbs_hash, NULL, EVP_sha256(), NULL) != 1)
         return vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "certify: SHA-256 failed");
     bool trusted = false;
     for (size_t i = 0; i < c->e->config.n_trusted_kbs_keys; i++)
         trusted |= CRYPTO_memcmp(c->e->trusted[i], c->kbs_hash, ISSUANCE_KBS_KEY_HASH_LEN) == 0;
-    if (!trusted) {
-        char hex[2 * ISSUANCE_KBS_KEY_HASH_LEN + 1];
-        vt_hex_encode(c->kbs_hash, sizeof(c->kbs_hash), hex, sizeof(hex));
-        return REFUSE(c, ISSUANCE_UNTRUSTED_KBS_KEY,
-                      "the KBS key sha256:%s is neither this service's nor a trusted peer's", hex);
-    }
-    return VTPMCA_OK;
+    if (trusted)
+        return VTPMCA_OK;
+    if (!is_canonical_spki(rq->kbs_key, rq->kbs_key_len))
+        return REFUSE(c, ISSUANCE_BAD_REQUEST,
+                      "kbs_key is not a DER SubjectPublicKeyInfo (canonical encoding)");
+    char hex[2 * ISSUANCE_KBS_KEY_HASH_LEN + 1];
+    vt_hex_encode(c->kbs_hash, sizeof(c->kbs_hash), hex, sizeof(hex));
+    return REFUSE(c, ISSUANCE_UNTRUSTED_KBS_KEY,
+                  "the KBS key sha256:%s is neither this service's nor a trusted peer's", hex);
 }
 
 static vtpmca_err check_nonce(certify_ctx *c)
@@ -643,8 +651,8 @@ static vtpmca_err check_policy(certify_ctx *c, vtpmca_diag *diag)
     return VTPMCA_OK;
 }
 
-/* The EK must be the one certified before, unless an admin allowed a change. Runs under the
- * instance's lock. */
+/* The EK must be the one certified before, unless an admin allowed a change (the grant is
+ * used up). Runs under the instance's lock. */
 static vtpmca_err check_ek_unchanged(certify_ctx *c, vtpmca_diag *diag)
 {
     store_cert previous;
@@ -748,14 +756,24 @@ static vtpmca_err issue(certify_ctx *c, const ek_profile_config *profile, vtpmca
     ek_cert_result ek = {0}, iak = {0};
     store_cert ek_record, iak_record;
     bool with_iak = c->keys.iak_key != NULL;
+    /* Signed outside the instance's lock, so that one instance's requests do not queue
+     * behind each other's signatures; wasted only when the EK check below refuses. */
     vtpmca_err err = issue_one(c, profile, EK_CERT_EK, &identity, &ek, &ek_record, diag);
     if (err == VTPMCA_OK && with_iak)
         err = issue_one(c, profile, EK_CERT_IAK, &identity, &iak, &iak_record, diag);
-    if (err == VTPMCA_OK)
-        err = store_cert_put(c->e->config.store, &ek_record, diag);
-    if (err == VTPMCA_OK && with_iak)
-        err = store_cert_put(c->e->config.store, &iak_record, diag);
     if (err == VTPMCA_OK) {
+        /* The EK comparison and the new records must not interleave with another request
+         * for the same instance. */
+        pthread_mutex_t *lock = instance_lock(c->e, c->inst.id);
+        pthread_mutex_lock(lock);
+        err = check_ek_unchanged(c, diag);
+        if (err == VTPMCA_OK && c->res->outcome == ISSUANCE_OK)
+            err = store_cert_put(c->e->config.store, &ek_record, diag);
+        if (err == VTPMCA_OK && c->res->outcome == ISSUANCE_OK && with_iak)
+            err = store_cert_put(c->e->config.store, &iak_record, diag);
+        pthread_mutex_unlock(lock);
+    }
+    if (err == VTPMCA_OK && c->res->outcome == ISSUANCE_OK) {
         issuance_certify_result *res = c->res;
         res->format = c->format;
         take_encoding(c, &ek, &res->ek_cert, &res->ek_cert_len);
@@ -818,18 +836,10 @@ vtpmca_err issuance_certify(issuance *engine, const issuance_certify_request *re
         err = check_report_data(&c, diag);
     if (err == VTPMCA_OK && result->outcome == ISSUANCE_OK)
         err = check_policy(&c, diag);
-    if (err == VTPMCA_OK && result->outcome == ISSUANCE_OK) {
-        /* One certification per instance at a time: the EK comparison and the new record
-         * must not interleave with another request for the same instance. */
-        pthread_mutex_t *lock = instance_lock(engine, c.inst.id);
-        pthread_mutex_lock(lock);
-        err = check_ek_unchanged(&c, diag);
-        if (err == VTPMCA_OK && result->outcome == ISSUANCE_OK)
-            err = check_iak_proof(&c);
-        if (err == VTPMCA_OK && result->outcome == ISSUANCE_OK)
-            err = issue(&c, &profile, diag);
-        pthread_mutex_unlock(lock);
-    }
+    if (err == VTPMCA_OK && result->outcome == ISSUANCE_OK)
+        err = check_iak_proof(&c);
+    if (err == VTPMCA_OK && result->outcome == ISSUANCE_OK)
+        err = issue(&c, &profile, diag);
 
     const char *outcome = err != VTPMCA_OK                 ? "error"
                           : result->outcome == ISSUANCE_OK ? "issued"

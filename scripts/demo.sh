@@ -2,8 +2,8 @@
 # The "run it" demo: installs dependencies, builds vtpmca into build/, starts vtpmcad on
 # 127.0.0.1 with a fresh state dir (state/demo) and a TEST root, and walks through offline and
 # online SEV-SNP verification and the KBS persistence-key release to a simulated SVSM
-# (svsm-sim: two boots of one instance, then a refused one). Exits non-zero as soon as a step
-# does not behave as expected.
+# (svsm-sim: two boots of one instance, then a refused one), and the rollback ledger catching
+# a restored older vTPM state. Exits non-zero as soon as a step does not behave as expected.
 # Usage: bash scripts/demo.sh   (VTPMCA_BUILD_DIR=DIR builds and runs from DIR instead)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -166,8 +166,9 @@ expect_exit 0 "$VTPMCA" instance enroll vm1 --fleet demo --db "$DB" | tee "$STAT
 RESOURCE=$(sed -nE 's/^resource path: +(.+)$/\1/p' "$STATE/enroll-vm1.txt")
 [ -n "$RESOURCE" ] || fail "instance enroll printed no resource path"
 
+# --instance: the rollback ledger knows instances by id; every state write is reported to it.
 SVSM_BOOT=("$SVSM_SIM" boot --server "$URL" --platform "$SVSM_PLATFORM" --state "$SVSM_STATE"
-    --resource "$RESOURCE")
+    --resource "$RESOURCE" --instance vm1)
 ek_of() { sed -nE 's/^ +EK RSA-2048 sha256 ([0-9a-f]{64}).*$/\1/p' "$STATE/$1.txt"; }
 
 step "13. KBS: the first boot of vm1 receives its persistence key and makes a new vTPM"
@@ -175,10 +176,12 @@ expect_exit 0 "${SVSM_BOOT[@]}" --measurement "$GOOD_MEASUREMENT" >"$STATE/boot-
 cat "$STATE/boot-1.txt"
 grep -q "manufactured a new vTPM" "$STATE/boot-1.txt" || fail "the first boot made no vTPM"
 [ -n "$(ek_of boot-1)" ] || fail "the first boot printed no EK"
+grep -q -- "-> accepted (durable" "$STATE/boot-1.txt" || fail "the ledger did not accept the write"
+cp "$SVSM_STATE/vtpm.state" "$STATE/vtpm.state.boot-1" # an old copy, for the rollback attempt
 
 step "14. KBS: the second boot of vm1 reopens its vTPM with the released key (same EK)"
 expect_exit 0 "${SVSM_BOOT[@]}" --measurement "$GOOD_MEASUREMENT" >"$STATE/boot-2.txt"
-grep -E "^\[|EK RSA-2048|update counter|boot OK" "$STATE/boot-2.txt"
+grep -E "^\[|EK RSA-2048|update counter|ledger|boot OK" "$STATE/boot-2.txt"
 [ "$(ek_of boot-2)" = "$(ek_of boot-1)" ] || fail "the reopened vTPM has another EK"
 grep -q "(same as recorded)" "$STATE/boot-2.txt" || fail "the second boot did not check the EK"
 
@@ -192,7 +195,27 @@ cmp -s "$SVSM_STATE/vtpm.state" "$STATE/vtpm.state.before" ||
     fail "the refused boot changed the vTPM state"
 echo "vTPM state unchanged"
 
-step "16. Stop vtpmcad with SIGTERM"
+step "16. Rollback ledger: the host restores the vTPM state from after the first boot"
+cp "$SVSM_STATE/vtpm.state" "$STATE/vtpm.state.latest"
+cp "$STATE/vtpm.state.boot-1" "$SVSM_STATE/vtpm.state"
+expect_exit 1 "${SVSM_BOOT[@]}" --measurement "$GOOD_MEASUREMENT" >"$STATE/boot-rollback.txt" \
+    2>"$STATE/boot-rollback.err"
+grep -E "^\[L\]|counter|REFUSED" "$STATE/boot-rollback.txt"
+grep REFUSED "$STATE/boot-rollback.err"
+grep -q "^boot REFUSED at ledger" "$STATE/boot-rollback.txt" ||
+    fail "the rollback attempt was not caught by the ledger"
+grep -q "rollback: the image's counter" "$STATE/boot-rollback.err" ||
+    fail "the refusal does not say rollback"
+cmp -s "$SVSM_STATE/vtpm.state" "$STATE/vtpm.state.boot-1" || fail "the refused boot wrote a state"
+echo "rollback attempt caught: the ledger holds a newer state of vm1, nothing was written"
+
+step "17. Rollback ledger: the genuine latest state boots again; ledger metrics"
+cp "$STATE/vtpm.state.latest" "$SVSM_STATE/vtpm.state"
+expect_exit 0 "${SVSM_BOOT[@]}" --measurement "$GOOD_MEASUREMENT" >"$STATE/boot-3.txt"
+grep -E "ledger|boot OK" "$STATE/boot-3.txt"
+curl -sS --fail "$URL/metrics" | grep -E '^vtpmca_ledger_(advances_total\{result="(accepted|rollback)"\}|commits_total)'
+
+step "18. Stop vtpmcad with SIGTERM"
 kill -TERM "$DAEMON_PID"
 status=0
 wait "$DAEMON_PID" || status=$?

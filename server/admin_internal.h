@@ -8,11 +8,13 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "app_internal.h"
 #include "vtpmca/admin_auth.h"
 #include "vtpmca/kbs_binding.h"
 #include "vtpmca/keyvault.h"
+#include "vtpmca/server_admin.h"
 #include "vtpmca/server_http.h"
 #include "vtpmca/store.h"
 
@@ -51,6 +53,7 @@ extern const admin_route_table admin_instance_route_table; /* admin_instance_rou
 extern const admin_route_table admin_audit_route_table;    /* admin_audit_routes.c */
 extern const admin_route_table admin_kbs_route_table;      /* admin_kbs_routes.c */
 extern const admin_route_table admin_ledger_route_table;   /* admin_ledger_routes.c */
+extern const admin_route_table admin_cert_route_table;     /* admin_cert_routes.c */
 
 /* ---- Helpers of admin_routes.c for handlers elsewhere ---- */
 
@@ -67,15 +70,17 @@ json_t *admin_parse_object_body(const server_request *request, const char *allow
 /* A query parameter's value, or NULL when absent. */
 const char *admin_query_value(const admin_call *call, const char *key);
 
+/* Strictly decimal digits (at most 19) within [min, max]. */
+bool admin_parse_decimal(const char *text, uint64_t min, uint64_t max, uint64_t *out);
+
 /* ---- What the instance and KBS key routes need beyond the store ----
  * Loaded by server_admin_fleet_setup (admin_instance_routes.c) from the files the KBS setup
  * made, like the ledger does: the daemon's state never changes under a running daemon. */
 struct server_admin_fleet {
-    keyvault *vault;      /* the master key: enrollment and wrap-key */
-    char *kbs_public_pem; /* this service's KBS public key (SubjectPublicKeyInfo PEM) */
-    char kbs_fingerprint[2 * KBS_KEY_FINGERPRINT_LEN + 1]; /* SHA-256 of its DER, hex */
-    const char *kbs_alg;                                   /* "ES384" or "ES256" */
-    char trusted_kbs_dir[SERVER_CONFIG_PATH_MAX + 32];     /* trusted peer KBS keys */
+    keyvault *vault; /* the master key: enrollment and wrap-key */
+    json_t *kbs_key; /* this service's KBS public key (server_admin_kbs_key_json) */
+    char kbs_fingerprint[SERVER_ADMIN_KBS_FINGERPRINT_HEX + 1];
+    char trusted_kbs_dir[SERVER_CONFIG_PATH_MAX]; /* trusted peer KBS keys; "" = none */
 };
 
 #endif

@@ -48,8 +48,8 @@ static const admin_route admin_routes[] = {
 /* This file's routes, then those of the other admin files (admin_internal.h). */
 static const admin_route_table admin_core_route_table = {admin_routes, N_ADMIN_ROUTES};
 static const admin_route_table *const admin_route_tables[] = {
-    &admin_core_route_table,   &admin_instance_route_table, &admin_audit_route_table,
-    &admin_kbs_route_table,    &admin_ledger_route_table,
+    &admin_core_route_table, &admin_instance_route_table, &admin_audit_route_table,
+    &admin_kbs_route_table,  &admin_ledger_route_table,   &admin_cert_route_table,
 };
 #define N_ADMIN_ROUTE_TABLES (sizeof(admin_route_tables) / sizeof(admin_route_tables[0]))
 
@@ -225,6 +225,22 @@ json_t *admin_parse_object_body(const server_request *request, const char *allow
 const char *admin_query_value(const admin_call *call, const char *key)
 {
     return query_value(call, key);
+}
+
+bool admin_parse_decimal(const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (text == NULL || *text == '\0' || strlen(text) > 19 || out == NULL)
+        return false;
+    uint64_t value = 0;
+    for (const char *p = text; *p; p++) {
+        if (!isdigit((unsigned char)*p))
+            return false;
+        value = value * 10 + (uint64_t)(*p - '0');
+    }
+    if (value < min || value > max)
+        return false;
+    *out = value;
+    return true;
 }
 
 /* ---- Handlers ---- */

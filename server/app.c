@@ -38,6 +38,11 @@ static const server_route app_routes[] = {
     /* The CA's public routes (server/ca_public_routes.c). */
     {"GET", "/v1/ca/chain", SERVER_BODY_NONE, server_handle_ca_chain},
     {"GET", "/v1/ca/crl", SERVER_BODY_NONE, server_handle_ca_crl},
+    /* Evidence-bound EK/IAK issuance (server/ca_routes.c). */
+    {"POST", "/v1/ca/challenge", SERVER_BODY_NONE, server_handle_ca_challenge},
+    {"POST", "/v1/ca/certify", SERVER_BODY_JSON_OR_CBOR, server_handle_ca_certify},
+    {"POST", "/v1/ca/activate/start", SERVER_BODY_JSON_OR_CBOR, server_handle_ca_activate_start},
+    {"POST", "/v1/ca/activate/finish", SERVER_BODY_JSON_OR_CBOR, server_handle_ca_activate_finish},
     /* The rollback ledger (server/ledger_routes.c). */
     {"POST", "/v1/ledger/advance", SERVER_BODY_JSON_OR_CBOR, server_handle_ledger_advance},
     {"POST", "/v1/ledger/query", SERVER_BODY_JSON_OR_CBOR, server_handle_ledger_query},
@@ -90,7 +95,8 @@ static void handle_metrics(void *ctx, const server_request *request, server_resp
     size_t len = 0;
     if (server_metrics_render(app->metrics, &external, &text, &len) != VTPMCA_OK ||
         server_kbs_metrics_append(app->kbs, &text, &len) != VTPMCA_OK ||
-        server_ledger_metrics_append(app->ledger, &text, &len) != VTPMCA_OK) {
+        server_ledger_metrics_append(app->ledger, &text, &len) != VTPMCA_OK ||
+        server_certify_metrics_append(app->certify, &text, &len) != VTPMCA_OK) {
         free(text);
         server_response_error(response, 503, "unavailable", "cannot render metrics");
         return;
@@ -205,6 +211,8 @@ vtpmca_err server_app_new(const server_config *config, server_app **out, vtpmca_
         err = server_ledger_setup(app, diag);
     if (err == VTPMCA_OK)
         err = server_admin_fleet_setup(app, diag);
+    if (err == VTPMCA_OK)
+        err = server_certify_setup(app, diag);
     if (err != VTPMCA_OK) {
         server_app_free(app);
         return err;
@@ -311,6 +319,7 @@ vtpmca_err server_app_start(server_app *app, vtpmca_diag *diag)
     }
     char port[16];
     snprintf(port, sizeof(port), "%u", server_http_port(app->http));
+    server_certify_started(app, server_http_port(app->http));
     if (cfg->port_file[0] != '\0') {
         char line[20];
         int n = snprintf(line, sizeof(line), "%s\n", port);
@@ -356,6 +365,8 @@ void server_app_free(server_app *app)
     server_admin_fleet_free(app->fleet_admin);
     admin_auth_free(app->admin);
     server_kbs_free(app->kbs);
+    server_certify_free(app->certify);
+    app->certify = NULL;
     server_ca_teardown(app);
     server_metrics_free(app->metrics);
     policy_cache_free(app->policies);

@@ -23,6 +23,9 @@ typedef struct server_kbs server_kbs;
 typedef struct server_ca_public server_ca_public;
 /* The rollback ledger: engine, protocol service and their keys (server/ledger_routes.c). */
 typedef struct server_ledger server_ledger;
+/* Evidence-bound EK/IAK issuance: the engine behind /v1/ca/challenge, certify and activate
+ * (server/ca_routes.c). */
+typedef struct server_certify server_certify;
 /* The master key and KBS public key of the admin API's instance and KBS key routes
  * (server/admin_instance_routes.c; the struct is in server/admin_internal.h). */
 typedef struct server_admin_fleet server_admin_fleet;
@@ -45,6 +48,7 @@ struct server_app {
     server_kbs *kbs; /* KBS protocol 0.4.0 */
     ca_ctx *ca;      /* the EK/IAK certificate authority; NULL when config.ca_dir holds none */
     server_ca_public *ca_public; /* what GET /v1/ca/chain and /v1/ca/crl serve */
+    server_certify *certify;     /* EK/IAK issuance; NULL without a CA */
     server_ledger *ledger;       /* the rollback ledger */
     server_admin_fleet *fleet_admin; /* for the admin API's instance and KBS key routes */
 };
@@ -96,6 +100,25 @@ void server_handle_ca_crl(void *ctx, const server_request *request, server_respo
 vtpmca_err server_ca_setup(server_app *app, vtpmca_diag *diag);
 /* Frees app->ca_public and app->ca. */
 void server_ca_teardown(server_app *app);
+
+/* Evidence-bound EK/IAK issuance (server/ca_routes.c): POST /v1/ca/challenge,
+ * /v1/ca/certify, /v1/ca/activate/start and /v1/ca/activate/finish, JSON or CBOR bodies.
+ * Each answers 503 ca_not_initialized when there is no CA. */
+void server_handle_ca_challenge(void *ctx, const server_request *request,
+                                server_response *response);
+void server_handle_ca_certify(void *ctx, const server_request *request, server_response *response);
+void server_handle_ca_activate_start(void *ctx, const server_request *request,
+                                     server_response *response);
+void server_handle_ca_activate_finish(void *ctx, const server_request *request,
+                                      server_response *response);
+/* Builds app->certify when app->ca is open; runs after server_kbs_setup (the own KBS key is
+ * trusted) and server_ca_setup. */
+vtpmca_err server_certify_setup(server_app *app, vtpmca_diag *diag);
+/* Once listening on `port`: without ca_base_url, issued certificates point at this address. */
+void server_certify_started(server_app *app, unsigned port);
+void server_certify_free(server_certify *certify);
+/* Appends the issuance metrics to the rendered /metrics text (*text is realloc'd). */
+vtpmca_err server_certify_metrics_append(const server_certify *certify, char **text, size_t *len);
 
 /* The rollback ledger (server/ledger_routes.c): POST /v1/ledger/advance, /v1/ledger/query
  * and /v1/ledger/statement, JSON or CBOR bodies. */

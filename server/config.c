@@ -119,10 +119,29 @@ static const option_def options[] = {
     {"crl_refresh_s", NUM_OPT(OPT_UINT, crl_refresh_s, 1, CRL_NEXT_UPDATE_MAX), "86400",
      "reissue the served CRL once it is this old (at most half of crl_next_update_s); "
      "revocations reissue it at once"},
+    {"ca_base_url", STR_OPT(ca_base_url, true), "",
+     "public base URL of this service (http(s)://host[:port][/prefix]) for the CRL distribution "
+     "point and AIA of issued certificates; empty = the listen address and port"},
+    {"trusted_kbs_keys_dir", STR_OPT(trusted_kbs_keys_dir, true), "",
+     "directory of peer KBS public keys (*.pem) whose SVSMs may ask for EK/IAK certificates, "
+     "besides this service's own KBS key"},
+    {"ca_challenge_capacity", NUM_OPT(OPT_UINT, ca_challenge_capacity, 1, 1000000), "4096",
+     "EK/IAK issuance challenges held at most (the oldest is dropped beyond)"},
+    {"ca_challenge_ttl_s", NUM_OPT(OPT_UINT, ca_challenge_ttl_s, 1, 86400), "60",
+     "seconds a certify challenge (nonce) stays valid"},
+    {"ca_activation_capacity", NUM_OPT(OPT_UINT, ca_activation_capacity, 1, 1000000), "1024",
+     "pending IAK credential activations (and proofs) held at most"},
+    {"ca_activation_ttl_s", NUM_OPT(OPT_UINT, ca_activation_ttl_s, 1, 86400), "300",
+     "seconds from activation start to finish, and from finish to the certify that uses it"},
+    {"ca_require_iak_activation", NUM_OPT(OPT_BOOL, ca_require_iak_activation, 0, 1), "false",
+     "IAK certificates need a credential activation even when the evidence binds the IAK"},
     {"ledger_nonce_capacity", NUM_OPT(OPT_SIZE, ledger_nonce_capacity, 1, 100000000), "1048576",
      "rollback ledger: request nonces remembered against replays (about 40 bytes each)"},
     {"ledger_nonce_ttl_s", NUM_OPT(OPT_UINT, ledger_nonce_ttl_s, 1, 86400), "600",
      "rollback ledger: seconds a request nonce is remembered (while the capacity lasts)"},
+    {"ledger_workers", NUM_OPT(OPT_UINT, ledger_workers, 1, 1024), "64",
+     "rollback ledger: threads that wait for the group commit on behalf of requests; at most "
+     "this many advances share one commit"},
     {"ledger_key_cache_ttl_ms", NUM_OPT(OPT_UINT, ledger_key_cache_ttl_ms, 0, 3600000), "10000",
      "rollback ledger: how long a derived ledger key and the instance's enrollment state are "
      "reused before the store is asked again (0 = every request)"},
@@ -548,6 +567,10 @@ vtpmca_err server_config_finalize(server_config *cfg, vtpmca_diag *diag)
     if (cfg->kds_url[0] != '\0' && strncmp(cfg->kds_url, "https://", 8) != 0 &&
         strncmp(cfg->kds_url, "http://", 7) != 0)
         return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "kds_url: must start with https:// or http://");
+    if (cfg->ca_base_url[0] != '\0' && strncmp(cfg->ca_base_url, "https://", 8) != 0 &&
+        strncmp(cfg->ca_base_url, "http://", 7) != 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_PARSE,
+                           "ca_base_url: must start with https:// or http://");
     if (cfg->db[0] == '\0') {
         int n = snprintf(cfg->db, sizeof(cfg->db), "%s/vtpmca.db", cfg->state_dir);
         if (n < 0 || (size_t)n >= sizeof(cfg->db))

@@ -29,6 +29,7 @@ struct server_http {
     size_t max_body_bytes;
     unsigned port;
     atomic_uint in_flight; /* requests between their first byte and completion */
+    atomic_uint deferred;  /* requests deferred and not yet sent (server_request_defer) */
     /* While MHD_start_daemon runs, libmicrohttpd's messages from the starting thread are kept
      * for the diag instead of being logged. */
     char start_error[160];
@@ -37,7 +38,7 @@ struct server_http {
 };
 
 /* Per-request state, created on the first call of the access handler. */
-typedef struct {
+typedef struct server_deferred {
     struct timespec started;
     const server_route *route; /* NULL when rejected by the generic rules */
     size_t label;
@@ -51,6 +52,12 @@ typedef struct {
     unsigned status;
     uint8_t *body;
     size_t body_len, body_cap;
+    /* A deferred answer: set by server_request_defer, sent once `finished`. */
+    server_http *http;
+    struct MHD_Connection *conn;
+    bool deferred;
+    atomic_bool finished;
+    server_response pending;
 } request_state;
 
 static double seconds_since(const struct timespec *start)
@@ -372,6 +379,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (rs->deferred) {
+        /* Called again once server_deferred_finish resumed the connection. */
+        if (!atomic_load(&rs->finished))
+            return MHD_YES;
+        rs->deferred = false;
+        enum MHD_Result sent = send_response(rs, conn, &rs->pending);
+        atomic_fetch_sub(&http->deferred, 1);
+        return sent;
+    }
     if (rs->responded)
         return MHD_YES;
     if (rs->reject_status != 0)
@@ -387,10 +403,49 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .path = url,
         .body = rs->body,
         .body_len = rs->body_len,
+        .state = rs,
     };
+    rs->http = http;
+    rs->conn = conn;
     server_response response = {0};
     rs->route->handler(http->ctx, &request, &response);
+    if (rs->deferred) {
+        response_reset(&response); /* the answer comes through server_deferred_finish */
+        return MHD_YES;
+    }
     return send_response(rs, conn, &response);
+}
+
+vtpmca_err server_request_defer(const server_request *request, server_deferred **out)
+{
+    if (request == NULL || request->state == NULL || out == NULL)
+        return VTPMCA_ERR_INVALID_ARG;
+    request_state *rs = request->state;
+    if (rs->deferred || rs->responded || rs->conn == NULL)
+        return VTPMCA_ERR_CONFLICT;
+    rs->deferred = true;
+    atomic_store(&rs->finished, false);
+    atomic_fetch_add(&rs->http->deferred, 1);
+    /* Safe to resume from another thread even before the handler returns: libmicrohttpd
+     * handles resumptions in the connection's own thread, after the handler. */
+    MHD_suspend_connection(rs->conn);
+    *out = rs;
+    return VTPMCA_OK;
+}
+
+void server_deferred_finish(server_deferred *deferred, server_response *response)
+{
+    if (deferred == NULL) {
+        if (response != NULL)
+            response_reset(response);
+        return;
+    }
+    if (response != NULL) {
+        deferred->pending = *response;
+        memset(response, 0, sizeof(*response));
+    }
+    atomic_store(&deferred->finished, true);
+    MHD_resume_connection(deferred->conn);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -415,6 +470,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                "http.request", "method", rs->method, "route", http->labels[rs->label], "status",
                status, "duration_ms", duration_ms, "outcome",
                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "completed" : "aborted", NULL);
+    if (rs->deferred) {
+        /* Finished and resumed, but the connection broke before the answer could be sent
+         * (a suspended connection is never ended before it is resumed). */
+        response_reset(&rs->pending);
+        atomic_fetch_sub(&http->deferred, 1);
+    }
     free(rs->body);
     free(rs);
     atomic_fetch_sub(&http->in_flight, 1);
@@ -505,13 +566,15 @@ vtpmca_err server_http_start(const server_http_config *config, const server_rout
     http->metrics = metrics;
     http->max_body_bytes = config->max_body_bytes;
     atomic_init(&http->in_flight, 0);
+    atomic_init(&http->deferred, 0);
 
     unsigned threads = config->threads;
     if (threads == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cpus > 0 ? (unsigned)cpus : 1;
     }
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC |
+                     MHD_ALLOW_SUSPEND_RESUME; /* deferred answers */
     if (ipv6)
         flags |= MHD_USE_IPv6;
     if (tls)
@@ -570,6 +633,13 @@ void server_http_stop(server_http *http, unsigned grace_ms)
         char count[16];
         snprintf(count, sizeof(count), "%u", left);
         vtpmca_log(VTPMCA_LOG_WARN, "http.shutdown_timeout", "in_flight", count, NULL);
+    }
+    /* libmicrohttpd must not stop with suspended connections, and their owners still refer
+     * to them: wait until every deferred request was finished and sent (their owners, e.g.
+     * the ledger's workers, finish each one whatever happens). */
+    while (atomic_load(&http->deferred) > 0) {
+        struct timespec pause = {0, 5 * 1000 * 1000};
+        nanosleep(&pause, NULL);
     }
     MHD_stop_daemon(http->daemon);
     /* After quiescing, closing the listening socket is ours (and only after the stop). */

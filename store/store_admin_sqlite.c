@@ -74,8 +74,7 @@ static vtpmca_err delete_fn(sqlite3 *db, void *ctx, vtpmca_diag *diag)
                          " FROM instance WHERE id = ?1",
                          a->id, now, "recording a deleted instance", NULL, NULL, &changes, diag);
     if (err == VTPMCA_OK && changes == 0)
-        return vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND, "store: no instance %s is enrolled",
-                           a->id);
+        return vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND, "store: no instance %s is enrolled", a->id);
     if (err == VTPMCA_OK)
         err = run(db, "DELETE FROM ledger_key WHERE instance_id = ?1", a->id, 0,
                   "deleting a ledger key", NULL, NULL, &changes, diag);

@@ -17,16 +17,20 @@
 
 #include <curl/curl.h>
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "vtpmca/encoding.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/jwe.h"
 #include "vtpmca/kbs_binding.h"
+#include "vtpmca/ca_client.h"
+#include "vtpmca/issuance.h"
 #include "vtpmca/kbs_client.h"
 #include "vtpmca/ledger_client.h"
 #include "vtpmca/sim_platform.h"
@@ -82,6 +86,8 @@ static const char BOOT_USAGE[] =
     "                     [--measurement HEX96] [--host-data HEX64] [--report-version 2|3|5]\n"
     "                     [--wrapped-key FILE] [--kbs-key PEM]\n"
     "                     [--instance ID] [--ledger auto|on|off]\n"
+    "                     [--certify x509|c509|none] [--ca-encoding json|cbor]\n"
+    "                     [--iak-proof evidence|activation|none] [--ek rsa2048|p256|p384]\n"
     "\n"
     "Boots like an SVSM: KBS auth (nonce + session cookie), an ephemeral TEE key, an SNP\n"
     "report binding both in REPORT_DATA, attest, the resource (the persistence key as a JWE),\n"
@@ -109,7 +115,17 @@ static const char BOOT_USAGE[] =
     "                        known and the server offers it; once used, always required), on\n"
     "                        (required) or off. On open the state must not be older than the\n"
     "                        ledger's record; every state write is acknowledged by the ledger\n"
-    "                        before the file is written\n";
+    "                        before the file is written\n"
+    "  --certify F           EK/IAK certificates from the service's CA before the state is\n"
+    "                        saved: x509 (the default), c509 or none. The EK certificate is\n"
+    "                        checked and written to the vTPM's NV at its standard index. When\n"
+    "                        not given and the server has no CA, the step is skipped\n"
+    "  --ca-encoding E       body encoding of the CA requests: cbor (the default) or json\n"
+    "  --iak-proof P         how the IAK is proven to share the EK's TPM: evidence (REPORT_DATA\n"
+    "                        binds it; the default), activation (TPM2_ActivateCredential of the\n"
+    "                        CA's credential) or none (no IAK)\n"
+    "  --ek K                the EK: rsa2048 (template L-1, the default), p256 (L-2) or p384\n"
+    "                        (H-3); later boots of a state must use the same kind\n";
 
 /* ---- shared helpers ---- */
 
@@ -250,10 +266,18 @@ typedef enum { TEE_KEY_P521 = 0, TEE_KEY_P384, TEE_KEY_P256, TEE_KEY_RSA } tee_k
 
 typedef enum { LEDGER_MODE_AUTO = 0, LEDGER_MODE_ON, LEDGER_MODE_OFF } ledger_mode;
 
+typedef enum { IAK_PROOF_EVIDENCE = 0, IAK_PROOF_ACTIVATION, IAK_PROOF_NONE } iak_proof_mode;
+
 typedef struct {
     const char *server, *platform_dir, *state_dir, *resource, *wrapped_key_path, *kbs_key_path;
     const char *instance; /* --instance, NULL when not given */
     ledger_mode ledger;
+    issuance_format certify_format; /* --certify */
+    bool certify_none;
+    bool certify_explicit; /* --certify given: a server without a CA is then a failure */
+    issuance_encoding ca_encoding;
+    iak_proof_mode iak_proof;
+    vtpm_ek_kind ek_kind;
     report_data_flavour flavour;
     tee_key_kind tee_key;
     uint32_t report_version;
@@ -284,6 +308,7 @@ typedef struct {
     char ledger_instance[STORE_INSTANCE_ID_MAX + 1];
     char ledger_marker_path[PATH_MAX];
     bool ledger_remembered;
+    const char *failed_step; /* a step run inside another one that failed (for the report) */
 } boot_ctx;
 
 static const char *const tee_key_names[] = {"p521", "p384", "p256", "rsa"};
@@ -316,12 +341,18 @@ static int parse_boot_options(int argc, char **argv, boot_options *opt)
         {"kbs-key", required_argument, NULL, 'K'},
         {"instance", required_argument, NULL, 'i'},
         {"ledger", required_argument, NULL, 'l'},
+        {"certify", required_argument, NULL, 'c'},
+        {"ca-encoding", required_argument, NULL, 'e'},
+        {"iak-proof", required_argument, NULL, 'I'},
+        {"ek", required_argument, NULL, 'E'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     memset(opt, 0, sizeof(*opt));
     opt->flavour = REPORT_DATA_FLAVOUR_SVSM;
     opt->report_version = 3;
+    opt->certify_format = ISSUANCE_FORMAT_X509;
+    opt->ca_encoding = ISSUANCE_ENC_CBOR;
     const char *tee_key_text = NULL;
     int c;
     opterr = 0;
@@ -386,6 +417,45 @@ static int parse_boot_options(int argc, char **argv, boot_options *opt)
                 opt->ledger = LEDGER_MODE_OFF;
             else
                 return usage_error("boot", "--ledger must be auto, on or off, got \"%s\"", optarg);
+            break;
+        case 'c':
+            opt->certify_explicit = true;
+            opt->certify_none = strcmp(optarg, "none") == 0;
+            if (!opt->certify_none &&
+                issuance_format_parse(optarg, &opt->certify_format) != VTPMCA_OK)
+                return usage_error("boot", "--certify must be x509, c509 or none, got \"%s\"",
+                                   optarg);
+            break;
+        case 'e':
+            if (strcmp(optarg, "json") == 0)
+                opt->ca_encoding = ISSUANCE_ENC_JSON;
+            else if (strcmp(optarg, "cbor") == 0)
+                opt->ca_encoding = ISSUANCE_ENC_CBOR;
+            else
+                return usage_error("boot", "--ca-encoding must be json or cbor, got \"%s\"",
+                                   optarg);
+            break;
+        case 'I':
+            if (strcmp(optarg, "evidence") == 0)
+                opt->iak_proof = IAK_PROOF_EVIDENCE;
+            else if (strcmp(optarg, "activation") == 0)
+                opt->iak_proof = IAK_PROOF_ACTIVATION;
+            else if (strcmp(optarg, "none") == 0)
+                opt->iak_proof = IAK_PROOF_NONE;
+            else
+                return usage_error(
+                    "boot", "--iak-proof must be evidence, activation or none, got \"%s\"", optarg);
+            break;
+        case 'E':
+            if (strcmp(optarg, "rsa2048") == 0)
+                opt->ek_kind = VTPM_EK_RSA2048;
+            else if (strcmp(optarg, "p256") == 0)
+                opt->ek_kind = VTPM_EK_ECC_P256;
+            else if (strcmp(optarg, "p384") == 0)
+                opt->ek_kind = VTPM_EK_ECC_P384;
+            else
+                return usage_error("boot", "--ek must be rsa2048, p256 or p384, got \"%s\"",
+                                   optarg);
             break;
         case 'h':
             fputs(BOOT_USAGE, stdout);
@@ -824,13 +894,272 @@ static vtpmca_err step_remember_ledger(boot_ctx *ctx, vtpmca_diag *diag)
     return err;
 }
 
+/* ---- EK/IAK certificates (docs/svsm-sim.md, "Certificates") ---- */
+
+static const char *ek_kind_label(vtpm_ek_kind kind)
+{
+    return kind == VTPM_EK_ECC_P256   ? "ECC P-256"
+           : kind == VTPM_EK_ECC_P384 ? "ECC P-384"
+                                      : "RSA-2048";
+}
+
+/* What the certificate step holds while it runs. */
+typedef struct {
+    ca_client *client;
+    uint32_t ek_handle, iak_handle;
+    uint8_t *ek_pub, *iak_pub;
+    size_t ek_pub_len, iak_pub_len;
+    uint8_t ek_name[TPM2_NAME_MAX], iak_name[TPM2_NAME_MAX];
+    size_t ek_name_len, iak_name_len;
+    uint8_t *kbs_der;
+    size_t kbs_der_len;
+    ca_certificates certs;
+    uint8_t *ek_der, *iak_der;
+    size_t ek_der_len, iak_der_len;
+} certify_state;
+
+static void certify_state_clear(certify_state *s, vtpm *tpm)
+{
+    if (s->ek_handle != 0)
+        vtpm_flush(tpm, s->ek_handle, NULL);
+    if (s->iak_handle != 0)
+        vtpm_flush(tpm, s->iak_handle, NULL);
+    ca_client_free(s->client);
+    free(s->ek_pub);
+    free(s->iak_pub);
+    OPENSSL_free(s->kbs_der);
+    ca_certificates_free(&s->certs);
+    free(s->ek_der);
+    free(s->iak_der);
+}
+
+/* The EK (recreated from its template: the same seed gives the same key) and the IAK. */
+static vtpmca_err certify_keys(boot_ctx *ctx, vtpm *tpm, certify_state *s, vtpmca_diag *diag)
+{
+    vtpmca_err err = vtpm_create_ek(tpm, ctx->opt.ek_kind, &s->ek_handle, &s->ek_pub,
+                                    &s->ek_pub_len, NULL, diag);
+    if (err == VTPMCA_OK)
+        err = vtpm_object_name(s->ek_pub, s->ek_pub_len, s->ek_name, &s->ek_name_len, diag);
+    if (err != VTPMCA_OK || ctx->opt.iak_proof == IAK_PROOF_NONE)
+        return err;
+    uint8_t tmpl[256];
+    size_t tmpl_len = 0;
+    err = ca_iak_template(tmpl, sizeof(tmpl), &tmpl_len);
+    if (err == VTPMCA_OK)
+        err = vtpm_create_primary(tpm, TPM2_RH_ENDORSEMENT, tmpl, tmpl_len, &s->iak_handle,
+                                  &s->iak_pub, &s->iak_pub_len, diag);
+    if (err == VTPMCA_OK)
+        err = vtpm_object_name(s->iak_pub, s->iak_pub_len, s->iak_name, &s->iak_name_len, diag);
+    if (err == VTPMCA_OK) {
+        printf("              IAK ECC P-256 restricted signing key (endorsement hierarchy), name ");
+        print_hex(s->iak_name, s->iak_name_len);
+        printf("\n");
+    }
+    return err;
+}
+
+/* The second proof that the IAK lives in the EK's TPM: the CA's credential, activated. */
+static vtpmca_err certify_activation(vtpm *tpm, const char *resource, certify_state *s,
+                                     vtpmca_diag *diag)
+{
+    ca_activation act;
+    vtpmca_err err = ca_client_activate_start(s->client, s->ek_pub, s->ek_pub_len, s->iak_pub,
+                                              s->iak_pub_len, resource, &act, diag);
+    uint8_t *secret = NULL;
+    size_t secret_len = 0;
+    if (err == VTPMCA_OK)
+        err = vtpm_activate_credential(tpm, s->iak_handle, s->ek_handle, act.credential_blob,
+                                       act.credential_blob_len, act.encrypted_secret,
+                                       act.encrypted_secret_len, &secret, &secret_len, diag);
+    unsigned ttl = 0;
+    if (err == VTPMCA_OK)
+        err =
+            ca_client_activate_finish(s->client, act.activation_id, secret, secret_len, &ttl, diag);
+    if (err == VTPMCA_OK)
+        printf("              activation: POST /v1/ca/activate/start -> credential for the IAK; "
+               "TPM2_ActivateCredential\n              recovered it; POST /v1/ca/activate/finish "
+               "-> proven (kept %u s)\n",
+               ttl);
+    if (secret != NULL)
+        OPENSSL_clear_free(secret, secret_len);
+    ca_activation_free(&act);
+    return err;
+}
+
+/* A fresh challenge and a report binding it, the EK, the IAK (evidence proof) and the KBS
+ * key; then the certificates. */
+static vtpmca_err certify_request(boot_ctx *ctx, certify_state *s, vtpmca_diag *diag)
+{
+    uint8_t nonce[ISSUANCE_NONCE_LEN], kbs_hash[32];
+    unsigned ttl = 0;
+    vtpmca_err err = ca_client_challenge(s->client, nonce, &ttl, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    bool bind_iak = ctx->opt.iak_proof == IAK_PROOF_EVIDENCE;
+    sim_report_request req = {.version = ctx->opt.report_version};
+    memcpy(req.measurement, ctx->opt.measurement, sizeof(req.measurement));
+    memcpy(req.host_data, ctx->opt.host_data, sizeof(req.host_data));
+    uint8_t report[SNP_REPORT_SIZE];
+    if (EVP_Digest(s->kbs_der, s->kbs_der_len, kbs_hash, NULL, EVP_sha256(), NULL) != 1)
+        return vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "SHA-256 failed");
+    err = issuance_report_data(nonce, s->ek_name, s->ek_name_len, bind_iak ? s->iak_name : NULL,
+                               bind_iak ? s->iak_name_len : 0, kbs_hash, req.report_data, diag);
+    if (err == VTPMCA_OK)
+        err = sim_platform_sign_report(ctx->platform, &req, report, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    printf("              POST /v1/ca/challenge -> nonce (%d bytes, valid %u s)\n",
+           ISSUANCE_NONCE_LEN, ttl);
+    printf("              report: REPORT_DATA = SHA-512(\"%s\" || nonce || EK name || %s || "
+           "SHA-256(KBS key))\n",
+           ISSUANCE_REPORT_DATA_LABEL, bind_iak ? "IAK name" : "no IAK");
+    const char *format = issuance_format_name(ctx->opt.certify_format);
+    issuance_certify_request rq = {
+        .ek_public = s->ek_pub,
+        .ek_public_len = s->ek_pub_len,
+        .iak_public = s->iak_pub,
+        .iak_public_len = s->iak_pub_len,
+        .kbs_key = s->kbs_der,
+        .kbs_key_len = s->kbs_der_len,
+        .resource = ctx->opt.resource,
+        .format = format,
+        .nonce = nonce,
+        .nonce_len = sizeof(nonce),
+        .report = report,
+        .report_len = sizeof(report),
+    };
+    err = ca_client_certify(s->client, &rq, &s->certs, diag);
+    if (err == VTPMCA_OK)
+        printf("              POST /v1/ca/certify (%s body) -> %s EK certificate (%zu bytes)%s\n",
+               ctx->opt.ca_encoding == ISSUANCE_ENC_CBOR ? "CBOR" : "JSON", format,
+               s->certs.ek_cert_len, s->certs.iak_cert != NULL ? " and IAK certificate" : "");
+    return err;
+}
+
+static void print_cert(const char *what, const uint8_t *der, size_t len)
+{
+    const unsigned char *p = der;
+    X509 *cert = d2i_X509(NULL, &p, (long)len);
+    char issuer[160] = "?";
+    BIGNUM *serial = cert != NULL ? ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL) : NULL;
+    char *serial_hex = serial != NULL ? BN_bn2hex(serial) : NULL;
+    if (cert != NULL)
+        X509_NAME_oneline(X509_get_issuer_name(cert), issuer, (int)sizeof(issuer));
+    printf("              %s certificate serial %s, issuer %s: chains to the received root, "
+           "key = the TPM's key\n",
+           what, serial_hex != NULL ? serial_hex : "?", issuer);
+    OPENSSL_free(serial_hex);
+    BN_free(serial);
+    X509_free(cert);
+}
+
+/* The checks, then the EK certificate into NV at its standard index, read back. */
+static vtpmca_err certify_store(boot_ctx *ctx, vtpm *tpm, certify_state *s, vtpmca_diag *diag)
+{
+    const ca_certificates *c = &s->certs;
+    const uint8_t *const chain[2] = {c->chain[0], c->chain[1]};
+    vtpmca_err err =
+        ca_certificate_check(c->format, c->ek_cert, c->ek_cert_len, chain, c->chain_len, s->ek_pub,
+                             s->ek_pub_len, &s->ek_der, &s->ek_der_len, diag);
+    if (err == VTPMCA_OK && c->iak_cert != NULL)
+        err = ca_certificate_check(c->format, c->iak_cert, c->iak_cert_len, chain, c->chain_len,
+                                   s->iak_pub, s->iak_pub_len, &s->iak_der, &s->iak_der_len, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    print_cert("EK", s->ek_der, s->ek_der_len);
+    if (s->iak_der != NULL)
+        print_cert("IAK", s->iak_der, s->iak_der_len);
+    uint32_t index = 0;
+    uint8_t *back = NULL;
+    size_t back_len = 0;
+    err = vtpm_ek_cert_nv_index(ctx->opt.ek_kind, &index);
+    if (err == VTPMCA_OK)
+        err = vtpm_nv_define_write(tpm, index, s->ek_der, s->ek_der_len, diag);
+    if (err == VTPMCA_OK)
+        err = vtpm_nv_read(tpm, index, &back, &back_len, diag);
+    if (err == VTPMCA_OK && (back_len != s->ek_der_len || memcmp(back, s->ek_der, back_len) != 0))
+        err = vtpmca_fail(diag, VTPMCA_ERR_INTERNAL,
+                          "NV index 0x%08x does not read back the "
+                          "certificate written",
+                          index);
+    free(back);
+    if (err == VTPMCA_OK)
+        printf("              NV 0x%08x: wrote the EK certificate (%zu bytes DER), read back "
+               "identical\n",
+               index, s->ek_der_len);
+    return err;
+}
+
+/* The server has no CA and the user did not ask for certificates explicitly: go on. */
+static bool skip_without_ca(const boot_ctx *ctx, const certify_state *s)
+{
+    return !ctx->opt.certify_explicit &&
+           strcmp(ca_client_last_error(s->client), "ca_not_initialized") == 0;
+}
+
+/* Runs inside the vTPM step, with the TPM open, before its state is saved (so the state
+ * carries the certificate). */
+static vtpmca_err step_certify(boot_ctx *ctx, vtpm *tpm, vtpmca_diag *diag)
+{
+    if (ctx->opt.certify_none) {
+        printf("[C] certify   skipped (--certify none)\n");
+        return VTPMCA_OK;
+    }
+    const EVP_PKEY *kbs = ctx->kbs_pubkey != NULL ? ctx->kbs_pubkey : ctx->expected_kbs_key;
+    if (kbs == NULL) {
+        if (ctx->opt.certify_explicit) {
+            ctx->failed_step = "certificates";
+            return vtpmca_fail(diag, VTPMCA_ERR_POLICY,
+                               "no KBS key is known (an RSA tee key carries no binding), so no "
+                               "certificate can be asked for");
+        }
+        printf("[C] certify   skipped: no KBS key is known to present to the CA\n");
+        return VTPMCA_OK;
+    }
+    printf("[C] certify   EK %s and %s, format %s, from %s/v1/ca/\n",
+           ek_kind_label(ctx->opt.ek_kind),
+           ctx->opt.iak_proof == IAK_PROOF_NONE         ? "no IAK"
+           : ctx->opt.iak_proof == IAK_PROOF_ACTIVATION ? "IAK (proof: credential activation)"
+                                                        : "IAK (proof: evidence binding)",
+           issuance_format_name(ctx->opt.certify_format), ctx->opt.server);
+    certify_state s;
+    memset(&s, 0, sizeof(s));
+    unsigned char *der = NULL;
+    int der_len = i2d_PUBKEY((EVP_PKEY *)kbs, &der);
+    s.kbs_der = der;
+    s.kbs_der_len = der_len > 0 ? (size_t)der_len : 0;
+    vtpmca_err err = der_len > 0
+                         ? VTPMCA_OK
+                         : vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "cannot encode the KBS key");
+    if (err == VTPMCA_OK)
+        err = ca_client_new(ctx->opt.server, ctx->opt.ca_encoding, 0, &s.client, diag);
+    if (err == VTPMCA_OK)
+        err = certify_keys(ctx, tpm, &s, diag);
+    if (err == VTPMCA_OK && ctx->opt.iak_proof == IAK_PROOF_ACTIVATION)
+        err = certify_activation(tpm, ctx->opt.resource, &s, diag);
+    if (err == VTPMCA_OK)
+        err = certify_request(ctx, &s, diag);
+    if (err != VTPMCA_OK && s.client != NULL && skip_without_ca(ctx, &s)) {
+        printf("              the server has no CA (ca_not_initialized): certificates skipped "
+               "(--certify %s requires them)\n",
+               issuance_format_name(ctx->opt.certify_format));
+        err = VTPMCA_OK;
+    } else if (err == VTPMCA_OK) {
+        err = certify_store(ctx, tpm, &s, diag);
+    }
+    if (err != VTPMCA_OK)
+        ctx->failed_step = "certificates";
+    certify_state_clear(&s, tpm);
+    return err;
+}
+
 /* The EK of the vTPM and its fingerprint (SHA-256 of its DER SubjectPublicKeyInfo). */
-static vtpmca_err make_ek(vtpm *tpm, uint8_t fingerprint[SVSM_STATE_EK_FINGERPRINT_LEN],
-                          vtpmca_diag *diag)
+static vtpmca_err make_ek(vtpm *tpm, vtpm_ek_kind kind,
+                          uint8_t fingerprint[SVSM_STATE_EK_FINGERPRINT_LEN], vtpmca_diag *diag)
 {
     uint32_t handle = 0;
     EVP_PKEY *ek = NULL;
-    vtpmca_err err = vtpm_create_ek(tpm, VTPM_EK_RSA2048, &handle, NULL, NULL, &ek, diag);
+    vtpmca_err err = vtpm_create_ek(tpm, kind, &handle, NULL, NULL, &ek, diag);
     if (err == VTPMCA_OK)
         err = kbs_key_fingerprint(ek, fingerprint, diag);
     if (err == VTPMCA_OK)
@@ -861,7 +1190,7 @@ static vtpmca_err step_vtpm(boot_ctx *ctx, vtpmca_diag *diag)
         err = reopen ? vtpm_open(content.tpm_state, content.tpm_state_len, &tpm, diag)
                      : vtpm_open(NULL, 0, &tpm, diag);
     if (err == VTPMCA_OK)
-        err = make_ek(tpm, ek, diag);
+        err = make_ek(tpm, ctx->opt.ek_kind, ek, diag);
     if (err == VTPMCA_OK && reopen && memcmp(ek, content.ek_fingerprint, sizeof(ek)) != 0)
         err = vtpmca_fail(diag, VTPMCA_ERR_CRYPTO,
                           "the restored vTPM's EK differs from the one recorded in %s",
@@ -873,11 +1202,14 @@ static vtpmca_err step_vtpm(boot_ctx *ctx, vtpmca_diag *diag)
         } else {
             printf("[7] vTPM      no %s: manufactured a new vTPM (libtpms)\n", ctx->state_path);
         }
-        printf("              EK RSA-2048 sha256 ");
+        printf("              EK %s sha256 ", ek_kind_label(ctx->opt.ek_kind));
         print_hex(ek, sizeof(ek));
         printf("%s\n", reopen ? " (same as recorded)" : "");
-        err = vtpm_save_state(tpm, &blob, &blob_len, diag);
+        /* The certificates go into the vTPM's NV before its state is saved. */
+        err = step_certify(ctx, tpm, diag);
     }
+    if (err == VTPMCA_OK)
+        err = vtpm_save_state(tpm, &blob, &blob_len, diag);
     if (err == VTPMCA_OK)
         err = vt_mkdir_p(ctx->opt.state_dir, 0700, diag);
     if (err == VTPMCA_OK) {
@@ -961,9 +1293,10 @@ static int cmd_boot(int argc, char **argv)
     }
     if (err != VTPMCA_OK) {
         /* The outcome on stdout (like "boot OK"), the reason on stderr. */
-        printf("boot REFUSED at %s\n", steps[i - 1].name);
+        const char *step = ctx.failed_step != NULL ? ctx.failed_step : steps[i - 1].name;
+        printf("boot REFUSED at %s\n", step);
         fflush(stdout);
-        fprintf(stderr, "svsm-sim boot: REFUSED at %s: %s (%s)\n", steps[i - 1].name,
+        fprintf(stderr, "svsm-sim boot: REFUSED at %s: %s (%s)\n", step,
                 diag.msg[0] != '\0' ? diag.msg : "failed", vtpmca_err_name(err));
         code = EXIT_REFUSED;
     } else {

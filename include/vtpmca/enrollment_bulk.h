@@ -109,8 +109,8 @@ void bulk_results_free(bulk_result *results, size_t n);
  * others enrolled. *results (malloc'd, NULL when *n_results is 0) lists the enrolled rows
  * in document order. */
 vtpmca_err bulk_enroll(store *st, const keyvault *vault, bulk_doc *doc, size_t from, size_t to,
-                       const char *actor, bool skip_bad, bulk_result **results,
-                       size_t *n_results, vtpmca_diag *diag);
+                       const char *actor, bool skip_bad, bulk_result **results, size_t *n_results,
+                       vtpmca_diag *diag);
 
 /* ---- JSON forms (the admin API's answers, the CLI's output) ---- */
 

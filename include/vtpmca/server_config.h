@@ -72,10 +72,19 @@ typedef struct {
     char ca_dir[SERVER_CONFIG_PATH_MAX]; /* empty = <state_dir>/ca */
     unsigned crl_next_update_s;
     unsigned crl_refresh_s;
+    /* Evidence-bound EK/IAK issuance (docs/protocol.md, "EK/IAK certificate issuance"). */
+    char ca_base_url[256]; /* CRLDP/AIA base in issued certificates; empty = listen address */
+    char trusted_kbs_keys_dir[SERVER_CONFIG_PATH_MAX]; /* peer KBS public keys (*.pem) */
+    unsigned ca_challenge_capacity;                    /* live challenges held at most */
+    unsigned ca_challenge_ttl_s;                       /* challenge -> certify */
+    unsigned ca_activation_capacity; /* pending activations (and proofs) held at most */
+    unsigned ca_activation_ttl_s;    /* activation start -> finish -> certify */
+    bool ca_require_iak_activation;  /* IAK certificates need a credential activation */
     /* Rollback ledger (docs/protocol.md, "Rollback ledger: protocol"). */
     size_t ledger_nonce_capacity;     /* request nonces remembered against replays */
     unsigned ledger_nonce_ttl_s;      /* how long each is remembered */
     unsigned ledger_key_cache_ttl_ms; /* how long a derived ledger key is reused; 0 = never */
+    unsigned ledger_workers; /* threads answering ledger requests (bounds a group commit) */
 } server_config;
 
 /* Fills every field with its documented default. */

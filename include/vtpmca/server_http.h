@@ -28,6 +28,7 @@ typedef struct {
     const char *path;    /* without the query string */
     const uint8_t *body; /* NUL-terminated copy of the body (NULL when empty) */
     size_t body_len;
+    void *state; /* the HTTP layer's, for server_request_defer */
 } server_request;
 
 #define SERVER_RESPONSE_MAX_HEADERS 4
@@ -48,8 +49,8 @@ typedef struct {
 typedef void (*server_handler)(void *ctx, const server_request *request, server_response *response);
 
 typedef enum {
-    SERVER_BODY_NONE = 0, /* a body, if any, is read and ignored */
-    SERVER_BODY_JSON,     /* requires Content-Type application/json */
+    SERVER_BODY_NONE = 0,     /* a body, if any, is read and ignored */
+    SERVER_BODY_JSON,         /* requires Content-Type application/json */
     SERVER_BODY_JSON_OR_CBOR, /* application/json or application/cbor (see
                                * server_request_is_cbor) */
     SERVER_BODY_ANY,          /* any Content-Type: the handler checks it (e.g. CSV uploads) */
@@ -113,6 +114,18 @@ vtpmca_err server_response_text(server_response *response, unsigned status,
 /* Whether a request's Content-Type is application/cbor (parameters allowed, any case): for
  * SERVER_BODY_JSON_OR_CBOR routes, whose bodies are otherwise JSON. */
 bool server_request_is_cbor(const server_request *request);
+
+/* Deferred answers, for a handler whose work would block (e.g. waiting for the rollback
+ * ledger's group commit): blocking in the handler would hold a worker thread that also serves
+ * other connections. server_request_defer suspends the request's connection; the handler then
+ * returns without setting its response and hands the work, with *out, to another thread,
+ * which calls server_deferred_finish exactly once. The request's body stays valid until then.
+ * server_http_stop waits for every deferred request to be finished. */
+typedef struct server_deferred server_deferred;
+vtpmca_err server_request_defer(const server_request *request, server_deferred **out);
+/* Sends `response` (taken over, as a handler would fill it) and resumes the connection. Any
+ * thread. */
+void server_deferred_finish(server_deferred *deferred, server_response *response);
 
 /* Adds a response header (e.g. Retry-After); at most SERVER_RESPONSE_MAX_HEADERS. */
 vtpmca_err server_response_add_header(server_response *response, const char *name,

@@ -304,6 +304,46 @@ static void test_mac_query(void **state)
                      VTPMCA_ERR_INVALID_ARG);
 }
 
+/* The worked example of docs/protocol.md (computed there with Python's hmac/hashlib). */
+static void test_worked_example(void **state)
+{
+    (void)state;
+    uint8_t pk[32], key[LEDGER_KEY_LEN], want[LEDGER_KEY_LEN];
+    memset(pk, 0x42, sizeof(pk));
+    assert_int_equal(ledger_key_derive(pk, sizeof(pk), "vm-1", key, NULL), VTPMCA_OK);
+    hex_to("310ef11194e60babd57b5bf8f04bcf05b5565bb773831e82c03fc68ddf0b3bef", want, sizeof(want));
+    assert_memory_equal(key, want, sizeof(want));
+    ledger_msg m;
+    memset(&m, 0, sizeof(m));
+    snprintf(m.instance, sizeof(m.instance), "vm-1");
+    m.counter[15] = 0x2a;
+    m.root_len = 32;
+    for (int i = 0; i < 32; i++)
+        m.root[i] = (uint8_t)i;
+    m.nonce_len = 16;
+    memset(m.nonce, 0xab, 16);
+    assert_int_equal(ledger_msg_sign(LEDGER_MSG_ADVANCE_REQUEST, &m, key, NULL), VTPMCA_OK);
+    uint8_t *body = NULL;
+    size_t len = 0;
+    assert_int_equal(
+        ledger_msg_encode(LEDGER_MSG_ADVANCE_REQUEST, LEDGER_FORMAT_JSON, &m, &body, &len, NULL),
+        VTPMCA_OK);
+    const char *json = "{\"instance\":\"vm-1\",\"counter\":\"0000000000000000000000000000002a\","
+                       "\"root\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\","
+                       "\"nonce\":\"q6urq6urq6urq6urq6urqw==\","
+                       "\"mac\":\"+Bl6oD28aZpXoxIMcBzItsLgXiR5tDOCDtvHG4ecd54=\"}";
+    assert_int_equal(len, strlen(json));
+    assert_memory_equal(body, json, len);
+    free(body);
+    snprintf(m.result, sizeof(m.result), "accepted");
+    m.has_entry = true;
+    assert_int_equal(ledger_msg_sign(LEDGER_MSG_ADVANCE_ANSWER, &m, key, NULL), VTPMCA_OK);
+    char *mac = NULL;
+    assert_int_equal(vt_b64_encode_alloc(m.mac, 32, VT_B64_STD, &mac), VTPMCA_OK);
+    assert_string_equal(mac, "ScfLCtnm8sknA/5m/6G9he/IYbFBq77/oBEeANHk0/M=");
+    free(mac);
+}
+
 /* ---- encoding ---- */
 
 static void round_trip(ledger_msg_kind kind, ledger_format format, const ledger_msg *m)
@@ -1341,6 +1381,7 @@ int main(void)
         cmocka_unit_test(test_mac_advance_request),
         cmocka_unit_test(test_mac_advance_answer),
         cmocka_unit_test(test_mac_query),
+        cmocka_unit_test(test_worked_example),
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_json_shape),
         cmocka_unit_test(test_malformed_json),

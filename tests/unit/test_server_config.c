@@ -43,6 +43,10 @@ static const char *const all_keys[] = {
     "admin_keys_dir",
     "admin_key",
     "auditor_key",
+    /* The certificate authority and its CRL. */
+    "ca_dir",
+    "crl_next_update_s",
+    "crl_refresh_s",
 };
 #define N_KEYS (sizeof(all_keys) / sizeof(all_keys[0]))
 
@@ -73,11 +77,15 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.vcek_cache_entries, 1024);
     assert_int_equal(cfg.policy_cache_entries, 256);
     assert_int_equal(cfg.policy_refresh_ms, 1000);
+    assert_string_equal(cfg.ca_dir, "");
+    assert_int_equal(cfg.crl_next_update_s, 604800);
+    assert_int_equal(cfg.crl_refresh_s, 86400);
     assert_string_equal(cfg.config_path, "");
 
     /* The database lives in the state directory unless configured. */
     assert_int_equal(server_config_finalize(&cfg, NULL), VTPMCA_OK);
     assert_string_equal(cfg.db, "/var/lib/vtpmca/vtpmca.db");
+    assert_string_equal(cfg.ca_dir, "/var/lib/vtpmca/ca"); /* likewise the CA */
     assert_int_equal(server_config_defaults(NULL), VTPMCA_ERR_INVALID_ARG);
 }
 
@@ -363,6 +371,7 @@ static void test_flags_override_file(void **state)
     assert_int_equal(cfg.port, 9100);
     assert_string_equal(cfg.state_dir, "/from/flag");
     assert_string_equal(cfg.db, "/from/flag/vtpmca.db");
+    assert_string_equal(cfg.ca_dir, "/from/flag/ca");
     assert_int_equal(cfg.log_level, VTPMCA_LOG_WARN); /* from the file */
     assert_int_equal(cfg.threads, 3);
     assert_true(cfg.allow_remote_plain_http);
@@ -385,6 +394,8 @@ static void test_flags_override_file(void **state)
             value = "turin";
         else if (strcmp(all_keys[i], "kds_url") == 0)
             value = "http://127.0.0.1:1";
+        else if (strcmp(all_keys[i], "crl_next_update_s") == 0)
+            value = "60"; /* CRL_NEXT_UPDATE_MIN */
         char flag_value[128];
         snprintf(flag_value, sizeof(flag_value), "%s=%s", flag, value);
         /* tls_cert_file and tls_key_file are only valid together. */

@@ -107,6 +107,11 @@ void cli_admin_close(cli_admin *admin)
     admin->ctx = NULL;
 }
 
+bool cli_admin_is_remote(const cli_admin *admin)
+{
+    return admin != NULL && admin->ops == &cli_remote_admin_ops;
+}
+
 void cli_admin_author(char *buf, size_t size)
 {
     const struct passwd *pw = getpwuid(geteuid());

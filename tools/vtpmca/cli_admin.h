@@ -39,6 +39,11 @@ typedef struct {
 vtpmca_err cli_admin_open(const cli_opts *opts, bool create, cli_admin *out, vtpmca_diag *diag);
 void cli_admin_close(cli_admin *admin);
 
+/* Whether an open admin backend is the daemon's admin API (ctx is a cli_remote *) rather
+ * than the database of --db (ctx is a store *): for commands with their own operations of
+ * each kind (e.g. cmd_instance.c, cmd_audit.c). */
+bool cli_admin_is_remote(const cli_admin *admin);
+
 /* Who is making a change, recorded with policy versions: "cli:<login name>". */
 void cli_admin_author(char *buf, size_t size);
 

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "vtpmca/encoding.h"
+#include "vtpmca/enrollment_bulk.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/server_admin.h"
 
@@ -48,7 +49,9 @@ static const cli_option_spec option_specs[CLI_OPT_COUNT] = {
     [CLI_OPT_PRODUCT] = {"product", required_argument, "P",
                          "SEV-SNP product: milan, genoa or turin (v2 reports do not name it)"},
     [CLI_OPT_FLEET] = {"fleet", required_argument, "NAME", "fleet name"},
-    [CLI_OPT_FILE] = {"file", required_argument, "FILE", "policy document (JSON)"},
+    [CLI_OPT_FILE] = {"file", required_argument, "FILE",
+                      "input file: a policy document (JSON), or for 'instance bulk' the "
+                      "instances (CSV or JSON Lines)"},
     [CLI_OPT_VERSION] = {"version", required_argument, "N", "policy version (default: the latest)"},
     [CLI_OPT_DESCRIPTION] = {"description", required_argument, "TEXT", "free-text description"},
     [CLI_OPT_JSON] = {"json", no_argument, NULL, "print machine-readable JSON"},
@@ -65,8 +68,8 @@ static const cli_option_spec option_specs[CLI_OPT_COUNT] = {
                         "CA certificate(s) to check the daemon's HTTPS certificate with "
                         "(default: $VTPMCA_CACERT, else the system CAs)"},
     [CLI_OPT_OUT] = {"out", required_argument, "FILE",
-                     "file to write (admin keygen: the private key NAME.pem; NAME.pub.pem gets "
-                     "the public key)"},
+                     "file to write (admin keygen: the private key NAME.pem, NAME.pub.pem gets "
+                     "the public key; instance bulk: the enrolled instances as JSON Lines)"},
     [CLI_OPT_KEY_TYPE] = {"key-type", required_argument, "TYPE",
                           "ed25519 (alg EdDSA, the default) or p256 (alg ES256)"},
     [CLI_OPT_MASTER_KEY] = {"master-key", required_argument, "FILE",
@@ -112,6 +115,29 @@ static const cli_option_spec option_specs[CLI_OPT_COUNT] = {
     [CLI_OPT_IN] = {"in", required_argument, "FILE", "input file"},
     [CLI_OPT_ISSUER] = {"issuer", required_argument, "FILE",
                         "the issuer's certificate (PEM or DER) whose key checks the signature"},
+    [CLI_OPT_FORMAT] = {"format", required_argument, "FMT",
+                        "csv or jsonl (default: from the file name, .csv or .jsonl/.ndjson)"},
+    [CLI_OPT_BATCH] = {"batch", required_argument, "N",
+                       "instances per transaction, 1 to 100000 (default: the whole file, in "
+                       "batches of 100000 beyond that)"},
+    [CLI_OPT_SKIP_BAD] = {"skip-bad", no_argument, NULL,
+                          "enroll the good rows and leave out the bad ones (default: a bad row "
+                          "stops everything)"},
+    [CLI_OPT_FOLLOW] = {"follow", no_argument, NULL,
+                        "keep printing new events as they come (until interrupted)"},
+    [CLI_OPT_JSONL] = {"jsonl", no_argument, NULL, "print one JSON object per line"},
+    [CLI_OPT_ACTION] = {"action", required_argument, "NAME",
+                        "only this action, e.g. enroll, key_release, admin.instance_delete"},
+    [CLI_OPT_OUTCOME] = {"outcome", required_argument, "NAME",
+                         "only this outcome (verdict), e.g. granted, policy_rejected, ok"},
+    [CLI_OPT_SINCE] = {"since", required_argument, "TIME",
+                       "only events at or after TIME (RFC 3339, e.g. 2024-06-01T00:00:00Z)"},
+    [CLI_OPT_UNTIL] = {"until", required_argument, "TIME", "only events before TIME (RFC 3339)"},
+    [CLI_OPT_LIMIT] = {"limit", required_argument, "N", "print at most N entries"},
+    [CLI_OPT_RESET] = {"reset", no_argument, NULL,
+                       "also forget the ledger's entry: the next advance sets a new origin"},
+    [CLI_OPT_TRUSTED_DIR] = {"trusted-dir", required_argument, "DIR",
+                             "offline: vtpmcad's trusted_kbs_keys_dir, instead of --server"},
 };
 
 /* ---- Help ---- */
@@ -318,6 +344,19 @@ static vtpmca_err parse_version_number(const char *text, uint32_t *out)
     return VTPMCA_OK;
 }
 
+vtpmca_err cli_parse_count(const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (text == NULL || out == NULL || text[0] < '0' || text[0] > '9')
+        return VTPMCA_ERR_PARSE;
+    errno = 0;
+    char *end = NULL;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno != 0 || *end != '\0' || value < min || value > max)
+        return VTPMCA_ERR_PARSE;
+    *out = (uint64_t)value;
+    return VTPMCA_OK;
+}
+
 /* Decodes the typed options and checks the combinations that no single option can. */
 static int decode_option_values(const cli_command *cmd, cli_opts *opts)
 {
@@ -333,6 +372,22 @@ static int decode_option_values(const cli_command *cmd, cli_opts *opts)
         return cli_usage_error(cmd, "--version '%s': expected a policy version number >= 1",
                                version);
     opts->json = opts->value[CLI_OPT_JSON] != NULL;
+    const char *since = opts->value[CLI_OPT_SINCE], *until = opts->value[CLI_OPT_UNTIL];
+    if (since != NULL && cli_parse_rfc3339(since, &opts->since) != VTPMCA_OK)
+        return cli_usage_error(cmd, "--since '%s': expected an RFC 3339 time such as %s", since,
+                               "2024-06-01T00:00:00Z");
+    if (until != NULL && cli_parse_rfc3339(until, &opts->until) != VTPMCA_OK)
+        return cli_usage_error(cmd, "--until '%s': expected an RFC 3339 time such as %s", until,
+                               "2024-06-01T00:00:00Z");
+    uint64_t count = 0;
+    const char *limit = opts->value[CLI_OPT_LIMIT], *batch = opts->value[CLI_OPT_BATCH];
+    if (limit != NULL && (cli_parse_count(limit, 1, SIZE_MAX, &count) != VTPMCA_OK))
+        return cli_usage_error(cmd, "--limit '%s': expected a number >= 1", limit);
+    opts->limit = (size_t)count;
+    if (batch != NULL && (cli_parse_count(batch, 1, BULK_MAX_ROWS, &count) != VTPMCA_OK))
+        return cli_usage_error(cmd, "--batch '%s': expected a number from 1 to %d", batch,
+                               BULK_MAX_ROWS);
+    opts->batch = batch != NULL ? (size_t)count : 0;
     if (opts->value[CLI_OPT_TRUST_BUILTIN] != NULL && opts->value[CLI_OPT_NO_BUILTIN] != NULL)
         return cli_usage_error(cmd, "--trust-builtin and --no-builtin exclude each other");
     if (opts->value[CLI_OPT_NO_BUILTIN] != NULL && opts->value[CLI_OPT_ROOTS] == NULL)
@@ -572,4 +627,11 @@ vtpmca_err cli_print_json(const json_t *value)
         return VTPMCA_ERR_IO;
     fputc('\n', stdout);
     return VTPMCA_OK;
+}
+
+int cli_print_json_result(const cli_command *cmd, json_t *value)
+{
+    vtpmca_err err = value != NULL ? cli_print_json(value) : VTPMCA_ERR_NOMEM;
+    json_decref(value);
+    return err == VTPMCA_OK ? CLI_EXIT_OK : cli_fail(cmd, err, "cannot print the result");
 }

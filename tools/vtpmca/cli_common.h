@@ -67,6 +67,20 @@ typedef enum {
     CLI_OPT_REASON,
     CLI_OPT_IN,
     CLI_OPT_ISSUER,
+    /* Bulk enrollment, audit, KBS keys, ledger (cmd_bulk.c, cmd_audit.c, cmd_kbs_key.c,
+     * cmd_ledger.c). */
+    CLI_OPT_FORMAT,
+    CLI_OPT_BATCH,
+    CLI_OPT_SKIP_BAD,
+    CLI_OPT_FOLLOW,
+    CLI_OPT_JSONL,
+    CLI_OPT_ACTION,
+    CLI_OPT_OUTCOME,
+    CLI_OPT_SINCE,
+    CLI_OPT_UNTIL,
+    CLI_OPT_LIMIT,
+    CLI_OPT_RESET,
+    CLI_OPT_TRUSTED_DIR,
     CLI_OPT_COUNT
 } cli_opt_id;
 
@@ -83,6 +97,9 @@ typedef struct {
     snp_product product; /* --product, SNP_PRODUCT_UNKNOWN when absent */
     uint32_t version;    /* --version, 0 when absent (= latest) */
     bool json;           /* --json */
+    time_t since, until; /* --since / --until, 0 when absent */
+    size_t limit;        /* --limit, 0 when absent */
+    size_t batch;        /* --batch, 0 when absent */
     const char *args[CLI_MAX_ARGS];
     unsigned n_args;
 } cli_opts;
@@ -139,6 +156,8 @@ int cli_usage_error(const cli_command *cmd, const char *fmt, ...) VTPMCA_PRINTF(
 /* Strict RFC 3339 date-time ("2024-06-01T00:00:00Z", "2024-06-01T02:00:00+02:00", optional
  * fractional seconds, which are dropped) to Unix seconds. */
 vtpmca_err cli_parse_rfc3339(const char *text, time_t *out);
+/* Strictly decimal digits within [min, max] (for counts such as --limit). */
+vtpmca_err cli_parse_count(const char *text, uint64_t min, uint64_t max, uint64_t *out);
 /* Formats Unix seconds as "YYYY-MM-DDTHH:MM:SSZ" into buf (at least 32 bytes). */
 void cli_format_time(time_t t, char *buf, size_t size);
 
@@ -159,8 +178,17 @@ vtpmca_err cli_load_roots(const cli_opts *opts, snp_roots **out, bool *extra_tru
  * (read-only commands must not leave an empty database behind). */
 vtpmca_err cli_open_store(const char *uri, bool create, store **out, vtpmca_diag *diag);
 
+/* The service master key: --master-key, else master.key beside the --db file (vtpmcad's
+ * layout), created when missing with a note on stderr (cmd_instance.c). */
+struct keyvault;
+vtpmca_err cli_open_master_key(const cli_command *cmd, const cli_opts *opts, struct keyvault **out,
+                               vtpmca_diag *diag);
+
 /* Prints a JSON value to stdout (indented) and a newline. */
 vtpmca_err cli_print_json(const json_t *value);
+/* Prints a command's JSON result (the reference is taken; NULL means it could not be made)
+ * and returns the exit code: 0, or 1 after a one-line error. */
+int cli_print_json_result(const cli_command *cmd, json_t *value);
 
 /* Command entry points (cmd_snp.c, cmd_fleet.c, cmd_policy.c); main.c lists them. */
 int cmd_snp_show(const cli_command *cmd, const cli_opts *opts);
@@ -179,7 +207,19 @@ int cmd_instance_wrap_key(const cli_command *cmd, const cli_opts *opts);
 int cmd_instance_show(const cli_command *cmd, const cli_opts *opts);
 int cmd_instance_list(const cli_command *cmd, const cli_opts *opts);
 int cmd_instance_set_disabled(const cli_command *cmd, const cli_opts *opts); /* enable|disable */
-int cmd_instance_history(const cli_command *cmd, const cli_opts *opts);
+int cmd_instance_reenroll(const cli_command *cmd, const cli_opts *opts);
+int cmd_instance_delete(const cli_command *cmd, const cli_opts *opts);
+int cmd_instance_bulk(const cli_command *cmd, const cli_opts *opts);    /* cmd_bulk.c */
+int cmd_instance_history(const cli_command *cmd, const cli_opts *opts); /* cmd_audit.c */
+int cmd_audit_tail(const cli_command *cmd, const cli_opts *opts);
+int cmd_audit_search(const cli_command *cmd, const cli_opts *opts);
+int cmd_kbs_key_show(const cli_command *cmd, const cli_opts *opts); /* cmd_kbs_key.c */
+int cmd_kbs_key_list(const cli_command *cmd, const cli_opts *opts);
+int cmd_kbs_key_trust(const cli_command *cmd, const cli_opts *opts);
+int cmd_kbs_key_untrust(const cli_command *cmd, const cli_opts *opts);
+int cmd_ledger_show(const cli_command *cmd, const cli_opts *opts); /* cmd_ledger.c */
+int cmd_ledger_clear(const cli_command *cmd, const cli_opts *opts);
+int cmd_ledger_require_clear(const cli_command *cmd, const cli_opts *opts);
 int cmd_ca_init(const cli_command *cmd, const cli_opts *opts); /* cmd_ca.c */
 int cmd_ca_import(const cli_command *cmd, const cli_opts *opts);
 int cmd_ca_show(const cli_command *cmd, const cli_opts *opts);

@@ -197,6 +197,11 @@ void cli_remote_close(cli_remote *remote)
     curl_global_cleanup();
 }
 
+const char *cli_remote_admin_name(const cli_remote *remote)
+{
+    return remote != NULL ? remote->name : NULL;
+}
+
 vtpmca_err cli_remote_check_segment(const char *what, const char *segment, vtpmca_diag *diag)
 {
     if (what == NULL || segment == NULL)
@@ -267,11 +272,14 @@ static vtpmca_err error_for_status(long status)
     }
 }
 
-/* Performs one request; *status and the answer's bytes on success. */
+/* Performs one request (body: NULL for none, else body_len bytes of content_type); *status
+ * and the answer's bytes on success. */
 static vtpmca_err perform(cli_remote *remote, const char *method, const char *url,
-                          const char *token, const char *body, long *status, answer_buffer *answer,
-                          vtpmca_diag *diag)
+                          const char *token, const char *content_type, const char *body,
+                          size_t body_len, long *status, answer_buffer *answer, vtpmca_diag *diag)
 {
+    char type_header[96];
+    snprintf(type_header, sizeof(type_header), "Content-Type: %s", content_type);
     CURL *curl = remote->curl;
     char auth[ADMIN_TOKEN_MAX_LEN + 32];
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
@@ -280,7 +288,7 @@ static vtpmca_err perform(cli_remote *remote, const char *method, const char *ur
     struct curl_slist *more =
         headers ? curl_slist_append(headers, "Accept: application/json") : NULL;
     if (more != NULL && body != NULL)
-        more = curl_slist_append(more, "Content-Type: application/json");
+        more = curl_slist_append(more, type_header);
     if (more == NULL) {
         curl_slist_free_all(headers);
         return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory");
@@ -306,7 +314,7 @@ static vtpmca_err perform(cli_remote *remote, const char *method, const char *ur
         curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body != NULL ? body : "");
         curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
-                         (curl_off_t)(body != NULL ? strlen(body) : 0));
+                         (curl_off_t)(body != NULL ? body_len : 0));
     }
     CURLcode rc = curl_easy_perform(curl);
     curl_slist_free_all(headers); /* held the token */
@@ -324,10 +332,28 @@ static vtpmca_err perform(cli_remote *remote, const char *method, const char *ur
 vtpmca_err cli_remote_call(cli_remote *remote, const char *method, const char *path,
                            admin_role role, const char *body, json_t **answer, vtpmca_diag *diag)
 {
-    if (remote == NULL || method == NULL || path == NULL || path[0] != '/')
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "remote: bad arguments");
+    json_t *any = NULL;
+    vtpmca_err err = cli_remote_request(remote, method, path, role, "application/json", body,
+                                        body != NULL ? strlen(body) : 0, NULL,
+                                        answer != NULL ? &any : NULL, diag);
+    if (answer != NULL)
+        *answer = err == VTPMCA_OK ? any : NULL;
+    if (err != VTPMCA_OK)
+        json_decref(any);
+    return err;
+}
+
+vtpmca_err cli_remote_request(cli_remote *remote, const char *method, const char *path,
+                              admin_role role, const char *content_type, const char *body,
+                              size_t body_len, long *status_out, json_t **answer, vtpmca_diag *diag)
+{
     if (answer != NULL)
         *answer = NULL;
+    if (status_out != NULL)
+        *status_out = 0;
+    if (remote == NULL || method == NULL || path == NULL || path[0] != '/' ||
+        (body != NULL && content_type == NULL))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "remote: bad arguments");
     size_t url_size = strlen(remote->base) + strlen(path) + 1;
     char *url = malloc(url_size);
     if (url == NULL)
@@ -339,7 +365,10 @@ vtpmca_err cli_remote_call(cli_remote *remote, const char *method, const char *p
     long status = 0;
     answer_buffer buf = {0};
     if (err == VTPMCA_OK)
-        err = perform(remote, method, url, token, body, &status, &buf, diag);
+        err =
+            perform(remote, method, url, token, content_type, body, body_len, &status, &buf, diag);
+    if (status_out != NULL)
+        *status_out = status;
     free(token);
     json_t *json = NULL;
     if (err == VTPMCA_OK && buf.len > 0) {
@@ -358,13 +387,12 @@ vtpmca_err cli_remote_call(cli_remote *remote, const char *method, const char *p
             vtpmca_fail(diag, err, "%s", message != NULL ? message : "request failed");
         if (message == NULL) /* not our daemon's JSON error: say what came back */
             vtpmca_fail(diag, err, "%s %s: HTTP %ld", method, url, status);
-    } else if (err == VTPMCA_OK && answer != NULL) {
-        if (json == NULL)
-            err = vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "%s %s: the answer is not JSON", method,
-                              url);
-        else
-            *answer = json_incref(json);
+    } else if (err == VTPMCA_OK && answer != NULL && json == NULL) {
+        err = vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "%s %s: the answer is not JSON", method, url);
     }
+    /* The daemon's JSON answer, an error's details included. */
+    if (answer != NULL && json != NULL && status != 0)
+        *answer = json_incref(json);
     json_decref(json);
     free(buf.data);
     free(url);

@@ -40,6 +40,9 @@ typedef struct cli_remote cli_remote;
 vtpmca_err cli_remote_open(const cli_remote_config *cfg, cli_remote **out, vtpmca_diag *diag);
 void cli_remote_close(cli_remote *remote);
 
+/* The admin name the requests are signed for (as the daemon's audit log names the actor). */
+const char *cli_remote_admin_name(const cli_remote *remote);
+
 /* Checks that `segment` can be a path segment as is (1..256 of [A-Za-z0-9._~:-]); `what`
  * names it in the diag (VTPMCA_ERR_INVALID_ARG). */
 vtpmca_err cli_remote_check_segment(const char *what, const char *segment, vtpmca_diag *diag);
@@ -51,6 +54,16 @@ vtpmca_err cli_remote_check_segment(const char *what, const char *segment, vtpmc
  * NETWORK, others INTERNAL; transport failures are NETWORK. */
 vtpmca_err cli_remote_call(cli_remote *remote, const char *method, const char *path,
                            admin_role role, const char *body, json_t **answer, vtpmca_diag *diag);
+
+/* The general form of cli_remote_call: a body of any media type (content_type; body_len
+ * bytes), the HTTP status in *status_out (may be NULL), and the daemon's JSON answer in
+ * *answer (may be NULL) whatever the status, so that callers can read an error's details
+ * (e.g. the line numbers of a refused bulk enrollment). The return value is as for
+ * cli_remote_call. */
+vtpmca_err cli_remote_request(cli_remote *remote, const char *method, const char *path,
+                              admin_role role, const char *content_type, const char *body,
+                              size_t body_len, long *status_out, json_t **answer,
+                              vtpmca_diag *diag);
 
 /* The admin operations over the API; ctx is a cli_remote *. */
 extern const cli_admin_ops cli_remote_admin_ops;

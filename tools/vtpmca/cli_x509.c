@@ -132,7 +132,7 @@ typedef struct {
     char sha256[2 * 32 + 1];
 } cert_fields;
 
-static void format_asn1_time(const ASN1_TIME *t, char *buf, size_t size)
+void cli_x509_time(const ASN1_TIME *t, char *buf, size_t size)
 {
     struct tm tm;
     if (t != NULL && ASN1_TIME_to_tm(t, &tm) == 1)
@@ -153,8 +153,8 @@ static void get_fields(const X509 *cert, cert_fields *f)
         *c = (char)(*c >= 'A' && *c <= 'F' ? *c - 'A' + 'a' : *c);
     OPENSSL_free(hex);
     BN_free(serial);
-    format_asn1_time(X509_get0_notBefore(cert), f->not_before, sizeof(f->not_before));
-    format_asn1_time(X509_get0_notAfter(cert), f->not_after, sizeof(f->not_after));
+    cli_x509_time(X509_get0_notBefore(cert), f->not_before, sizeof(f->not_before));
+    cli_x509_time(X509_get0_notAfter(cert), f->not_after, sizeof(f->not_after));
     cli_x509_key_name(X509_get0_pubkey(cert), f->key, sizeof(f->key));
     const char *sig = OBJ_nid2ln(X509_get_signature_nid(cert));
     snprintf(f->signature, sizeof(f->signature), "%s", sig != NULL ? sig : "unknown");

@@ -21,6 +21,9 @@ vtpmca_err cli_x509_load(const char *path, X509 **cert, uint8_t **der, size_t *d
 /* A distinguished name on one line, RFC 2253 style as `c509 decode` prints it ("" if empty). */
 void cli_x509_name(const X509_NAME *name, char *buf, size_t size);
 
+/* An ASN.1 time as RFC 3339 UTC (size >= 32), "invalid" when it does not convert. */
+void cli_x509_time(const ASN1_TIME *t, char *buf, size_t size);
+
 /* "EC P-384", "RSA 3072", else OpenSSL's name of the key type. */
 void cli_x509_key_name(const EVP_PKEY *key, char *buf, size_t size);
 

@@ -10,13 +10,6 @@
 #include "vtpmca/c509.h"
 #include "vtpmca/fileio.h"
 
-static int print_json_result(const cli_command *cmd, json_t *value)
-{
-    vtpmca_err err = value != NULL ? cli_print_json(value) : VTPMCA_ERR_NOMEM;
-    json_decref(value);
-    return err == VTPMCA_OK ? CLI_EXIT_OK : cli_fail(cmd, err, "cannot print the result");
-}
-
 /* Reads a C509 certificate file (raw CBOR), refusing files above C509_MAX_INPUT. */
 static vtpmca_err load_c509(const char *path, uint8_t **cbor, size_t *len, vtpmca_diag *diag)
 {
@@ -46,9 +39,9 @@ int cmd_c509_encode(const cli_command *cmd, const cli_opts *opts)
     if (err != VTPMCA_OK)
         return cli_fail_diag(cmd, err, &diag, "cannot write %s", out);
     if (opts->json)
-        return print_json_result(cmd, json_pack("{s:s, s:i, s:I, s:I}", "out", out, "type",
-                                                C509_TYPE_X509, "c509_bytes", (json_int_t)cbor_len,
-                                                "x509_bytes", (json_int_t)der_len));
+        return cli_print_json_result(
+            cmd, json_pack("{s:s, s:i, s:I, s:I}", "out", out, "type", C509_TYPE_X509, "c509_bytes",
+                           (json_int_t)cbor_len, "x509_bytes", (json_int_t)der_len));
     printf("wrote %s: C509 type %s, %zu bytes (the X.509 DER has %zu)\n", out,
            type_text(C509_TYPE_X509), cbor_len, der_len);
     return CLI_EXIT_OK;
@@ -114,7 +107,7 @@ int cmd_c509_decode(const cli_command *cmd, const cli_opts *opts)
                                            &diag)) != VTPMCA_OK) {
         rc = cli_fail_diag(cmd, err, &diag, "cannot write %s", der_out);
     } else if (opts->json) {
-        rc = print_json_result(cmd, info_json(&info));
+        rc = cli_print_json_result(cmd, info_json(&info));
     } else {
         print_info(&info);
         if (der_out != NULL)
@@ -155,10 +148,10 @@ int cmd_c509_verify(const cli_command *cmd, const cli_opts *opts)
                           info.issuer, issuer_path);
     int rc = CLI_EXIT_OK;
     if (opts->json)
-        rc = print_json_result(cmd,
-                               json_pack("{s:b, s:i, s:s, s:s, s:s?}", "verified", err == VTPMCA_OK,
-                                         "type", info.type, "serial", info.serial_hex, "issuer",
-                                         issuer_name, "error", err == VTPMCA_OK ? NULL : diag.msg));
+        rc = cli_print_json_result(cmd, json_pack("{s:b, s:i, s:s, s:s, s:s?}", "verified",
+                                                  err == VTPMCA_OK, "type", info.type, "serial",
+                                                  info.serial_hex, "issuer", issuer_name, "error",
+                                                  err == VTPMCA_OK ? NULL : diag.msg));
     if (err != VTPMCA_OK)
         rc = cli_fail_diag(cmd, err, &diag, "%s does not verify", in);
     else if (!opts->json)

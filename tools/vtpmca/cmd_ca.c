@@ -87,11 +87,11 @@ static int print_ca(const cli_command *cmd, const cli_opts *opts, const char *di
     const X509 *root = ca_cert(ca, CA_CERT_ROOT);
     const X509 *issuing = ca_cert(ca, CA_CERT_ISSUING);
     bool root_key = root_key_present(dir);
+    int rc = CLI_EXIT_OK;
     if (opts->json) {
-        json_t *out = json_pack("{s:s, s:o, s:o, s:b}", "dir", dir, "root", cli_x509_json(root),
-                                "issuing", cli_x509_json(issuing), "root_key_present", root_key);
-        err = out != NULL ? cli_print_json(out) : VTPMCA_ERR_NOMEM;
-        json_decref(out);
+        rc = cli_print_json_result(
+            cmd, json_pack("{s:s, s:o, s:o, s:b}", "dir", dir, "root", cli_x509_json(root),
+                           "issuing", cli_x509_json(issuing), "root_key_present", root_key));
     } else {
         printf("%s %s\n", done, dir);
         printf("root CA:\n");
@@ -103,7 +103,7 @@ static int print_ca(const cli_command *cmd, const cli_opts *opts, const char *di
                    CA_ROOT_KEY_FILE);
     }
     ca_free(ca);
-    return err == VTPMCA_OK ? CLI_EXIT_OK : cli_fail(cmd, err, "cannot print the result");
+    return rc;
 }
 
 /* --subject "O=ORG,CN=NAME" (either part optional; no commas inside values). */
@@ -228,13 +228,9 @@ int cmd_ca_export_keylime(const cli_command *cmd, const cli_opts *opts)
     char issuing[CA_FILE_PATH_MAX], root[CA_FILE_PATH_MAX];
     snprintf(issuing, sizeof(issuing), "%s/%s", out_dir, CA_KEYLIME_ISSUING_FILE);
     snprintf(root, sizeof(root), "%s/%s", out_dir, CA_KEYLIME_ROOT_FILE);
-    if (opts->json) {
-        json_t *out =
-            json_pack("{s:s, s:s, s:s}", "dir", out_dir, "issuing_ca", issuing, "root_ca", root);
-        err = out != NULL ? cli_print_json(out) : VTPMCA_ERR_NOMEM;
-        json_decref(out);
-        return err == VTPMCA_OK ? CLI_EXIT_OK : cli_fail(cmd, err, "cannot print the result");
-    }
+    if (opts->json)
+        return cli_print_json_result(cmd, json_pack("{s:s, s:s, s:s}", "dir", out_dir, "issuing_ca",
+                                                    issuing, "root_ca", root));
     printf("wrote %s\nwrote %s\n", issuing, root);
     printf("set Keylime's tpm_cert_store to %s (or copy both files into it)\n", out_dir);
     return CLI_EXIT_OK;
@@ -257,11 +253,8 @@ static void read_entry(const X509_REVOKED *rev, crl_line *line)
         vt_hex_encode(ASN1_STRING_get0_data(serial), (size_t)len, line->serial,
                       sizeof(line->serial)) != VTPMCA_OK)
         snprintf(line->serial, sizeof(line->serial), "?");
-    struct tm tm;
-    if (ASN1_TIME_to_tm(X509_REVOKED_get0_revocationDate(rev), &tm) == 1)
-        cli_format_time(timegm(&tm), line->revoked_at, sizeof(line->revoked_at));
-    else
-        snprintf(line->revoked_at, sizeof(line->revoked_at), "invalid");
+    cli_x509_time(X509_REVOKED_get0_revocationDate(rev), line->revoked_at,
+                  sizeof(line->revoked_at));
     /* RFC 5280 5.3.1: no reasonCode extension means "unspecified". */
     ASN1_ENUMERATED *code = X509_REVOKED_get_ext_d2i(rev, NID_crl_reason, NULL, NULL);
     line->reason = code != NULL ? crl_reason_name((crl_reason)ASN1_ENUMERATED_get(code))
@@ -283,7 +276,7 @@ static int print_crl(const cli_command *cmd, const cli_opts *opts, const crl_res
     cli_format_time((time_t)res->next_update, next_update, sizeof(next_update));
     STACK_OF(X509_REVOKED) *revoked = X509_CRL_get_REVOKED(crl);
     int n = revoked != NULL ? sk_X509_REVOKED_num(revoked) : 0;
-    vtpmca_err err = VTPMCA_OK;
+    int rc = CLI_EXIT_OK;
     if (opts->json) {
         json_t *list = json_array();
         for (int i = 0; list != NULL && i < n; i++) {
@@ -296,13 +289,12 @@ static int print_crl(const cli_command *cmd, const cli_opts *opts, const crl_res
                 list = NULL;
             }
         }
-        json_t *out = list == NULL
-                          ? NULL
-                          : json_pack("{s:I, s:s, s:s, s:s, s:o}", "crl_number",
-                                      (json_int_t)res->crl_number, "issuer", issuer, "this_update",
-                                      this_update, "next_update", next_update, "revoked", list);
-        err = out != NULL ? cli_print_json(out) : VTPMCA_ERR_NOMEM;
-        json_decref(out);
+        rc = cli_print_json_result(
+            cmd, list == NULL
+                     ? NULL
+                     : json_pack("{s:I, s:s, s:s, s:s, s:o}", "crl_number",
+                                 (json_int_t)res->crl_number, "issuer", issuer, "this_update",
+                                 this_update, "next_update", next_update, "revoked", list));
     } else {
         printf("CRL number %llu, issued by %s\n", (unsigned long long)res->crl_number, issuer);
         printf("this update: %s\nnext update: %s\n", this_update, next_update);
@@ -316,7 +308,7 @@ static int print_crl(const cli_command *cmd, const cli_opts *opts, const crl_res
         }
     }
     X509_CRL_free(crl);
-    return err == VTPMCA_OK ? CLI_EXIT_OK : cli_fail(cmd, err, "cannot print the result");
+    return rc;
 }
 
 int cmd_crl_show(const cli_command *cmd, const cli_opts *opts)

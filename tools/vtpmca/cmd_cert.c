@@ -1,8 +1,8 @@
 /* vtpmca cert list|show|revoke: the EK/IAK certificates the CA issued (docs/ca.md, "Records
  * of issued certificates"), and their revocation, which the daemon's CRL picks up on its next
- * request. The commands run on an interface with one implementation per mode, like
- * cli_admin.h: offline on --db today; the daemon's admin API is the second one to add once it
- * has certificate routes. */
+ * request. Like cli_admin.h, the commands run on an operations table with two
+ * implementations: offline on the database (--db) and remote on the daemon's admin API
+ * (--server; include/vtpmca/server_admin_certs.h), and print the same in both modes. */
 #include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,12 +11,14 @@
 
 #include "cli_admin.h"
 #include "cli_common.h"
+#include "cli_remote.h"
 #include "cli_x509.h"
 #include "vtpmca/c509.h"
 #include "vtpmca/crl.h"
 #include "vtpmca/ek_profile.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/fileio.h"
+#include "vtpmca/server_admin_certs.h"
 
 typedef struct {
     /* store_cert_list: metadata only, paged by serial. */
@@ -80,15 +82,174 @@ static const cert_ops local_ops = {
     .close = local_close,
 };
 
+/* ---- Remote: the daemon's admin API. ---- */
+
+static bool copy_text(const json_t *object, const char *key, char *buf, size_t size)
+{
+    const char *value = json_string_value(json_object_get(object, key));
+    if (value == NULL || strlen(value) >= size)
+        return false;
+    memcpy(buf, value, strlen(value) + 1);
+    return true;
+}
+
+static bool read_time(const json_t *object, const char *key, int64_t *out)
+{
+    time_t t = 0;
+    const char *text = json_string_value(json_object_get(object, key));
+    if (text == NULL || cli_parse_rfc3339(text, &t) != VTPMCA_OK)
+        return false;
+    *out = (int64_t)t;
+    return true;
+}
+
+/* A base64 member into malloc'd bytes; null leaves them NULL. */
+static bool read_bytes(const json_t *object, const char *key, uint8_t **out, size_t *len)
+{
+    const json_t *value = json_object_get(object, key);
+    if (json_is_null(value))
+        return true;
+    return json_is_string(value) &&
+           vt_b64_decode_alloc(json_string_value(value), json_string_length(value), VT_B64_STD, out,
+                               len) == VTPMCA_OK &&
+           *len > 0;
+}
+
+/* The inverse of server_admin_cert_json. */
+static vtpmca_err cert_from_json(const json_t *object, bool with_bytes, store_cert *out,
+                                 vtpmca_diag *diag)
+{
+    memset(out, 0, sizeof(*out));
+    const char *kind = json_string_value(json_object_get(object, "kind"));
+    const char *format = json_string_value(json_object_get(object, "format"));
+    const char *status = json_string_value(json_object_get(object, "status"));
+    bool ok = json_is_object(object) &&
+              copy_text(object, "serial", out->serial, sizeof(out->serial)) &&
+              copy_text(object, "instance_id", out->instance_id, sizeof(out->instance_id)) &&
+              copy_text(object, "key_name", out->key_name, sizeof(out->key_name)) && kind != NULL &&
+              store_cert_kind_parse(kind, &out->kind) == VTPMCA_OK && format != NULL &&
+              store_cert_format_parse(format, &out->format) == VTPMCA_OK && status != NULL &&
+              (strcmp(status, "issued") == 0 || strcmp(status, "revoked") == 0) &&
+              read_time(object, "not_before", &out->not_before) &&
+              read_time(object, "not_after", &out->not_after) &&
+              read_time(object, "created_at", &out->created_at);
+    if (ok && strcmp(status, "revoked") == 0) {
+        out->status = STORE_CERT_REVOKED;
+        ok = read_time(object, "revoked_at", &out->revoked_at) &&
+             copy_text(object, "reason", out->reason, sizeof(out->reason));
+    }
+    if (ok && with_bytes)
+        ok = read_bytes(object, "der", &out->der, &out->der_len) &&
+             read_bytes(object, "c509", &out->c509, &out->c509_len);
+    if (!ok) {
+        store_cert_free_fields(out);
+        return vtpmca_fail(diag, VTPMCA_ERR_INTERNAL,
+                           "the daemon's answer is not a valid certificate record");
+    }
+    return VTPMCA_OK;
+}
+
+static vtpmca_err remote_list(void *ctx, const char *instance_id, const char *after_serial,
+                              size_t limit, store_cert **out, size_t *n, vtpmca_diag *diag)
+{
+    *out = NULL;
+    *n = 0;
+    char path[256];
+    int len = snprintf(path, sizeof(path), SERVER_ADMIN_CERTS_PATH "?limit=%zu", limit);
+    /* Both are checked (instance id, hex serial) so they are safe in a query as they are. */
+    if (instance_id != NULL)
+        len += snprintf(path + len, sizeof(path) - (size_t)len, "&instance=%s", instance_id);
+    if (after_serial != NULL)
+        snprintf(path + len, sizeof(path) - (size_t)len, "&after=%s", after_serial);
+    json_t *answer = NULL;
+    vtpmca_err err = cli_remote_call(ctx, "GET", path, ADMIN_ROLE_AUDITOR, NULL, &answer, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    const json_t *certs = json_object_get(answer, "certs");
+    size_t count = json_array_size(certs);
+    if (!json_is_array(certs) || count > limit)
+        err = vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "the daemon's answer has no valid certs");
+    store_cert *items = err == VTPMCA_OK && count > 0 ? calloc(count, sizeof(*items)) : NULL;
+    if (err == VTPMCA_OK && count > 0 && items == NULL)
+        err = vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; err == VTPMCA_OK && i < count; i++)
+        err = cert_from_json(json_array_get(certs, i), false, &items[i], diag);
+    json_decref(answer);
+    if (err != VTPMCA_OK) {
+        free(items);
+        return err;
+    }
+    *out = items;
+    *n = count;
+    return VTPMCA_OK;
+}
+
+static vtpmca_err remote_get(void *ctx, const char *serial, store_cert *out, vtpmca_diag *diag)
+{
+    char path[128];
+    snprintf(path, sizeof(path), SERVER_ADMIN_CERTS_PATH "/%s", serial);
+    json_t *answer = NULL;
+    vtpmca_err err = cli_remote_call(ctx, "GET", path, ADMIN_ROLE_AUDITOR, NULL, &answer, diag);
+    if (err == VTPMCA_OK)
+        err = cert_from_json(answer, true, out, diag);
+    json_decref(answer);
+    return err;
+}
+
+static vtpmca_err remote_revoke(void *ctx, const char *serial, crl_reason reason,
+                                store_cert *revoked, vtpmca_diag *diag)
+{
+    char path[128], body[96];
+    snprintf(path, sizeof(path), SERVER_ADMIN_CERTS_PATH "/%s/revoke", serial);
+    snprintf(body, sizeof(body), "{\"reason\":\"%s\"}", crl_reason_name(reason));
+    json_t *answer = NULL;
+    vtpmca_err err = cli_remote_call(ctx, "POST", path, ADMIN_ROLE_ADMIN, body, &answer, diag);
+    if (err == VTPMCA_OK)
+        err = cert_from_json(answer, false, revoked, diag);
+    json_decref(answer);
+    return err;
+}
+
+static void remote_close(void *ctx)
+{
+    cli_remote_close(ctx);
+}
+
+static const cert_ops remote_ops = {
+    .list = remote_list,
+    .get = remote_get,
+    .revoke = remote_revoke,
+    .close = remote_close,
+};
+
 typedef struct {
     const cert_ops *ops;
     void *ctx;
 } cert_backend;
 
+/* --server (or VTPMCA_SERVER without --db) for the daemon's admin API, else --db. */
 static vtpmca_err backend_open(const cli_opts *opts, cert_backend *out, vtpmca_diag *diag)
 {
+    bool remote = false;
+    cli_remote_config cfg;
+    vtpmca_err err = cli_remote_config_from_opts(opts, &remote, &cfg, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    if (remote) {
+        cli_remote *client = NULL;
+        err = cli_remote_open(&cfg, &client, diag);
+        if (err != VTPMCA_OK)
+            return err;
+        out->ops = &remote_ops;
+        out->ctx = client;
+        return VTPMCA_OK;
+    }
+    if (opts->value[CLI_OPT_DB] == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "missing --db FILE (offline) or --server URL (the daemon's admin API; "
+                           "or set VTPMCA_SERVER)");
     store *st = NULL;
-    vtpmca_err err = cli_open_store(opts->value[CLI_OPT_DB], false, &st, diag);
+    err = cli_open_store(opts->value[CLI_OPT_DB], false, &st, diag);
     if (err != VTPMCA_OK)
         return err;
     out->ops = &local_ops;
@@ -138,32 +299,6 @@ static void format_time_or_none(int64_t t, char *buf, size_t size)
         cli_format_time((time_t)t, buf, size);
 }
 
-/* The metadata of a stored certificate. */
-static json_t *cert_record_json(const store_cert *cert)
-{
-    char not_before[32], not_after[32], created[32], revoked_at[32];
-    cli_format_time((time_t)cert->not_before, not_before, sizeof(not_before));
-    cli_format_time((time_t)cert->not_after, not_after, sizeof(not_after));
-    cli_format_time((time_t)cert->created_at, created, sizeof(created));
-    bool revoked = cert->status == STORE_CERT_REVOKED;
-    if (revoked)
-        cli_format_time((time_t)cert->revoked_at, revoked_at, sizeof(revoked_at));
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s}", "serial",
-                     cert->serial, "instance_id", cert->instance_id, "kind",
-                     store_cert_kind_name(cert->kind), "format",
-                     store_cert_format_name(cert->format), "key_name", cert->key_name, "status",
-                     store_cert_status_name(cert->status), "not_before", not_before, "not_after",
-                     not_after, "revoked_at", revoked ? revoked_at : NULL, "reason",
-                     revoked ? cert->reason : NULL, "created_at", created);
-}
-
-static int print_json_result(const cli_command *cmd, json_t *value)
-{
-    vtpmca_err err = value != NULL ? cli_print_json(value) : VTPMCA_ERR_NOMEM;
-    json_decref(value);
-    return err == VTPMCA_OK ? CLI_EXIT_OK : cli_fail(cmd, err, "cannot print the result");
-}
-
 int cmd_cert_list(const cli_command *cmd, const cli_opts *opts)
 {
     const char *instance = opts->value[CLI_OPT_INSTANCE];
@@ -188,7 +323,7 @@ int cmd_cert_list(const cli_command *cmd, const cli_opts *opts)
                                 &page, &n, &diag);
         for (size_t i = 0; err == VTPMCA_OK && i < n; i++) {
             if (list != NULL) {
-                if (json_array_append_new(list, cert_record_json(&page[i])) != 0)
+                if (json_array_append_new(list, server_admin_cert_json(&page[i], false)) != 0)
                     err = VTPMCA_ERR_NOMEM;
                 continue;
             }
@@ -208,7 +343,7 @@ int cmd_cert_list(const cli_command *cmd, const cli_opts *opts)
         json_decref(list);
         return cli_fail_diag(cmd, err, &diag, "cannot list certificates");
     }
-    return list != NULL ? print_json_result(cmd, list) : CLI_EXIT_OK;
+    return list != NULL ? cli_print_json_result(cmd, list) : CLI_EXIT_OK;
 }
 
 /* What the certificate itself says (X.509 when there is a DER form, else the C509 fields). */
@@ -368,7 +503,7 @@ int cmd_cert_show(const cli_command *cmd, const cli_opts *opts)
     if (err != VTPMCA_OK) {
         rc = cli_fail_diag(cmd, err, &diag, "certificate %s", serial);
     } else if (opts->json) {
-        json_t *out = cert_record_json(&cert);
+        json_t *out = server_admin_cert_json(&cert, false);
         if (out != NULL &&
             (json_object_set_new(out, "certificate",
                                  cert_content_json(x509, have_c509 ? &c509 : NULL)) != 0 ||
@@ -379,7 +514,7 @@ int cmd_cert_show(const cli_command *cmd, const cli_opts *opts)
             json_decref(out);
             out = NULL;
         }
-        rc = print_json_result(cmd, out);
+        rc = cli_print_json_result(cmd, out);
     } else {
         print_cert_text(&cert, x509, have_c509 ? &c509 : NULL, have_id ? &id : NULL);
     }
@@ -414,7 +549,7 @@ int cmd_cert_revoke(const cli_command *cmd, const cli_opts *opts)
         return cli_fail_diag(cmd, err, &diag, "cannot revoke certificate %s", serial);
     int rc = CLI_EXIT_OK;
     if (opts->json) {
-        rc = print_json_result(cmd, cert_record_json(&cert));
+        rc = cli_print_json_result(cmd, server_admin_cert_json(&cert, false));
     } else {
         printf("revoked %s certificate %s of instance %s (%s)\n", store_cert_kind_name(cert.kind),
                cert.serial, cert.instance_id, cert.reason);

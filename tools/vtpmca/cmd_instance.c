@@ -1,6 +1,10 @@
-/* vtpmca instance enroll|wrap-key|show|list|enable|disable|history: instances (SVSMs) that
- * get a persistence key after attestation. Offline, on the database named by --db and the
- * service master key; admin actions are recorded in the audit log. */
+/* vtpmca instance enroll|wrap-key|show|list|enable|disable|re-enroll|delete: instances (SVSMs)
+ * that get a persistence key after attestation. Each runs offline on the database of --db
+ * (with the service master key beside it) or on the daemon's admin API (--server), through
+ * the two implementations of instance_ops below; both produce the admin API's JSON forms
+ * (server_admin.h), so a command prints the same either way. Offline admin actions are
+ * recorded in the audit log here; the daemon records its own. (`instance history` and
+ * `instance bulk` are in cmd_audit.c and cmd_bulk.c.) */
 #include <errno.h>
 #include <libgen.h>
 #include <openssl/crypto.h>
@@ -11,10 +15,14 @@
 
 #include "cli_admin.h"
 #include "cli_common.h"
+#include "cli_remote.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/enrollment.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/keyvault.h"
+#include "vtpmca/server_admin.h"
+
+#define LIST_PAGE STORE_LIST_MAX /* instances per store call or admin API request */
 
 /* --master-key, else master.key in the directory of the --db file (vtpmcad's default layout:
  * <state_dir>/vtpmca.db and <state_dir>/master.key). */
@@ -36,15 +44,15 @@ static vtpmca_err master_key_path(const cli_opts *opts, char *out, size_t size, 
     return VTPMCA_OK;
 }
 
-/* Opens (or, like vtpmcad, creates) the master key, saying so when it is new: a mistyped path
- * would otherwise wrap keys under a key the daemon never sees. */
-static vtpmca_err open_vault(const cli_command *cmd, const cli_opts *opts, keyvault **out,
-                             vtpmca_diag *diag)
+vtpmca_err cli_open_master_key(const cli_command *cmd, const cli_opts *opts, keyvault **out,
+                               vtpmca_diag *diag)
 {
     char path[4096];
     vtpmca_err err = master_key_path(opts, path, sizeof(path), diag);
     if (err != VTPMCA_OK)
         return err;
+    /* Like vtpmcad, create it when missing, but say so: a mistyped path would otherwise wrap
+     * keys under a key the daemon never sees. */
     bool existed = access(path, F_OK) == 0;
     err = keyvault_open(path, true, out, diag);
     if (err == VTPMCA_OK && !existed)
@@ -53,6 +61,7 @@ static vtpmca_err open_vault(const cli_command *cmd, const cli_opts *opts, keyva
     return err;
 }
 
+/* An offline admin action in the audit log ("instance.<verb>", actor "cli:<user>"). */
 static void record(store *st, const char *action, const char *instance_id, const char *detail)
 {
     store_audit_event ev;
@@ -68,25 +77,303 @@ static void record(store *st, const char *action, const char *instance_id, const
                 diag.msg);
 }
 
-static json_t *instance_to_json(const store_instance *inst)
+/* Every operation answers the admin API's JSON form (*out, the caller's reference). */
+typedef struct {
+    vtpmca_err (*enroll)(void *ctx, const keyvault *vault, const enroll_request *req, json_t **out,
+                         vtpmca_diag *diag);
+    vtpmca_err (*get)(void *ctx, const char *id, json_t **out, vtpmca_diag *diag);
+    /* One page (a JSON array) of instances after `after` (NULL: from the start); next gets
+     * the id to go on from, "" after the last page. */
+    vtpmca_err (*list)(void *ctx, const char *fleet, const char *after, json_t **page,
+                       char next[STORE_INSTANCE_ID_MAX + 1], vtpmca_diag *diag);
+    vtpmca_err (*set_disabled)(void *ctx, const char *id, bool disabled, json_t **out,
+                               vtpmca_diag *diag);
+    vtpmca_err (*reenroll)(void *ctx, const char *id, json_t **out, vtpmca_diag *diag);
+    vtpmca_err (*remove)(void *ctx, const char *id, json_t **out, vtpmca_diag *diag);
+    vtpmca_err (*wrap_key)(void *ctx, const keyvault *vault, const char *id, const uint8_t *key,
+                           size_t key_len, json_t **out, vtpmca_diag *diag);
+} instance_ops;
+
+/* ---- Offline: the store opened from --db ---- */
+
+static vtpmca_err made(json_t *value, json_t **out, vtpmca_diag *diag)
 {
-    char created[32], host_data[65];
-    cli_format_time((time_t)inst->created_at, created, sizeof(created));
-    if (inst->has_host_data)
-        vt_hex_encode(inst->host_data, sizeof(inst->host_data), host_data, sizeof(host_data));
-    return json_pack("{s:s, s:s, s:s, s:s, s:s?, s:b, s:s}", "instance", inst->id, "fleet",
-                     inst->fleet, "resource_path", inst->resource_path, "key_mode",
-                     store_key_mode_name(inst->key_mode), "host_data",
-                     inst->has_host_data ? host_data : NULL, "disabled", inst->disabled,
-                     "created_at", created);
+    *out = value;
+    return value != NULL ? VTPMCA_OK : vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory");
 }
 
-/* Prints a JSON value made by the caller (consumed), or reports it could not be made. */
-static int print_json_result(const cli_command *cmd, json_t *value)
+static vtpmca_err local_get(void *ctx, const char *id, json_t **out, vtpmca_diag *diag)
 {
-    vtpmca_err err = value != NULL ? cli_print_json(value) : VTPMCA_ERR_NOMEM;
-    json_decref(value);
-    return err == VTPMCA_OK ? CLI_EXIT_OK : cli_fail(cmd, err, "cannot print the result");
+    store_instance inst;
+    vtpmca_err err = store_instance_get(ctx, id, &inst, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    err = made(server_admin_instance_json(&inst), out, diag);
+    store_instance_free_fields(&inst);
+    return err;
+}
+
+static vtpmca_err local_enroll(void *ctx, const keyvault *vault, const enroll_request *req,
+                               json_t **out, vtpmca_diag *diag)
+{
+    enroll_result res;
+    vtpmca_err err = enrollment_enroll(ctx, vault, req, &res, diag);
+    return err == VTPMCA_OK ? local_get(ctx, req->instance_id, out, diag) : err;
+}
+
+static vtpmca_err local_list(void *ctx, const char *fleet, const char *after, json_t **page,
+                             char next[STORE_INSTANCE_ID_MAX + 1], vtpmca_diag *diag)
+{
+    next[0] = '\0';
+    vtpmca_err err =
+        fleet != NULL && after == NULL ? store_fleet_exists(ctx, fleet, diag) : VTPMCA_OK;
+    store_instance *items = NULL;
+    size_t n = 0;
+    if (err == VTPMCA_OK)
+        err = store_instance_list(ctx, fleet, after, LIST_PAGE, &items, &n, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    json_t *list = json_array();
+    for (size_t i = 0; list != NULL && i < n; i++) {
+        if (json_array_append_new(list, server_admin_instance_json(&items[i])) != 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    if (n == LIST_PAGE)
+        snprintf(next, STORE_INSTANCE_ID_MAX + 1, "%s", items[n - 1].id);
+    store_instance_list_free(items, n);
+    return made(list, page, diag);
+}
+
+static vtpmca_err local_set_disabled(void *ctx, const char *id, bool disabled, json_t **out,
+                                     vtpmca_diag *diag)
+{
+    vtpmca_err err = store_instance_set_disabled(ctx, id, disabled, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    record(ctx, disabled ? "instance.disable" : "instance.enable", id,
+           disabled ? "key release refused until enabled again" : "key release allowed");
+    return local_get(ctx, id, out, diag);
+}
+
+static vtpmca_err local_reenroll(void *ctx, const char *id, json_t **out, vtpmca_diag *diag)
+{
+    vtpmca_err err = store_instance_ek_reenroll_grant(ctx, id, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    record(ctx, "instance.reenroll", id, "the next certification may present another EK");
+    return made(json_pack("{s:s, s:b}", "instance", id, "ek_change_allowed", true), out, diag);
+}
+
+static vtpmca_err local_remove(void *ctx, const char *id, json_t **out, vtpmca_diag *diag)
+{
+    store_instance_deletion deletion;
+    vtpmca_err err = store_instance_delete(ctx, id, &deletion, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    char detail[96];
+    snprintf(detail, sizeof(detail), "deleted with its key; %zu certificate%s revoked",
+             deletion.certs_revoked, deletion.certs_revoked == 1 ? "" : "s");
+    record(ctx, "instance.delete", id, detail);
+    return made(json_pack("{s:s, s:b, s:I, s:b}", "instance", id, "deleted", true,
+                          "certificates_revoked", (json_int_t)deletion.certs_revoked,
+                          "ledger_key_deleted", deletion.ledger_key_deleted),
+                out, diag);
+}
+
+/* Wraps a key; with a store (ctx), only for an instance enrolled in wrapped-key mode, since
+ * a blob for any other instance would never be released. */
+static vtpmca_err local_wrap_key(void *ctx, const keyvault *vault, const char *id,
+                                 const uint8_t *key, size_t key_len, json_t **out,
+                                 vtpmca_diag *diag)
+{
+    vtpmca_err err = VTPMCA_OK;
+    if (ctx != NULL) {
+        store_instance inst;
+        err = store_instance_get(ctx, id, &inst, diag);
+        if (err == VTPMCA_OK) {
+            if (inst.key_mode != STORE_KEY_WRAPPED)
+                err = vtpmca_fail(diag, VTPMCA_ERR_CONFLICT,
+                                  "instance %s is enrolled with a service-generated key, not in "
+                                  "wrapped-key mode",
+                                  id);
+            store_instance_free_fields(&inst);
+        }
+    }
+    uint8_t *blob = NULL;
+    size_t blob_len = 0;
+    if (err == VTPMCA_OK)
+        err = enrollment_wrap_key(vault, id, key, key_len, &blob, &blob_len, diag);
+    char *text = NULL;
+    if (err == VTPMCA_OK)
+        err = vt_b64_encode_alloc(blob, blob_len, VT_B64_URL_NOPAD, &text);
+    free(blob);
+    if (err == VTPMCA_OK)
+        err = made(json_pack("{s:s, s:s}", "instance", id, "wrapped_key", text), out, diag);
+    free(text);
+    return err;
+}
+
+static const instance_ops local_ops = {
+    .enroll = local_enroll,
+    .get = local_get,
+    .list = local_list,
+    .set_disabled = local_set_disabled,
+    .reenroll = local_reenroll,
+    .remove = local_remove,
+    .wrap_key = local_wrap_key,
+};
+
+/* ---- Remote: the daemon's admin API ---- */
+
+/* "/v1/admin/instances/<id><suffix>" after checking the id can be a path segment. */
+static vtpmca_err instance_path(const char *id, const char *suffix, char *buf, size_t size,
+                                vtpmca_diag *diag)
+{
+    vtpmca_err err = store_check_instance_id(id, diag);
+    if (err == VTPMCA_OK)
+        err = cli_remote_check_segment("instance id", id, diag);
+    if (err == VTPMCA_OK)
+        snprintf(buf, size, SERVER_ADMIN_PREFIX "instances/%s%s", id, suffix);
+    return err;
+}
+
+/* `method` on an instance's path (suffix) with a JSON body (NULL: none). */
+static vtpmca_err remote_instance_call(void *ctx, const char *method, const char *id,
+                                       const char *suffix, admin_role role, const char *body,
+                                       json_t **out, vtpmca_diag *diag)
+{
+    char path[256];
+    vtpmca_err err = instance_path(id, suffix, path, sizeof(path), diag);
+    if (err == VTPMCA_OK)
+        err = cli_remote_call(ctx, method, path, role, body, out, diag);
+    return err;
+}
+
+/* Sends a JSON object made by the caller (consumed). */
+static vtpmca_err remote_post_json(void *ctx, const char *path, json_t *body, json_t **out,
+                                   vtpmca_diag *diag)
+{
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (text == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory");
+    vtpmca_err err = cli_remote_call(ctx, "POST", path, ADMIN_ROLE_ADMIN, text, out, diag);
+    OPENSSL_clear_free(text, strlen(text)); /* may hold a key (wrap-key) */
+    return err;
+}
+
+static vtpmca_err remote_enroll(void *ctx, const keyvault *vault, const enroll_request *req,
+                                json_t **out, vtpmca_diag *diag)
+{
+    (void)vault; /* the daemon uses its own master key */
+    char host_data[65];
+    if (req->host_data != NULL)
+        vt_hex_encode(req->host_data, 32, host_data, sizeof(host_data));
+    json_t *body =
+        json_pack("{s:s, s:s, s:s, s:s*, s:s*}", "instance", req->instance_id, "fleet", req->fleet,
+                  "mode", store_key_mode_name(req->mode), "host_data",
+                  req->host_data != NULL ? host_data : NULL, "resource_path", req->resource_path);
+    return remote_post_json(ctx, SERVER_ADMIN_PREFIX "instances", body, out, diag);
+}
+
+static vtpmca_err remote_get(void *ctx, const char *id, json_t **out, vtpmca_diag *diag)
+{
+    return remote_instance_call(ctx, "GET", id, "", ADMIN_ROLE_AUDITOR, NULL, out, diag);
+}
+
+static vtpmca_err remote_list(void *ctx, const char *fleet, const char *after, json_t **page,
+                              char next[STORE_INSTANCE_ID_MAX + 1], vtpmca_diag *diag)
+{
+    next[0] = '\0';
+    char path[512];
+    int n = snprintf(path, sizeof(path), SERVER_ADMIN_PREFIX "instances?limit=%d", LIST_PAGE);
+    vtpmca_err err = VTPMCA_OK;
+    if (fleet != NULL && (err = cli_remote_check_segment("fleet name", fleet, diag)) == VTPMCA_OK)
+        n += snprintf(path + n, sizeof(path) - (size_t)n, "&fleet=%s", fleet);
+    if (err == VTPMCA_OK && after != NULL &&
+        (err = cli_remote_check_segment("instance id", after, diag)) == VTPMCA_OK)
+        snprintf(path + n, sizeof(path) - (size_t)n, "&after=%s", after);
+    json_t *answer = NULL;
+    if (err == VTPMCA_OK)
+        err = cli_remote_call(ctx, "GET", path, ADMIN_ROLE_AUDITOR, NULL, &answer, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    json_t *list = json_object_get(answer, "instances");
+    const char *following = json_string_value(json_object_get(answer, "next_after"));
+    if (!json_is_array(list)) {
+        json_decref(answer);
+        return vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "the daemon's answer has no instances");
+    }
+    if (following != NULL)
+        snprintf(next, STORE_INSTANCE_ID_MAX + 1, "%s", following);
+    *page = json_incref(list);
+    json_decref(answer);
+    return VTPMCA_OK;
+}
+
+static vtpmca_err remote_set_disabled(void *ctx, const char *id, bool disabled, json_t **out,
+                                      vtpmca_diag *diag)
+{
+    return remote_instance_call(ctx, "POST", id, disabled ? "/disable" : "/enable",
+                                ADMIN_ROLE_ADMIN, "{}", out, diag);
+}
+
+static vtpmca_err remote_reenroll(void *ctx, const char *id, json_t **out, vtpmca_diag *diag)
+{
+    return remote_instance_call(ctx, "POST", id, "/re-enroll", ADMIN_ROLE_ADMIN, "{}", out, diag);
+}
+
+static vtpmca_err remote_remove(void *ctx, const char *id, json_t **out, vtpmca_diag *diag)
+{
+    return remote_instance_call(ctx, "DELETE", id, "", ADMIN_ROLE_ADMIN, NULL, out, diag);
+}
+
+static vtpmca_err remote_wrap_key(void *ctx, const keyvault *vault, const char *id,
+                                  const uint8_t *key, size_t key_len, json_t **out,
+                                  vtpmca_diag *diag)
+{
+    (void)vault;
+    char path[256], *b64 = NULL;
+    vtpmca_err err = instance_path(id, "/wrap-key", path, sizeof(path), diag);
+    if (err == VTPMCA_OK && vt_b64_encode_alloc(key, key_len, VT_B64_STD, &b64) != VTPMCA_OK)
+        err = vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory");
+    if (err != VTPMCA_OK)
+        return err;
+    json_t *body = json_pack("{s:s}", "key", b64);
+    OPENSSL_clear_free(b64, strlen(b64));
+    return remote_post_json(ctx, path, body, out, diag);
+}
+
+static const instance_ops remote_ops = {
+    .enroll = remote_enroll,
+    .get = remote_get,
+    .list = remote_list,
+    .set_disabled = remote_set_disabled,
+    .reenroll = remote_reenroll,
+    .remove = remote_remove,
+    .wrap_key = remote_wrap_key,
+};
+
+/* ---- Commands ---- */
+
+typedef struct {
+    cli_admin admin;
+    const instance_ops *ops;
+} backend;
+
+static vtpmca_err backend_open(const cli_opts *opts, backend *b, vtpmca_diag *diag)
+{
+    vtpmca_err err = cli_admin_open(opts, false, &b->admin, diag);
+    b->ops = err == VTPMCA_OK && cli_admin_is_remote(&b->admin) ? &remote_ops : &local_ops;
+    return err;
+}
+
+static const char *text_of(const json_t *object, const char *key)
+{
+    const char *value = json_string_value(json_object_get(object, key));
+    return value != NULL ? value : "-";
 }
 
 int cmd_instance_enroll(const cli_command *cmd, const cli_opts *opts)
@@ -110,48 +397,25 @@ int cmd_instance_enroll(const cli_command *cmd, const cli_opts *opts)
     req.actor = actor;
 
     vtpmca_diag diag = {{0}};
-    store *st = NULL;
+    backend b;
     keyvault *vault = NULL;
-    vtpmca_err err = cli_open_store(opts->value[CLI_OPT_DB], false, &st, &diag);
+    json_t *out = NULL;
+    vtpmca_err err = backend_open(opts, &b, &diag);
+    if (err == VTPMCA_OK && !cli_admin_is_remote(&b.admin))
+        err = cli_open_master_key(cmd, opts, &vault, &diag);
     if (err == VTPMCA_OK)
-        err = open_vault(cmd, opts, &vault, &diag);
-    enroll_result res;
-    if (err == VTPMCA_OK)
-        err = enrollment_enroll(st, vault, &req, &res, &diag);
+        err = b.ops->enroll(b.admin.ctx, vault, &req, &out, &diag);
     keyvault_free(vault);
-    store_close(st);
+    cli_admin_close(&b.admin);
     if (err != VTPMCA_OK)
         return cli_fail_diag(cmd, err, &diag, "cannot enroll instance '%s'", req.instance_id);
     if (opts->json)
-        return print_json_result(cmd, json_pack("{s:s, s:s, s:s, s:s, s:s?}", "instance",
-                                                req.instance_id, "fleet", req.fleet, "key_mode",
-                                                store_key_mode_name(req.mode), "resource_path",
-                                                res.resource_path, "host_data", host_hex));
-    printf("enrolled instance %s in fleet %s (key mode %s)\n", req.instance_id, req.fleet,
-           store_key_mode_name(req.mode));
-    printf("resource path: %s\n", res.resource_path);
+        return cli_print_json_result(cmd, out);
+    printf("enrolled instance %s in fleet %s (key mode %s)\n", text_of(out, "instance"),
+           text_of(out, "fleet"), text_of(out, "key_mode"));
+    printf("resource path: %s\n", text_of(out, "resource_path"));
+    json_decref(out);
     return CLI_EXIT_OK;
-}
-
-/* With --db, the instance must be enrolled in wrapped-key mode: a blob for any other
- * instance would never be released. */
-static vtpmca_err check_wrapped_instance(const char *db, const char *id, vtpmca_diag *diag)
-{
-    store *st = NULL;
-    vtpmca_err err = cli_open_store(db, false, &st, diag);
-    store_instance inst;
-    if (err == VTPMCA_OK)
-        err = store_instance_get(st, id, &inst, diag);
-    if (err == VTPMCA_OK) {
-        if (inst.key_mode != STORE_KEY_WRAPPED)
-            err = vtpmca_fail(diag, VTPMCA_ERR_CONFLICT,
-                              "instance %s is enrolled with a service-generated key, not in "
-                              "wrapped-key mode",
-                              id);
-        store_instance_free_fields(&inst);
-    }
-    store_close(st);
-    return err;
 }
 
 int cmd_instance_wrap_key(const cli_command *cmd, const cli_opts *opts)
@@ -170,106 +434,108 @@ int cmd_instance_wrap_key(const cli_command *cmd, const cli_opts *opts)
     if (err == VTPMCA_ERR_LIMIT)
         err = vtpmca_fail(&diag, VTPMCA_ERR_INVALID_ARG, "%s is larger than %d bytes",
                           opts->value[CLI_OPT_KEY], KEYVAULT_KEY_MAX);
-    if (err == VTPMCA_OK && opts->value[CLI_OPT_DB] != NULL)
-        err = check_wrapped_instance(opts->value[CLI_OPT_DB], id, &diag);
+    /* Remotely the daemon wraps; offline the master key does, checked against --db if any. */
+    bool remote = false;
+    cli_remote_config remote_cfg;
+    if (err == VTPMCA_OK)
+        err = cli_remote_config_from_opts(opts, &remote, &remote_cfg, &diag);
+    backend b = {{NULL, NULL}, &local_ops};
+    bool opened = false;
+    if (err == VTPMCA_OK && (remote || opts->value[CLI_OPT_DB] != NULL))
+        opened = (err = backend_open(opts, &b, &diag)) == VTPMCA_OK;
     keyvault *vault = NULL;
+    if (err == VTPMCA_OK && !remote)
+        err = cli_open_master_key(cmd, opts, &vault, &diag);
+    json_t *out = NULL;
     if (err == VTPMCA_OK)
-        err = open_vault(cmd, opts, &vault, &diag);
-    uint8_t *blob = NULL;
-    size_t blob_len = 0;
-    if (err == VTPMCA_OK)
-        err = enrollment_wrap_key(vault, id, key, key_len, &blob, &blob_len, &diag);
+        err = b.ops->wrap_key(b.admin.ctx, vault, id, key, key_len, &out, &diag);
     if (key != NULL)
         OPENSSL_clear_free(key, key_len);
     keyvault_free(vault);
-    char *text = NULL;
-    if (err == VTPMCA_OK)
-        err = vt_b64_encode_alloc(blob, blob_len, VT_B64_URL_NOPAD, &text);
-    free(blob);
+    if (opened)
+        cli_admin_close(&b.admin);
     if (err != VTPMCA_OK)
         return cli_fail_diag(cmd, err, &diag, "cannot wrap a key for '%s'", id);
-    int rc = CLI_EXIT_OK;
     if (opts->json)
-        rc = print_json_result(cmd, json_pack("{s:s, s:s}", "instance", id, "wrapped_key", text));
-    else
-        printf("%s\n", text);
-    free(text);
-    return rc;
+        return cli_print_json_result(cmd, out);
+    printf("%s\n", text_of(out, "wrapped_key"));
+    json_decref(out);
+    return CLI_EXIT_OK;
 }
 
 int cmd_instance_show(const cli_command *cmd, const cli_opts *opts)
 {
-    const char *id = opts->args[0];
     vtpmca_diag diag = {{0}};
-    store *st = NULL;
-    store_instance inst;
-    vtpmca_err err = cli_open_store(opts->value[CLI_OPT_DB], false, &st, &diag);
-    if (err == VTPMCA_OK)
-        err = store_instance_get(st, id, &inst, &diag);
-    store_close(st);
+    backend b;
+    json_t *out = NULL;
+    vtpmca_err err = backend_open(opts, &b, &diag);
+    if (err == VTPMCA_OK) {
+        err = b.ops->get(b.admin.ctx, opts->args[0], &out, &diag);
+        cli_admin_close(&b.admin);
+    }
     if (err != VTPMCA_OK)
         return cli_fail_diag(cmd, err, &diag, NULL);
-    int rc = CLI_EXIT_OK;
-    if (opts->json) {
-        rc = print_json_result(cmd, instance_to_json(&inst));
-    } else {
-        char created[32], host_data[65] = "any";
-        cli_format_time((time_t)inst.created_at, created, sizeof(created));
-        if (inst.has_host_data)
-            vt_hex_encode(inst.host_data, sizeof(inst.host_data), host_data, sizeof(host_data));
-        printf("instance:      %s\nfleet:         %s\nresource path: %s\nkey mode:      %s\n"
-               "host_data:     %s\nstatus:        %s\ncreated:       %s\n",
-               inst.id, inst.fleet, inst.resource_path, store_key_mode_name(inst.key_mode),
-               host_data, inst.disabled ? "disabled" : "enabled", created);
-    }
-    store_instance_free_fields(&inst);
-    return rc;
+    if (opts->json)
+        return cli_print_json_result(cmd, out);
+    const char *host_data = json_string_value(json_object_get(out, "host_data"));
+    printf("instance:      %s\nfleet:         %s\nresource path: %s\nkey mode:      %s\n"
+           "host_data:     %s\nstatus:        %s\ncreated:       %s\n",
+           text_of(out, "instance"), text_of(out, "fleet"), text_of(out, "resource_path"),
+           text_of(out, "key_mode"), host_data != NULL ? host_data : "any",
+           json_is_true(json_object_get(out, "disabled")) ? "disabled" : "enabled",
+           text_of(out, "created_at"));
+    json_decref(out);
+    return CLI_EXIT_OK;
 }
 
 int cmd_instance_list(const cli_command *cmd, const cli_opts *opts)
 {
     const char *fleet = opts->value[CLI_OPT_FLEET];
     vtpmca_diag diag = {{0}};
-    store *st = NULL;
-    vtpmca_err err = cli_open_store(opts->value[CLI_OPT_DB], false, &st, &diag);
-    if (err == VTPMCA_OK && fleet != NULL)
-        err = store_fleet_exists(st, fleet, &diag);
-    json_t *list = opts->json ? json_array() : NULL;
-    if (err == VTPMCA_OK && opts->json && list == NULL)
+    backend b;
+    vtpmca_err err = backend_open(opts, &b, &diag);
+    if (err != VTPMCA_OK)
+        return cli_fail_diag(cmd, err, &diag, NULL);
+    json_t *all = opts->json ? json_array() : NULL;
+    if (opts->json && all == NULL)
         err = vtpmca_fail(&diag, VTPMCA_ERR_NOMEM, "out of memory");
-    if (err == VTPMCA_OK && !opts->json)
-        printf("%-24s %-16s %-9s %-8s %s\n", "INSTANCE", "FLEET", "KEY MODE", "STATUS",
-               "RESOURCE PATH");
-    /* Page through every instance, one store call per STORE_LIST_MAX. */
-    char after[STORE_INSTANCE_ID_MAX + 1] = "";
+    bool header = false;
+    /* Page through every instance: one store call or admin API request per page. */
+    char after[STORE_INSTANCE_ID_MAX + 1] = "", next[STORE_INSTANCE_ID_MAX + 1] = "";
     while (err == VTPMCA_OK) {
-        store_instance *items = NULL;
-        size_t n = 0;
-        err = store_instance_list(st, fleet, after[0] != '\0' ? after : NULL, STORE_LIST_MAX,
-                                  &items, &n, &diag);
-        for (size_t i = 0; err == VTPMCA_OK && i < n; i++) {
-            if (opts->json) {
-                json_t *item = instance_to_json(&items[i]);
-                if (item == NULL || json_array_append_new(list, item) != 0)
-                    err = vtpmca_fail(&diag, VTPMCA_ERR_NOMEM, "out of memory");
-            } else {
-                printf("%-24s %-16s %-9s %-8s %s\n", items[i].id, items[i].fleet,
-                       store_key_mode_name(items[i].key_mode),
-                       items[i].disabled ? "disabled" : "enabled", items[i].resource_path);
+        json_t *page = NULL;
+        err = b.ops->list(b.admin.ctx, fleet, after[0] != '\0' ? after : NULL, &page, next, &diag);
+        if (err != VTPMCA_OK)
+            break;
+        if (opts->json) {
+            if (json_array_extend(all, page) != 0)
+                err = vtpmca_fail(&diag, VTPMCA_ERR_NOMEM, "out of memory");
+        } else {
+            if (!header)
+                printf("%-24s %-16s %-9s %-8s %s\n", "INSTANCE", "FLEET", "KEY MODE", "STATUS",
+                       "RESOURCE PATH");
+            header = true;
+            size_t i;
+            json_t *item;
+            json_array_foreach(page, i, item)
+            {
+                printf("%-24s %-16s %-9s %-8s %s\n", text_of(item, "instance"),
+                       text_of(item, "fleet"), text_of(item, "key_mode"),
+                       json_is_true(json_object_get(item, "disabled")) ? "disabled" : "enabled",
+                       text_of(item, "resource_path"));
             }
         }
-        if (n > 0)
-            snprintf(after, sizeof(after), "%s", items[n - 1].id);
-        store_instance_list_free(items, n);
-        if (n < STORE_LIST_MAX)
+        json_decref(page);
+        if (next[0] == '\0')
             break;
+        memcpy(after, next, sizeof(after));
     }
-    store_close(st);
+    cli_admin_close(&b.admin);
     if (err != VTPMCA_OK) {
-        json_decref(list);
+        json_decref(all);
         return cli_fail_diag(cmd, err, &diag, "cannot list instances");
     }
-    return opts->json ? print_json_result(cmd, list) : CLI_EXIT_OK;
+    return opts->json ? cli_print_json_result(cmd, all) : CLI_EXIT_OK;
 }
 
 int cmd_instance_set_disabled(const cli_command *cmd, const cli_opts *opts)
@@ -277,70 +543,60 @@ int cmd_instance_set_disabled(const cli_command *cmd, const cli_opts *opts)
     const char *id = opts->args[0];
     const bool disable = strcmp(cmd->name, "disable") == 0;
     vtpmca_diag diag = {{0}};
-    store *st = NULL;
-    vtpmca_err err = cli_open_store(opts->value[CLI_OPT_DB], false, &st, &diag);
-    if (err == VTPMCA_OK)
-        err = store_instance_set_disabled(st, id, disable, &diag);
-    if (err == VTPMCA_OK)
-        record(st, disable ? "instance.disable" : "instance.enable", id,
-               disable ? "key release refused until enabled again" : "key release allowed");
-    store_close(st);
+    backend b;
+    json_t *out = NULL;
+    vtpmca_err err = backend_open(opts, &b, &diag);
+    if (err == VTPMCA_OK) {
+        err = b.ops->set_disabled(b.admin.ctx, id, disable, &out, &diag);
+        cli_admin_close(&b.admin);
+    }
     if (err != VTPMCA_OK)
         return cli_fail_diag(cmd, err, &diag, NULL);
     if (opts->json)
-        return print_json_result(cmd, json_pack("{s:s, s:b}", "instance", id, "disabled", disable));
+        return cli_print_json_result(cmd, out);
+    json_decref(out);
     printf("%s instance %s\n", disable ? "disabled" : "enabled", id);
     return CLI_EXIT_OK;
 }
 
-static json_t *event_to_json(const store_audit_event *ev, const char *at)
-{
-    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "seq", (json_int_t)ev->seq, "at",
-                     at, "actor", ev->actor, "action", ev->action, "outcome", ev->outcome,
-                     "measurement", ev->measurement, "chip_id", ev->chip_id, "detail", ev->detail);
-}
-
-int cmd_instance_history(const cli_command *cmd, const cli_opts *opts)
+int cmd_instance_reenroll(const cli_command *cmd, const cli_opts *opts)
 {
     const char *id = opts->args[0];
     vtpmca_diag diag = {{0}};
-    store *st = NULL;
-    vtpmca_err err = cli_open_store(opts->value[CLI_OPT_DB], false, &st, &diag);
-    if (err == VTPMCA_OK)
-        err = store_check_instance_id(id, &diag);
-    json_t *list = opts->json ? json_array() : NULL;
-    if (err == VTPMCA_OK && opts->json && list == NULL)
-        err = vtpmca_fail(&diag, VTPMCA_ERR_NOMEM, "out of memory");
-    if (err == VTPMCA_OK && !opts->json)
-        printf("%-24s %-18s %-20s %-20s %s\n", "TIME", "ACTION", "OUTCOME", "ACTOR", "DETAIL");
-    store_audit_filter filter = {.instance_id = id, .limit = STORE_LIST_MAX};
-    while (err == VTPMCA_OK) {
-        store_audit_event *events = NULL;
-        size_t n = 0;
-        err = store_audit_query(st, &filter, &events, &n, &diag);
-        for (size_t i = 0; err == VTPMCA_OK && i < n; i++) {
-            const store_audit_event *ev = &events[i];
-            char at[48];
-            cli_format_time((time_t)(ev->at_ms / 1000), at, sizeof(at));
-            if (opts->json) {
-                json_t *item = event_to_json(ev, at);
-                if (item == NULL || json_array_append_new(list, item) != 0)
-                    err = vtpmca_fail(&diag, VTPMCA_ERR_NOMEM, "out of memory");
-            } else {
-                printf("%-24s %-18s %-20s %-20s %s\n", at, ev->action, ev->outcome, ev->actor,
-                       ev->detail);
-            }
-        }
-        if (n > 0)
-            filter.after_seq = events[n - 1].seq;
-        free(events);
-        if (n < STORE_LIST_MAX)
-            break;
+    backend b;
+    json_t *out = NULL;
+    vtpmca_err err = backend_open(opts, &b, &diag);
+    if (err == VTPMCA_OK) {
+        err = b.ops->reenroll(b.admin.ctx, id, &out, &diag);
+        cli_admin_close(&b.admin);
     }
-    store_close(st);
-    if (err != VTPMCA_OK) {
-        json_decref(list);
+    if (err != VTPMCA_OK)
         return cli_fail_diag(cmd, err, &diag, NULL);
+    if (opts->json)
+        return cli_print_json_result(cmd, out);
+    json_decref(out);
+    printf("instance %s may present another EK at its next certification\n", id);
+    return CLI_EXIT_OK;
+}
+
+int cmd_instance_delete(const cli_command *cmd, const cli_opts *opts)
+{
+    const char *id = opts->args[0];
+    vtpmca_diag diag = {{0}};
+    backend b;
+    json_t *out = NULL;
+    vtpmca_err err = backend_open(opts, &b, &diag);
+    if (err == VTPMCA_OK) {
+        err = b.ops->remove(b.admin.ctx, id, &out, &diag);
+        cli_admin_close(&b.admin);
     }
-    return opts->json ? print_json_result(cmd, list) : CLI_EXIT_OK;
+    if (err != VTPMCA_OK)
+        return cli_fail_diag(cmd, err, &diag, NULL);
+    if (opts->json)
+        return cli_print_json_result(cmd, out);
+    json_int_t revoked = json_integer_value(json_object_get(out, "certificates_revoked"));
+    printf("deleted instance %s and its key; %lld certificate%s revoked\n", id, (long long)revoked,
+           revoked == 1 ? "" : "s");
+    json_decref(out);
+    return CLI_EXIT_OK;
 }

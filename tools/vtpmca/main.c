@@ -25,6 +25,9 @@ const cli_group cli_groups[] = {
     {"policy", "versioned per-fleet appraisal policies"},
     {"admin", "admin keys for the daemon's admin API (remote mode: --server)"},
     {"instance", "instances (SVSMs) enrolled for persistence-key release"},
+    {"audit", "the audit log: admin actions, key releases, refusals, certificates"},
+    {"kbs-key", "this service's KBS key and the peer KBS keys it trusts"},
+    {"ledger", "the rollback ledger of instances' filesystems"},
     {"ca", "the EK/IAK certificate authority: create, import, show, export for Keylime"},
     {"cert", "EK/IAK certificates the CA issued: list, show, revoke"},
     {"crl", "the certificate revocation list the issuing CA signs"},
@@ -92,36 +95,115 @@ const cli_command cli_commands[] = {
      "Check the admin key against the daemon: who the daemon says you are",
      "Needs --server URL (or VTPMCA_SERVER) and --admin-key FILE (or VTPMCA_ADMIN_KEY).",
      cmd_admin_whoami},
-    /* Instances: offline on --db and the master key (cmd_instance.c). */
+    /* Instances: offline on --db and the master key, or through the daemon (cmd_instance.c,
+     * cmd_bulk.c; history in cmd_audit.c). */
     {"instance", "enroll", "ID", 1,
-     DB_OPT | CLI_OPT(CLI_OPT_FLEET) | CLI_OPT(CLI_OPT_MODE) | CLI_OPT(CLI_OPT_HOST_DATA) |
+     ADMIN_OPTS | CLI_OPT(CLI_OPT_FLEET) | CLI_OPT(CLI_OPT_MODE) | CLI_OPT(CLI_OPT_HOST_DATA) |
          CLI_OPT(CLI_OPT_RESOURCE_PATH) | CLI_OPT(CLI_OPT_MASTER_KEY) | JSON_OPT,
-     DB_OPT | CLI_OPT(CLI_OPT_FLEET), "Enroll an instance for persistence-key release",
+     CLI_OPT(CLI_OPT_FLEET), "Enroll an instance for persistence-key release",
      "ID: 1 to 63 characters of A-Z a-z 0-9 . _ : -. The instance gets its key at its resource\n"
      "path (printed; put it on the instance's disk or configuration) once its evidence passes\n"
      "the fleet's policy and, with --host-data, carries that HOST_DATA. Generated mode: the\n"
      "service makes a 256-bit key, stored wrapped under the master key. Wrapped mode: nothing\n"
-     "is stored; the instance presents a key wrapped by 'instance wrap-key'.",
+     "is stored; the instance presents a key wrapped by 'instance wrap-key'. Ids and resource\n"
+     "paths of deleted instances are never enrolled again.",
      cmd_instance_enroll},
+    {"instance", "bulk", NULL, 0,
+     ADMIN_OPTS | CLI_OPT(CLI_OPT_FILE) | CLI_OPT(CLI_OPT_FORMAT) | CLI_OPT(CLI_OPT_BATCH) |
+         CLI_OPT(CLI_OPT_OUT) | CLI_OPT(CLI_OPT_SKIP_BAD) | CLI_OPT(CLI_OPT_FLEET) |
+         CLI_OPT(CLI_OPT_MASTER_KEY) | JSON_OPT,
+     CLI_OPT(CLI_OPT_FILE), "Enroll many instances from a CSV or JSON Lines file",
+     "Columns (a CSV header names them; JSON Lines objects use them as keys): instance, fleet\n"
+     "(or --fleet for rows without), host_data, resource_path or resource_tag (default:\n"
+     "generated), mode (generated or wrapped) and key (wrapped mode: a key to wrap, base64).\n"
+     "Every row is checked first; bad rows are reported with their line numbers and nothing\n"
+     "is enrolled unless --skip-bad. Each batch is one transaction: all of it or nothing.\n"
+     "The enrolled instances and their resource paths go to --out as JSON Lines (else to\n"
+     "stdout), batch by batch; a summary line follows. A progress bar shows on a terminal.\n"
+     "Through the daemon each batch is one request: it must fit its max_body_bytes.",
+     cmd_instance_bulk},
     {"instance", "wrap-key", "ID", 1,
-     CLI_OPT(CLI_OPT_KEY) | DB_OPT | CLI_OPT(CLI_OPT_MASTER_KEY) | JSON_OPT, CLI_OPT(CLI_OPT_KEY),
-     "Wrap a key you bring for a wrapped-key mode instance",
+     CLI_OPT(CLI_OPT_KEY) | ADMIN_OPTS | CLI_OPT(CLI_OPT_MASTER_KEY) | JSON_OPT,
+     CLI_OPT(CLI_OPT_KEY), "Wrap a key you bring for a wrapped-key mode instance",
      "Prints the wrapped key (base64url) that the instance presents as {\"wrapped-key\": ...}\n"
-     "with POST /kbs/v0/resource/<path>; it unwraps for this instance only. With --db the\n"
-     "instance must be enrolled in wrapped-key mode. Needs --master-key or --db.",
+     "with POST /kbs/v0/resource/<path>; it unwraps for this instance only. With --db or\n"
+     "--server the instance must be enrolled in wrapped-key mode. Offline it needs\n"
+     "--master-key or --db; through the daemon, the daemon's master key wraps.",
      cmd_instance_wrap_key},
-    {"instance", "show", "ID", 1, DB_OPT | JSON_OPT, DB_OPT, "Show an enrolled instance", NULL,
+    {"instance", "show", "ID", 1, ADMIN_OPTS | JSON_OPT, 0, "Show an enrolled instance", NULL,
      cmd_instance_show},
-    {"instance", "list", NULL, 0, DB_OPT | CLI_OPT(CLI_OPT_FLEET) | JSON_OPT, DB_OPT,
+    {"instance", "list", NULL, 0, ADMIN_OPTS | CLI_OPT(CLI_OPT_FLEET) | JSON_OPT, 0,
      "List enrolled instances (of one fleet with --fleet)", NULL, cmd_instance_list},
-    {"instance", "disable", "ID", 1, DB_OPT | JSON_OPT, DB_OPT,
+    {"instance", "disable", "ID", 1, ADMIN_OPTS | JSON_OPT, 0,
      "Refuse key release to an instance until it is enabled again", NULL,
      cmd_instance_set_disabled},
-    {"instance", "enable", "ID", 1, DB_OPT | JSON_OPT, DB_OPT, "Allow key release again", NULL,
+    {"instance", "enable", "ID", 1, ADMIN_OPTS | JSON_OPT, 0, "Allow key release again", NULL,
      cmd_instance_set_disabled},
-    {"instance", "history", "ID", 1, DB_OPT | JSON_OPT, DB_OPT,
-     "Print an instance's audit log: enrollment, key releases and refusals", NULL,
+    {"instance", "re-enroll", "ID", 1, ADMIN_OPTS | JSON_OPT, 0,
+     "Allow another EK at the instance's next certification",
+     "For an instance whose vTPM was re-created: its next EK certification may present an EK\n"
+     "other than the one certified before (once; the certification uses the grant up).",
+     cmd_instance_reenroll},
+    {"instance", "delete", "ID", 1, ADMIN_OPTS | JSON_OPT, 0,
+     "Delete an instance for good, with its persistence key",
+     "In one transaction: the instance and its wrapped persistence key are deleted (nothing\n"
+     "can release that key again), its stored ledger key and any EK re-enrollment grant go\n"
+     "too, and its valid certificates are revoked (cessationOfOperation). Its audit entries\n"
+     "and ledger record stay, and its id and resource path are never enrolled again.",
+     cmd_instance_delete},
+    {"instance", "history", "ID", 1, ADMIN_OPTS | JSON_OPT, 0,
+     "Print an instance's audit log: enrollment, key releases and refusals, admin actions", NULL,
      cmd_instance_history},
+    /* The audit log (cmd_audit.c), KBS keys (cmd_kbs_key.c), the ledger (cmd_ledger.c). */
+    {"audit", "tail", NULL, 0,
+     ADMIN_OPTS | CLI_OPT(CLI_OPT_LIMIT) | CLI_OPT(CLI_OPT_FOLLOW) | CLI_OPT(CLI_OPT_JSONL) |
+         JSON_OPT,
+     0, "Print the newest audit events (20, or --limit N), then new ones with --follow",
+     "--follow polls every second until interrupted (Ctrl-C); through the daemon it leaves out\n"
+     "the audit rows of its own polls.",
+     cmd_audit_tail},
+    {"audit", "search", NULL, 0,
+     ADMIN_OPTS | CLI_OPT(CLI_OPT_INSTANCE) | CLI_OPT(CLI_OPT_ACTION) | CLI_OPT(CLI_OPT_OUTCOME) |
+         CLI_OPT(CLI_OPT_SINCE) | CLI_OPT(CLI_OPT_UNTIL) | CLI_OPT(CLI_OPT_LIMIT) |
+         CLI_OPT(CLI_OPT_JSONL) | JSON_OPT,
+     0, "Search the audit log by instance, action, outcome and time",
+     "Events come oldest first. --jsonl prints one JSON object per line (an export); --json\n"
+     "one array.",
+     cmd_audit_search},
+    {"kbs-key", "show", NULL, 0, REMOTE_OPTS | CLI_OPT(CLI_OPT_STATE_DIR) | JSON_OPT, 0,
+     "Show this service's KBS public key and its fingerprint",
+     "SVSMs remember this key from key release; peer services trust it with 'kbs-key trust'.\n"
+     "Offline it is read from <--state-dir>/kbs-key.pem.",
+     cmd_kbs_key_show},
+    {"kbs-key", "list", NULL, 0, REMOTE_OPTS | CLI_OPT(CLI_OPT_TRUSTED_DIR) | JSON_OPT, 0,
+     "List the peer KBS keys trusted for EK/IAK certification", NULL, cmd_kbs_key_list},
+    {"kbs-key", "trust", "PEMFILE", 1,
+     REMOTE_OPTS | CLI_OPT(CLI_OPT_TRUSTED_DIR) | CLI_OPT(CLI_OPT_STATE_DIR) | JSON_OPT, 0,
+     "Trust a peer KBS public key for EK/IAK certification",
+     "PEMFILE holds the peer's KBS public key (what 'kbs-key show' prints there). SVSMs that\n"
+     "remember that key may then ask this CA for certificates. vtpmcad reads its\n"
+     "trusted_kbs_keys_dir at start: the change applies at its next start.",
+     cmd_kbs_key_trust},
+    {"kbs-key", "untrust", "FINGERPRINT", 1, REMOTE_OPTS | CLI_OPT(CLI_OPT_TRUSTED_DIR) | JSON_OPT,
+     0, "Stop trusting a peer KBS key",
+     "FINGERPRINT: the 64 hex digits 'kbs-key list' shows. Applies at vtpmcad's next start.",
+     cmd_kbs_key_untrust},
+    {"ledger", "show", "ID", 1, ADMIN_OPTS | JSON_OPT, 0,
+     "Show what the rollback ledger holds for an instance",
+     "The latest accepted counter and root, the origin, whether the instance is locked after a\n"
+     "fork or rollback attempt, and the refusal counts.",
+     cmd_ledger_show},
+    {"ledger", "clear", "ID", 1,
+     REMOTE_OPTS | CLI_OPT(CLI_OPT_DB) | CLI_OPT(CLI_OPT_RESET) | JSON_OPT, 0,
+     "Unlock an instance's ledger (with --reset, also forget its entry)",
+     "Only vtpmcad writes the ledger, so this needs --server. --reset is for a re-provisioned\n"
+     "filesystem: the next advance is accepted whatever its counter and becomes the origin.",
+     cmd_ledger_clear},
+    {"ledger", "require-admin-clear", "ID on|off", 2, REMOTE_OPTS | CLI_OPT(CLI_OPT_DB) | JSON_OPT,
+     0, "Whether a fork or rollback attempt locks the instance",
+     "With on, a refused fork or rollback locks the instance until 'ledger clear'. Needs\n"
+     "--server.",
+     cmd_ledger_require_clear},
     /* The CA (cmd_ca.c), its certificates (cmd_cert.c) and C509 files (cmd_c509.c). */
     {"ca", "init", NULL, 0,
      CA_DIR_OPTS | CLI_OPT(CLI_OPT_ROOT_ALG) | CLI_OPT(CLI_OPT_ISSUING_ALG) |
@@ -147,18 +229,18 @@ const cli_command cli_commands[] = {
      "Write the CA certificates for Keylime's tpm_cert_store",
      "Writes vtpmca-issuing-ca.pem and vtpmca-root-ca.pem (one certificate each) into DIR.",
      cmd_ca_export_keylime},
-    {"cert", "list", NULL, 0, DB_OPT | CLI_OPT(CLI_OPT_INSTANCE) | JSON_OPT, DB_OPT,
+    {"cert", "list", NULL, 0, ADMIN_OPTS | CLI_OPT(CLI_OPT_INSTANCE) | JSON_OPT, 0,
      "List issued certificates (of one instance with --instance)", NULL, cmd_cert_list},
     {"cert", "show", "SERIAL", 1,
-     DB_OPT | CLI_OPT(CLI_OPT_PEM) | CLI_OPT(CLI_OPT_DER_OUT) | JSON_OPT, DB_OPT,
+     ADMIN_OPTS | CLI_OPT(CLI_OPT_PEM) | CLI_OPT(CLI_OPT_DER_OUT) | JSON_OPT, 0,
      "Show an issued certificate and the instance identity it carries",
      "SERIAL is hexadecimal, with or without colons. --pem prints only the certificate;\n"
      "--der-out writes its DER (X.509 and type 3 C509 certificates).",
      cmd_cert_show},
-    {"cert", "revoke", "SERIAL", 1, DB_OPT | CLI_OPT(CLI_OPT_REASON) | JSON_OPT, DB_OPT,
+    {"cert", "revoke", "SERIAL", 1, ADMIN_OPTS | CLI_OPT(CLI_OPT_REASON) | JSON_OPT, 0,
      "Revoke an issued certificate",
      "The revocation is recorded in the database and the audit log; vtpmcad's CRL lists it\n"
-     "from its next request. A certificate is revoked once.",
+     "from its next request. A certificate is revoked once. Needs the admin role remotely.",
      cmd_cert_revoke},
     {"crl", "show", NULL, 0, DB_OPT | CA_DIR_OPTS | CLI_OPT(CLI_OPT_DER_OUT) | JSON_OPT, DB_OPT,
      "Sign a CRL of the current revocations and print it",
