@@ -20,8 +20,6 @@
 #include "vtpmca/err.h"
 #include "vtpmca/report_data.h"
 
-#define KBS_PROTOCOL_VERSION "0.4.0"
-#define KBS_SESSION_COOKIE "kbs-session-id"
 /* Largest response body the client reads. */
 #define KBS_CLIENT_RESPONSE_MAX (1024 * 1024)
 /* Nonces the client accepts from auth (the KBS binding signs at most this much). */

@@ -15,11 +15,10 @@
 
 #include "vtpmca/err.h"
 #include "vtpmca/kbs_session.h"
+#include "vtpmca/report_data.h"
 #include "vtpmca/key_release.h"
 #include "vtpmca/snp_verifier.h"
 
-#define KBS_PROTOCOL_VERSION "0.4.0"
-#define KBS_COOKIE_NAME "kbs-session-id"
 #define KBS_COOKIE_PATH "/kbs"
 /* Size of a Set-Cookie value (name, id, attributes). */
 #define KBS_SET_COOKIE_MAX 128

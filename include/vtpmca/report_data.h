@@ -20,6 +20,10 @@
 
 #include "vtpmca/err.h"
 
+/* KBS protocol constants shared by the server (kbs_service) and the reference client. */
+#define KBS_PROTOCOL_VERSION "0.4.0"
+#define KBS_COOKIE_NAME "kbs-session-id"
+
 #define REPORT_DATA_SIZE 64
 
 typedef enum {

@@ -349,8 +349,8 @@ static bool has_session_cookie(CURL *curl)
             if (field != NULL)
                 field++;
         }
-        size_t name_len = strlen(KBS_SESSION_COOKIE);
-        found = field != NULL && strncmp(field, KBS_SESSION_COOKIE, name_len) == 0 &&
+        size_t name_len = strlen(KBS_COOKIE_NAME);
+        found = field != NULL && strncmp(field, KBS_COOKIE_NAME, name_len) == 0 &&
                 field[name_len] == '\t' && field[name_len + 1] != '\0';
     }
     curl_slist_free_all(cookies);
@@ -391,7 +391,7 @@ vtpmca_err kbs_client_auth(kbs_client *client, vtpmca_diag *diag)
             KBS_CLIENT_NONCE_MAX);
     else if (!has_session_cookie(client->curl))
         err = vtpmca_fail(diag, VTPMCA_ERR_PARSE, "POST /kbs/v0/auth: the reply set no %s cookie",
-                          KBS_SESSION_COOKIE);
+                          KBS_COOKIE_NAME);
     if (err == VTPMCA_OK && (client->nonce_b64 = strdup(nonce)) == NULL)
         err = VTPMCA_ERR_NOMEM;
     if (err == VTPMCA_OK) {
