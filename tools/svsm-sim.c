@@ -604,7 +604,7 @@ static vtpmca_err step_auth(boot_ctx *ctx, vtpmca_diag *diag)
     size_t nonce_len = 0;
     kbs_client_nonce(ctx->kbs, &nonce, &nonce_len);
     printf("[1] auth      POST %s/kbs/v0/auth -> nonce %s (%zu bytes), cookie %s set\n",
-           ctx->opt.server, kbs_client_nonce_b64(ctx->kbs), nonce_len, KBS_SESSION_COOKIE);
+           ctx->opt.server, kbs_client_nonce_b64(ctx->kbs), nonce_len, KBS_COOKIE_NAME);
     return VTPMCA_OK;
 }
 
