@@ -14,7 +14,7 @@
  *    the daemon: both share this machine's cores, so the client's share is reported beside
  *    the result.
  *
- * Usage: bench_ledger_http [--connections N (128)] [--seconds S (5)] [--format cbor|json]
+ * Usage: bench_ledger_http [--connections N (64)] [--seconds S (5)] [--format cbor|json]
  *                          [--ledger-workers N (connections)] [--dir DIR] [--vtpmcad PATH]
  * Without --dir a fresh directory is made (and removed) in the current directory. */
 #include <arpa/inet.h>
@@ -97,7 +97,7 @@ static double now_s(void)
 
 static int parse_args(int argc, char **argv, struct options *o)
 {
-    *o = (struct options){128, 5.0, 0, LEDGER_FORMAT_CBOR, NULL, NULL};
+    *o = (struct options){64, 5.0, 0, LEDGER_FORMAT_CBOR, NULL, NULL};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
@@ -672,7 +672,7 @@ int main(int argc, char **argv)
 {
     struct options o;
     if (parse_args(argc, argv, &o) != 0) {
-        fprintf(stderr, "usage: bench_ledger_http [--connections N (128)] [--seconds S (5)] "
+        fprintf(stderr, "usage: bench_ledger_http [--connections N (64)] [--seconds S (5)] "
                         "[--format cbor|json] [--ledger-workers N (connections)] "
                         "[--dir DIR] [--vtpmcad PATH]\n");
         return 2;

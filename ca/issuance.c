@@ -1034,19 +1034,29 @@ void issuance_activation_result_clear(issuance_activation_result *result)
 
 /* ---- admin ---- */
 
-vtpmca_err issuance_allow_ek_change(issuance *engine, const char *instance_id, const char *actor,
+vtpmca_err issuance_allow_ek_change(store *st, const char *instance_id, const char *actor,
                                     vtpmca_diag *diag)
 {
-    if (engine == NULL || instance_id == NULL || actor == NULL || actor[0] == '\0')
+    if (st == NULL || instance_id == NULL || actor == NULL || actor[0] == '\0' ||
+        strlen(actor) >= sizeof(((store_audit_event *)0)->actor))
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
-                           "EK re-enrollment: instance id and actor are required");
-    vtpmca_err err = store_instance_ek_reenroll_grant(engine->config.store, instance_id, diag);
+                           "EK re-enrollment: an instance id and an actor of 1 to 63 bytes are "
+                           "required");
+    vtpmca_err err = store_instance_ek_reenroll_grant(st, instance_id, diag);
     if (err != VTPMCA_OK)
         return err;
-    audit(engine, "ek_reenroll", actor, instance_id, "granted", NULL,
-          "the next certify may present a new EK");
-    vtpmca_log(VTPMCA_LOG_INFO, "ca.ek_reenroll", "actor", actor, "instance", instance_id, NULL);
-    return VTPMCA_OK;
+    store_audit_event ev;
+    memset(&ev, 0, sizeof(ev));
+    snprintf(ev.actor, sizeof(ev.actor), "%s", actor);
+    snprintf(ev.action, sizeof(ev.action), "ek_reenroll");
+    snprintf(ev.instance_id, sizeof(ev.instance_id), "%s", instance_id);
+    snprintf(ev.outcome, sizeof(ev.outcome), "granted");
+    snprintf(ev.detail, sizeof(ev.detail), "the next certify may present a new EK");
+    err = store_audit_append(st, &ev, diag);
+    if (err == VTPMCA_OK)
+        vtpmca_log(VTPMCA_LOG_INFO, "ca.ek_reenroll", "actor", actor, "instance", instance_id,
+                   NULL);
+    return err;
 }
 
 void issuance_get_stats(issuance *engine, issuance_stats *out)

@@ -47,9 +47,9 @@ struct server_app {
     size_t tls_key_len;
     server_kbs *kbs; /* KBS protocol 0.4.0 */
     ca_ctx *ca;      /* the EK/IAK certificate authority; NULL when config.ca_dir holds none */
-    server_ca_public *ca_public; /* what GET /v1/ca/chain and /v1/ca/crl serve */
-    server_certify *certify;     /* EK/IAK issuance; NULL without a CA */
-    server_ledger *ledger;       /* the rollback ledger */
+    server_ca_public *ca_public;     /* what GET /v1/ca/chain and /v1/ca/crl serve */
+    server_certify *certify;         /* EK/IAK issuance; NULL without a CA */
+    server_ledger *ledger;           /* the rollback ledger */
     server_admin_fleet *fleet_admin; /* for the admin API's instance and KBS key routes */
 };
 

@@ -952,8 +952,8 @@ vtpmca_err store_crl_number_next(store *st, uint64_t *out, vtpmca_diag *diag)
 
 /* ---- Rollback ledger keys ---- */
 
-vtpmca_err store_ledger_key_put(store *st, const char *instance_id, const uint8_t *blob,
-                                size_t len, vtpmca_diag *diag)
+vtpmca_err store_ledger_key_put(store *st, const char *instance_id, const uint8_t *blob, size_t len,
+                                vtpmca_diag *diag)
 {
     if (st == NULL || blob == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: ledger key put: missing argument");

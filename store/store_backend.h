@@ -80,8 +80,8 @@ struct store_backend_ops {
     /* ---- Rollback ledger keys of wrapped-key mode instances ---- */
     vtpmca_err (*ledger_key_put)(void *impl, const char *instance_id, const uint8_t *blob,
                                  size_t len, vtpmca_diag *diag);
-    vtpmca_err (*ledger_key_get)(void *impl, const char *instance_id, uint8_t **blob,
-                                 size_t *len, vtpmca_diag *diag);
+    vtpmca_err (*ledger_key_get)(void *impl, const char *instance_id, uint8_t **blob, size_t *len,
+                                 vtpmca_diag *diag);
 
     /* ---- EK re-enrollment grants ---- */
     vtpmca_err (*ek_reenroll_grant)(void *impl, const char *instance_id, vtpmca_diag *diag);

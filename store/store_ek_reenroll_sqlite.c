@@ -56,11 +56,11 @@ static vtpmca_err grant_fn(sqlite3 *db, void *ctx, vtpmca_diag *diag)
         err = vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND, "store: no instance %s is enrolled",
                           instance_id);
     if (err == VTPMCA_OK)
-        err = run(db,
-                  "INSERT INTO ek_reenroll (instance_id, granted_at) VALUES (?1, ?2)"
-                  " ON CONFLICT (instance_id) DO UPDATE SET granted_at = excluded.granted_at",
-                  instance_id, (int64_t)time(NULL), "granting an EK re-enrollment", NULL, NULL,
-                  diag);
+        err =
+            run(db,
+                "INSERT INTO ek_reenroll (instance_id, granted_at) VALUES (?1, ?2)"
+                " ON CONFLICT (instance_id) DO UPDATE SET granted_at = excluded.granted_at",
+                instance_id, (int64_t)time(NULL), "granting an EK re-enrollment", NULL, NULL, diag);
     return err;
 }
 

@@ -6,12 +6,12 @@
  * certify checks, in this order, and refuses at the first failure:
  *   request shape and sizes; the EK is a TCG default EK template and the IAK (if any) a
  *   restricted signing key (ek_template.h); the KBS key is trusted; the nonce is live and
- *   unused (it is spent by this request, whatever the outcome); the SNP report verifies; its
- *   REPORT_DATA binds the nonce, the EK, the IAK and the KBS key (issuance_report_data); an
- *   instance is enrolled at the resource path, enabled, with matching host_data, and the
- *   evidence passes its fleet's latest policy; the EK is the one certified for the instance
- *   before (unless an admin allowed a change with issuance_allow_ek_change); the IAK is
- *   proven (bound in REPORT_DATA, or by a credential activation; both when configured).
+ *   unused (it is spent by this request, whatever the outcome); the SNP report verifies; an
+ *   instance is enrolled at the resource path and enabled; REPORT_DATA binds the nonce, the
+ *   EK, the IAK and the KBS key (issuance_report_data); host_data and the fleet's latest
+ *   policy accept the evidence; the IAK is proven (bound in REPORT_DATA, or by a credential
+ *   activation; both when configured); the EK is the one certified for the instance before
+ *   (unless an admin allowed a change with issuance_allow_ek_change).
  * Then it issues the EK (and IAK) certificate with the instance-identity extension, records
  * it in the store and audits the outcome. Refusals after the nonce check are audited too
  * (action "certify"); earlier ones are only logged, so unauthenticated garbage cannot flood
@@ -227,8 +227,9 @@ void issuance_activation_result_clear(issuance_activation_result *result);
 /* An admin allows the next certify of instance_id to present an EK other than the one
  * certified before (the instance's vTPM was re-created): recorded in the store
  * (store_instance_ek_reenroll_grant), used up by that certify, audited (action
- * "ek_reenroll", actor). NOT_FOUND for an unknown instance. */
-vtpmca_err issuance_allow_ek_change(issuance *engine, const char *instance_id, const char *actor,
+ * "ek_reenroll", actor: 1..63 bytes). Needs only the store, so the admin API and the CLI
+ * (on the database) call it alike. NOT_FOUND for an unknown instance. */
+vtpmca_err issuance_allow_ek_change(store *st, const char *instance_id, const char *actor,
                                     vtpmca_diag *diag);
 
 typedef struct {

@@ -228,8 +228,8 @@ vtpmca_err store_ledger_apply_batch(store_ledger_writer *w, const store_ledger_w
  * keeps the ledger key derived from it, wrapped by the key vault (1..STORE_WRAPPED_KEY_MAX
  * bytes). Put replaces the instance's blob; NOT_FOUND when no such instance is enrolled.
  * Get: *blob is malloc'd; NOT_FOUND when none is stored. */
-vtpmca_err store_ledger_key_put(store *st, const char *instance_id, const uint8_t *blob,
-                                size_t len, vtpmca_diag *diag);
+vtpmca_err store_ledger_key_put(store *st, const char *instance_id, const uint8_t *blob, size_t len,
+                                vtpmca_diag *diag);
 vtpmca_err store_ledger_key_get(store *st, const char *instance_id, uint8_t **blob, size_t *len,
                                 vtpmca_diag *diag);
 

@@ -460,6 +460,27 @@ static void test_report_data_layout(void **state)
     assert_int_equal(issuance_report_data(nonce, ek, 34, NULL, 0, kbs, got, NULL), VTPMCA_OK);
     assert_memory_equal(got, want, 64);
 
+    /* The worked example of docs/protocol.md (computed there with Python's hashlib). */
+    uint8_t ek34[34], iak34[34], doc[64];
+    ek34[0] = iak34[0] = 0x00;
+    ek34[1] = iak34[1] = 0x0b;
+    memset(ek34 + 2, 0xe0, 32);
+    memset(iak34 + 2, 0x1a, 32);
+    assert_int_equal(vt_hex_decode_fixed("a579433ce4f72c12a1eee8840d49ed41fa15dfc610c8373b3d88b7e1"
+                                         "1b4c8a16600a72e109d37766847fdc52e3dbcf1b19b89b0ae8cc3be3"
+                                         "6e6d127418d63d6a",
+                                         doc, 64),
+                     VTPMCA_OK);
+    assert_int_equal(issuance_report_data(nonce, ek34, 34, iak34, 34, kbs, got, NULL), VTPMCA_OK);
+    assert_memory_equal(got, doc, 64);
+    assert_int_equal(vt_hex_decode_fixed("0c275412908eae58fee5d08254aca455acbc5379d4fd8fda652550a0"
+                                         "e87d5bd2fe6a44695085bd9941bfd4edeb7140a450168772c28bc66d"
+                                         "d19d77a1bdd6e940",
+                                         doc, 64),
+                     VTPMCA_OK);
+    assert_int_equal(issuance_report_data(nonce, ek34, 34, NULL, 0, kbs, got, NULL), VTPMCA_OK);
+    assert_memory_equal(got, doc, 64);
+
     assert_int_equal(issuance_report_data(nonce, ek, 3, NULL, 0, kbs, got, NULL),
                      VTPMCA_ERR_INVALID_ARG);
     assert_int_equal(issuance_report_data(nonce, ek, 34, iak, 2, kbs, got, NULL),
@@ -480,7 +501,7 @@ static void test_certify_x509_every_ek_kind(void **state)
         int i = order[k];
         /* The instance keeps one EK: allow each new kind (an admin re-enrollment). */
         if (k > 0)
-            assert_int_equal(issuance_allow_ek_change(g.engine, inst, "admin", NULL), VTPMCA_OK);
+            assert_int_equal(issuance_allow_ek_change(g.store, inst, "admin", NULL), VTPMCA_OK);
         certify_input in;
         build(&in,
               (certify_spec){.ek = g.ek_pub[i],
@@ -721,7 +742,7 @@ static void test_changed_ek_needs_reenrollment(void **state)
     assert_int_equal(certs_of(inst), before);
 
     /* An admin re-enrolls the EK: the next certify may change it, once. */
-    assert_int_equal(issuance_allow_ek_change(g.engine, inst, "alice", NULL), VTPMCA_OK);
+    assert_int_equal(issuance_allow_ek_change(g.store, inst, "alice", NULL), VTPMCA_OK);
     ev = last_audit(inst, "ek_reenroll");
     assert_string_equal(ev.actor, "alice");
     assert_string_equal(ev.outcome, "granted");
@@ -736,9 +757,9 @@ static void test_changed_ek_needs_reenrollment(void **state)
     assert_int_equal(certs_of(inst), before + 1);
 
     vtpmca_diag diag = {{0}};
-    assert_int_equal(issuance_allow_ek_change(g.engine, "no-such-instance", "alice", &diag),
+    assert_int_equal(issuance_allow_ek_change(g.store, "no-such-instance", "alice", &diag),
                      VTPMCA_ERR_NOT_FOUND);
-    assert_int_equal(issuance_allow_ek_change(g.engine, inst, "", &diag), VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(issuance_allow_ek_change(g.store, inst, "", &diag), VTPMCA_ERR_INVALID_ARG);
     bool granted = true;
     assert_int_equal(store_instance_ek_reenroll_take(g.store, inst, &granted, NULL), VTPMCA_OK);
     assert_false(granted);

@@ -365,6 +365,7 @@ typedef struct {
 
 static vtpmca_err backend_open(const cli_opts *opts, backend *b, vtpmca_diag *diag)
 {
+    memset(b, 0, sizeof(*b)); /* closing a backend that did not open is a no-op */
     vtpmca_err err = cli_admin_open(opts, false, &b->admin, diag);
     b->ops = err == VTPMCA_OK && cli_admin_is_remote(&b->admin) ? &remote_ops : &local_ops;
     return err;
