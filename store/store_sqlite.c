@@ -279,12 +279,12 @@ struct sqlite_store {
     /* Serialises this process's write transactions: sqlite admits one writer at a time, and
      * queueing on a mutex is cheaper and fairer than sqlite's sleep-and-retry busy handler. */
     pthread_mutex_t write_lock;
-    /* Group commit of audit rows (see sqlite_audit_append): appenders queue here, and one of
-     * them at a time commits everything queued in one transaction. */
-    pthread_mutex_t audit_lock;
-    pthread_cond_t audit_done;
-    struct audit_waiter *audit_queue;
-    bool audit_committing;
+    /* Group commit (see run_write_tx): writers queue here, and one of them at a time runs
+     * everything queued in one transaction, so concurrent writes share one fsync. */
+    pthread_mutex_t group_lock;
+    pthread_cond_t group_done;
+    struct write_waiter *group_queue;
+    bool group_committing;
 };
 
 /* A write transaction's body; it runs between BEGIN IMMEDIATE and COMMIT and may run again
@@ -531,7 +531,7 @@ static void conn_release(struct sqlite_store *s, struct sqlite_conn *c)
 
 /* Runs body in a BEGIN IMMEDIATE transaction, retrying the whole transaction while another
  * process keeps the database busy past the busy timeout. */
-static vtpmca_err run_write_tx(struct sqlite_store *s, tx_body body, void *ctx, vtpmca_diag *diag)
+static vtpmca_err run_one_tx(struct sqlite_store *s, tx_body body, void *ctx, vtpmca_diag *diag)
 {
     struct sqlite_conn *c = NULL;
     vtpmca_err err = conn_acquire(s, &c, diag);
@@ -558,6 +558,95 @@ static vtpmca_err run_write_tx(struct sqlite_store *s, tx_body body, void *ctx, 
     pthread_mutex_unlock(&s->write_lock);
     conn_release(s, c);
     return err;
+}
+
+/* One writer waiting in the group-commit queue. */
+struct write_waiter {
+    tx_body body;
+    void *ctx;
+    bool done;
+    vtpmca_err err;
+    vtpmca_diag diag;
+    struct write_waiter *next;
+};
+
+/* Runs each queued body inside its own savepoint, so a body that fails (a conflict, a refused
+ * row) rolls back only its own changes and the others still commit. */
+static vtpmca_err run_group_bodies(struct sqlite_conn *c, void *ctx, vtpmca_diag *diag)
+{
+    for (struct write_waiter *w = ctx; w != NULL; w = w->next) {
+        memset(&w->diag, 0, sizeof(w->diag));
+        int rc = sqlite3_exec(c->db, "SAVEPOINT group_write", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            return db_fail(c, rc, "opening a savepoint", diag);
+        w->err = w->body(c, w->ctx, &w->diag);
+        if (w->err != VTPMCA_OK && (c->last_rc & 0xff) == SQLITE_BUSY)
+            return vtpmca_fail(diag, w->err, "%s", w->diag.msg); /* retry the whole group */
+        if (w->err != VTPMCA_OK)
+            rc = sqlite3_exec(c->db, "ROLLBACK TO group_write", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(c->db, "RELEASE group_write", NULL, NULL, NULL);
+        if (rc != SQLITE_OK || sqlite3_get_autocommit(c->db))
+            return db_fail(c, rc != SQLITE_OK ? rc : SQLITE_ABORT, "closing a savepoint", diag);
+    }
+    return VTPMCA_OK;
+}
+
+/* Commits a group. If the group as a whole fails (e.g. the disk is full), each writer is
+ * retried alone so that one writer's trouble does not fail the others. */
+static void commit_group(struct sqlite_store *s, struct write_waiter *group)
+{
+    vtpmca_diag diag = {{0}};
+    vtpmca_err err = run_one_tx(s, run_group_bodies, group, &diag);
+    if (err == VTPMCA_OK)
+        return;
+    for (struct write_waiter *w = group; w != NULL; w = w->next) {
+        memset(&w->diag, 0, sizeof(w->diag));
+        w->err = run_one_tx(s, w->body, w->ctx, &w->diag);
+    }
+}
+
+/* Every write transaction of the store. An acknowledged write must be durable, and each
+ * commit costs an fsync, so concurrent writers share commits: each queues its body; when no
+ * commit is running, one of them takes the whole queue, runs it in one transaction (each body
+ * in its own savepoint, in arrival order) and wakes the others. A lone writer commits at once.
+ * Bodies may run again on a retry, so they report results only through ctx. */
+static vtpmca_err run_write_tx(struct sqlite_store *s, tx_body body, void *ctx, vtpmca_diag *diag)
+{
+    struct write_waiter self = {.body = body, .ctx = ctx, .err = VTPMCA_OK};
+    pthread_mutex_lock(&s->group_lock);
+    self.next = s->group_queue; /* newest first; reversed below to keep arrival order */
+    s->group_queue = &self;
+    while (!self.done) {
+        if (s->group_committing) {
+            pthread_cond_wait(&s->group_done, &s->group_lock);
+            continue;
+        }
+        struct write_waiter *group = NULL;
+        while (s->group_queue != NULL) {
+            struct write_waiter *w = s->group_queue;
+            s->group_queue = w->next;
+            w->next = group;
+            group = w;
+        }
+        s->group_committing = true;
+        pthread_mutex_unlock(&s->group_lock);
+        commit_group(s, group);
+        pthread_mutex_lock(&s->group_lock);
+        /* Waiters' `next` fields are not read once they are done: they return. */
+        for (struct write_waiter *w = group; w != NULL;) {
+            struct write_waiter *next = w->next;
+            w->done = true;
+            w = next;
+        }
+        s->group_committing = false;
+        pthread_cond_broadcast(&s->group_done);
+    }
+    pthread_mutex_unlock(&s->group_lock);
+    /* A body may also have written the caller's diag through its ctx: keep that message. */
+    if (self.err != VTPMCA_OK && self.diag.msg[0] != '\0')
+        vtpmca_fail(diag, self.err, "%s", self.diag.msg);
+    return self.err;
 }
 
 /* ---- Pooled connections for the other backend files (store_certs_sqlite.c) ---- */
@@ -703,8 +792,8 @@ static void sqlite_close(void *impl)
     }
     pthread_mutex_destroy(&s->pool_lock);
     pthread_mutex_destroy(&s->write_lock);
-    pthread_mutex_destroy(&s->audit_lock);
-    pthread_cond_destroy(&s->audit_done);
+    pthread_mutex_destroy(&s->group_lock);
+    pthread_cond_destroy(&s->group_done);
     free(s->path);
     free(s);
 }
@@ -732,8 +821,8 @@ static vtpmca_err sqlite_open(const char *location, void **impl, vtpmca_diag *di
     snprintf(s->path, len, "%s%s", prefix, location);
     pthread_mutex_init(&s->pool_lock, NULL);
     pthread_mutex_init(&s->write_lock, NULL);
-    pthread_mutex_init(&s->audit_lock, NULL);
-    pthread_cond_init(&s->audit_done, NULL);
+    pthread_mutex_init(&s->group_lock, NULL);
+    pthread_cond_init(&s->group_done, NULL);
 
     vtpmca_err err = create_db_file(s->path, diag);
     if (err == VTPMCA_OK)
@@ -1455,87 +1544,23 @@ static vtpmca_err sqlite_instance_set_disabled(void *impl, const char *id, bool 
 
 /* ---- Audit log ---- */
 
-/* One caller of sqlite_audit_append waiting for its row to be committed. */
-struct audit_waiter {
+struct audit_args {
     const store_audit_event *event;
     int64_t now_ms;
-    bool done;
-    vtpmca_err err;
-    vtpmca_diag diag;
-    struct audit_waiter *next;
 };
 
-static vtpmca_err audit_batch_body(struct sqlite_conn *c, void *ctx, vtpmca_diag *diag)
+static vtpmca_err audit_append_body(struct sqlite_conn *c, void *ctx, vtpmca_diag *diag)
 {
-    for (const struct audit_waiter *w = ctx; w != NULL; w = w->next) {
-        vtpmca_err err = audit_insert(c, w->event, w->now_ms, diag);
-        if (err != VTPMCA_OK)
-            return err;
-    }
-    return VTPMCA_OK;
+    const struct audit_args *a = ctx;
+    return audit_insert(c, a->event, a->now_ms, diag);
 }
 
-/* Commits a batch of queued rows in one transaction. If that fails, each row is tried alone,
- * so that one bad row (e.g. refused by a trigger) does not fail the others. */
-static void commit_audit_batch(struct sqlite_store *s, struct audit_waiter *batch)
-{
-    vtpmca_diag diag = {{0}};
-    vtpmca_err err = run_write_tx(s, audit_batch_body, batch, &diag);
-    for (struct audit_waiter *w = batch; w != NULL; w = w->next) {
-        w->err = err;
-        w->diag = diag;
-    }
-    if (err == VTPMCA_OK || batch->next == NULL)
-        return;
-    for (struct audit_waiter *w = batch; w != NULL; w = w->next) {
-        struct audit_waiter *next = w->next;
-        w->next = NULL;
-        memset(&w->diag, 0, sizeof(w->diag));
-        w->err = run_write_tx(s, audit_batch_body, w, &w->diag);
-        w->next = next;
-    }
-}
-
-/* Every release decision appends a row and must not go on before it is durable, and each
- * commit costs an fsync. So concurrent appenders share commits: each queues its row; when no
- * commit is running, one of them takes the whole queue, commits it in one transaction and
- * wakes the others. A lone appender commits at once, as before. */
+/* Every release decision appends a row and must not go on before it is durable; group commit
+ * (run_write_tx) lets concurrent appenders share one fsync. */
 static vtpmca_err sqlite_audit_append(void *impl, const store_audit_event *event, vtpmca_diag *diag)
 {
-    struct sqlite_store *s = impl;
-    struct audit_waiter self = {.event = event, .now_ms = now_unix_ms(), .err = VTPMCA_OK};
-    pthread_mutex_lock(&s->audit_lock);
-    self.next = s->audit_queue; /* newest first; reversed below to keep arrival order */
-    s->audit_queue = &self;
-    while (!self.done) {
-        if (s->audit_committing) {
-            pthread_cond_wait(&s->audit_done, &s->audit_lock);
-            continue;
-        }
-        struct audit_waiter *batch = NULL;
-        while (s->audit_queue != NULL) {
-            struct audit_waiter *w = s->audit_queue;
-            s->audit_queue = w->next;
-            w->next = batch;
-            batch = w;
-        }
-        s->audit_committing = true;
-        pthread_mutex_unlock(&s->audit_lock);
-        commit_audit_batch(s, batch);
-        pthread_mutex_lock(&s->audit_lock);
-        /* The waiters' `next` fields are not read once they are done: they return. */
-        for (struct audit_waiter *w = batch; w != NULL;) {
-            struct audit_waiter *next = w->next;
-            w->done = true;
-            w = next;
-        }
-        s->audit_committing = false;
-        pthread_cond_broadcast(&s->audit_done);
-    }
-    pthread_mutex_unlock(&s->audit_lock);
-    if (self.err != VTPMCA_OK)
-        vtpmca_fail(diag, self.err, "%s", self.diag.msg);
-    return self.err;
+    struct audit_args args = {event, now_unix_ms()};
+    return run_write_tx(impl, audit_append_body, &args, diag);
 }
 
 static vtpmca_err sqlite_audit_query(void *impl, const store_audit_filter *filter,
