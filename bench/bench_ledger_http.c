@@ -15,7 +15,8 @@
  *    the result.
  *
  * Usage: bench_ledger_http [--connections N (64)] [--seconds S (5)] [--format cbor|json]
- *                          [--ledger-workers N (connections)] [--dir DIR] [--vtpmcad PATH]
+ *                          [--ledger-workers N (connections)] [--http-threads N (CPUs)]
+ *                          [--dir DIR] [--vtpmcad PATH]
  * Without --dir a fresh directory is made (and removed) in the current directory. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -59,6 +60,7 @@ struct options {
     unsigned connections;
     double seconds;
     unsigned ledger_workers; /* 0: connections */
+    unsigned http_threads;   /* 0: the daemon's default (one per CPU) */
     ledger_format format;
     const char *dir;
     const char *vtpmcad;
@@ -97,7 +99,7 @@ static double now_s(void)
 
 static int parse_args(int argc, char **argv, struct options *o)
 {
-    *o = (struct options){64, 5.0, 0, LEDGER_FORMAT_CBOR, NULL, NULL};
+    *o = (struct options){.connections = 64, .seconds = 5.0, .format = LEDGER_FORMAT_CBOR};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
@@ -112,6 +114,11 @@ static int parse_args(int argc, char **argv, struct options *o)
             o->seconds = strtod(value, &end);
             if (*end != '\0' || !(o->seconds > 0 && o->seconds <= 600))
                 return -1;
+        } else if (strcmp(arg, "--http-threads") == 0) {
+            unsigned long v = strtoul(value, &end, 10);
+            if (*end != '\0' || v < 1 || v > 1024)
+                return -1;
+            o->http_threads = (unsigned)v;
         } else if (strcmp(arg, "--ledger-workers") == 0) {
             unsigned long v = strtoul(value, &end, 10);
             if (*end != '\0' || v < 1 || v > 1024)
@@ -225,14 +232,15 @@ static int enroll_instances(const char *dir, struct conn *conns, unsigned n)
 
 static pid_t start_daemon(const struct options *o, const char *dir, unsigned *port)
 {
-    char port_file[PATH_MAX], log[PATH_MAX], workers[16];
+    char port_file[PATH_MAX], log[PATH_MAX], workers[16], threads[16];
     snprintf(port_file, sizeof(port_file), "%s/vtpmcad.port", dir);
     snprintf(log, sizeof(log), "%s/vtpmcad.log", dir);
     snprintf(workers, sizeof(workers), "%u", o->ledger_workers);
-    const char *argv[] = {o->vtpmcad, "--state-dir", dir,       "--port",
-                          "0",        "--port-file", port_file, "--ledger-workers",
-                          workers,    "--log-level", "warn",    "--connection-limit",
-                          "4096",     NULL};
+    snprintf(threads, sizeof(threads), "%u", o->http_threads); /* 0: one per CPU */
+    const char *argv[] = {o->vtpmcad, "--state-dir",        dir,       "--port",
+                          "0",        "--port-file",        port_file, "--ledger-workers",
+                          workers,    "--threads",          threads,   "--log-level",
+                          "warn",     "--connection-limit", "4096",    NULL};
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -569,9 +577,9 @@ static void report(const struct options *o, const struct run_stats *s, double el
     printf("load:                %u keep-alive connections (one instance each, one request in "
            "flight), %s bodies, %.1f s measured\n",
            o->connections, o->format == LEDGER_FORMAT_CBOR ? "CBOR" : "JSON", elapsed);
-    printf(
-        "server:              vtpmcad, its default HTTP threads, %u ledger workers, sqlite WAL\n",
-        o->ledger_workers);
+    printf("server:              vtpmcad, %u HTTP threads (0: one per CPU), %u ledger workers, "
+           "sqlite WAL synchronous=FULL\n",
+           o->http_threads, o->ledger_workers);
     printf("durable advances/s:  %.0f (%zu acknowledged and verified, %llu failed)\n", rate,
            s->count, (unsigned long long)s->failures);
     printf("latency:             p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", p50 / 1000.0,
@@ -672,9 +680,10 @@ int main(int argc, char **argv)
 {
     struct options o;
     if (parse_args(argc, argv, &o) != 0) {
-        fprintf(stderr, "usage: bench_ledger_http [--connections N (64)] [--seconds S (5)] "
-                        "[--format cbor|json] [--ledger-workers N (connections)] "
-                        "[--dir DIR] [--vtpmcad PATH]\n");
+        fprintf(stderr,
+                "usage: bench_ledger_http [--connections N (64)] [--seconds S (5)] "
+                "[--format cbor|json] [--ledger-workers N (connections)] [--http-threads N (CPUs)] "
+                "[--dir DIR] [--vtpmcad PATH]\n");
         return 2;
     }
     char exe[PATH_MAX];
