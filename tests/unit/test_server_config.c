@@ -43,10 +43,31 @@ static const char *const all_keys[] = {
     "admin_keys_dir",
     "admin_key",
     "auditor_key",
-    /* The certificate authority and its CRL. */
+    /* KBS protocol: keys and sessions. */
+    "kbs_key_file",
+    "kbs_key_curve",
+    "kbs_token_key_file",
+    "kbs_token_alg",
+    "master_key_file",
+    "kbs_session_capacity",
+    "kbs_auth_ttl_s",
+    "kbs_session_ttl_s",
+    /* The certificate authority, its CRL and the issuance protocol. */
     "ca_dir",
     "crl_next_update_s",
     "crl_refresh_s",
+    "ca_base_url",
+    "trusted_kbs_keys_dir",
+    "ca_challenge_capacity",
+    "ca_challenge_ttl_s",
+    "ca_activation_capacity",
+    "ca_activation_ttl_s",
+    "ca_require_iak_activation",
+    /* The rollback ledger. */
+    "ledger_nonce_capacity",
+    "ledger_nonce_ttl_s",
+    "ledger_workers",
+    "ledger_key_cache_ttl_ms",
 };
 #define N_KEYS (sizeof(all_keys) / sizeof(all_keys[0]))
 
@@ -396,6 +417,12 @@ static void test_flags_override_file(void **state)
             value = "http://127.0.0.1:1";
         else if (strcmp(all_keys[i], "crl_next_update_s") == 0)
             value = "60"; /* CRL_NEXT_UPDATE_MIN */
+        else if (strcmp(all_keys[i], "kbs_key_curve") == 0)
+            value = "p384";
+        else if (strcmp(all_keys[i], "kbs_token_alg") == 0)
+            value = "ES384";
+        else if (strcmp(all_keys[i], "ca_base_url") == 0)
+            value = "https://ca.example.test";
         char flag_value[128];
         snprintf(flag_value, sizeof(flag_value), "%s=%s", flag, value);
         /* tls_cert_file and tls_key_file are only valid together. */
