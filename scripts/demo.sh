@@ -2,7 +2,8 @@
 # The "run it" demo: installs dependencies, builds vtpmca into build/, starts vtpmcad on
 # 127.0.0.1 with a fresh state dir (state/demo) and a TEST root, and walks through offline and
 # online SEV-SNP verification and the KBS persistence-key release to a simulated SVSM
-# (svsm-sim: two boots of one instance, then a refused one), and the rollback ledger catching
+# (svsm-sim: two boots of one instance that also get EK/IAK certificates, then a refused one),
+# and the rollback ledger catching
 # a restored older vTPM state. Exits non-zero as soon as a step does not behave as expected.
 # Usage: bash scripts/demo.sh   (VTPMCA_BUILD_DIR=DIR builds and runs from DIR instead)
 set -euo pipefail
@@ -88,6 +89,9 @@ expect_exit 0 "$VTPMCA" policy check --file "$STATE/demo-policy.json"
 expect_exit 0 "$VTPMCA" fleet create demo --description "demo fleet (TEST root)" --db "$DB"
 expect_exit 0 "$VTPMCA" policy create --fleet demo --file "$STATE/demo-policy.json" --db "$DB"
 expect_exit 0 "$VTPMCA" fleet list --db "$DB"
+# The EK/IAK certificate authority: a root and an issuing CA in state/demo/ca, loaded by the
+# daemon at start. (In production the root key then moves offline.)
+expect_exit 0 "$VTPMCA" ca init --state-dir "$STATE" --subject "O=vtpmca demo,CN=vtpmca demo"
 
 step "6. Start vtpmcad on 127.0.0.1 (ephemeral port), trusting the TEST root explicitly"
 "$VTPMCAD" --state-dir "$STATE" --port 0 --port-file "$STATE/vtpmcad.port" \
@@ -177,7 +181,18 @@ cat "$STATE/boot-1.txt"
 grep -q "manufactured a new vTPM" "$STATE/boot-1.txt" || fail "the first boot made no vTPM"
 [ -n "$(ek_of boot-1)" ] || fail "the first boot printed no EK"
 grep -q -- "-> accepted (durable" "$STATE/boot-1.txt" || fail "the ledger did not accept the write"
+grep -q "^\[C\] certify" "$STATE/boot-1.txt" || fail "the first boot got no certificates"
 cp "$SVSM_STATE/vtpm.state" "$STATE/vtpm.state.boot-1" # an old copy, for the rollback attempt
+
+step "13b. The EK certificate vm1 received, checked by an independent tool (openssl)"
+EK_SERIAL=$("$VTPMCA" cert list --instance vm1 --db "$DB" | awk '$2 == "ek" { print $1; exit }')
+[ -n "$EK_SERIAL" ] || fail "no EK certificate recorded for vm1"
+"$VTPMCA" cert show "$EK_SERIAL" --db "$DB" --pem >"$STATE/vm1-ek.pem"
+openssl x509 -in "$STATE/vm1-ek.pem" -noout -subject -issuer -ext extendedKeyUsage,subjectAltName
+"$VTPMCA" ca export-keylime "$STATE/keylime-certs" --state-dir "$STATE" >/dev/null
+openssl verify -CAfile "$STATE/keylime-certs/vtpmca-root-ca.pem" \
+    -untrusted "$STATE/keylime-certs/vtpmca-issuing-ca.pem" "$STATE/vm1-ek.pem" ||
+    fail "openssl does not verify vm1's EK certificate against the CA chain"
 
 step "14. KBS: the second boot of vm1 reopens its vTPM with the released key (same EK)"
 expect_exit 0 "${SVSM_BOOT[@]}" --measurement "$GOOD_MEASUREMENT" >"$STATE/boot-2.txt"
