@@ -21,6 +21,7 @@
 #include "vtpmca/fileio.h"
 #include "vtpmca/jws.h"
 #include "vtpmca/log.h"
+#include "vtpmca/pem_key.h"
 
 /* The JWS algorithm of each kbs_key_curve, in enum order. */
 static const char *const curve_algs[] = {
@@ -47,17 +48,6 @@ vtpmca_err kbs_key_generate(kbs_key_curve curve, EVP_PKEY **out, vtpmca_diag *di
     return VTPMCA_OK;
 }
 
-/* Never prompt for a passphrase: the service runs unattended, keys are stored unencrypted
- * with mode 0600. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return 0;
-}
-
 static void warn_if_exposed(const char *path)
 {
     struct stat st;
@@ -74,21 +64,10 @@ vtpmca_err kbs_key_load(const char *path, EVP_PKEY **out, vtpmca_diag *diag)
     if (path == NULL || out == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs key load: missing argument");
     *out = NULL;
-    uint8_t *pem = NULL;
-    size_t pem_len = 0;
-    vtpmca_err err = vt_file_read(path, KBS_KEY_FILE_MAX, &pem, &pem_len, diag);
+    EVP_PKEY *key = NULL;
+    vtpmca_err err = vt_pem_private_key_read(path, KBS_KEY_FILE_MAX, NULL, &key, diag);
     if (err != VTPMCA_OK)
         return err;
-    BIO *bio = BIO_new_mem_buf(pem, (int)pem_len);
-    EVP_PKEY *key = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
-    BIO_free(bio);
-    OPENSSL_cleanse(pem, pem_len);
-    free(pem);
-    if (key == NULL) {
-        ERR_clear_error(); /* diag explains it; keep the queue clean for later calls */
-        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s is not an unencrypted PEM private key",
-                           path);
-    }
     if (jws_es_suite_by_key(key) == NULL) {
         EVP_PKEY_free(key);
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,

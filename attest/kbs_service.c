@@ -20,10 +20,10 @@
 #include "vtpmca/log.h"
 #include "vtpmca/report_data.h"
 #include "vtpmca/snp_report.h"
+#include "vtpmca/store.h"
 
 #define ALG_EC "ECDH-ES+A256KW"
 #define ALG_RSA "RSA-OAEP-256"
-#define RESOURCE_SEGMENT_MAX 64
 
 /* ---- outcomes, one counter each ---- */
 
@@ -737,7 +737,7 @@ static vtpmca_err resource_done(kbs_service *svc, resource_outcome outcome, cons
 {
     atomic_fetch_add(&svc->resource[outcome], 1);
     /* The tag is the unguessable part of a resource path: logs name only <repo>/<type>. */
-    char type[2 * RESOURCE_SEGMENT_MAX + 2] = "";
+    char type[2 * STORE_RESOURCE_SEGMENT_MAX + 2] = "";
     const char *tag = path != NULL ? strrchr(path, '/') : NULL;
     if (tag != NULL && tag - path < (ptrdiff_t)sizeof(type))
         snprintf(type, sizeof(type), "%.*s", (int)(tag - path), path);
@@ -748,30 +748,6 @@ static vtpmca_err resource_done(kbs_service *svc, resource_outcome outcome, cons
                resource_names[outcome], "instance", instance != NULL ? instance : "", "detail",
                detail != NULL ? detail : "", NULL);
     return err;
-}
-
-/* "<repo>/<type>/<tag>", each segment 1..64 of [A-Za-z0-9._-]. */
-static bool valid_resource_path(const char *path)
-{
-    if (path == NULL)
-        return false;
-    int segments = 1;
-    size_t run = 0;
-    for (const char *p = path; *p != '\0'; p++) {
-        char c = *p;
-        if (c == '/') {
-            if (run == 0)
-                return false;
-            segments++;
-            run = 0;
-            continue;
-        }
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '.' || c == '_' || c == '-';
-        if (!ok || ++run > RESOURCE_SEGMENT_MAX)
-            return false;
-    }
-    return segments == 3 && run > 0;
 }
 
 /* Resolves the credentials to an attested session; fills the reply when they do not hold. */
@@ -923,7 +899,8 @@ vtpmca_err kbs_service_resource(kbs_service *svc, const char *cookie, const char
         return resource_done(svc, RES_UNAVAILABLE, cookie, resource_path, NULL, "no key release",
                              err);
     }
-    if (!valid_resource_path(resource_path)) {
+    /* The store's own rule, so a path the KBS accepts is one an instance can hold. */
+    if (store_check_resource_path(resource_path, NULL) != VTPMCA_OK) {
         vtpmca_err err = reply_error(reply, 400, "bad_request",
                                      "the resource path must be <repo>/<type>/<tag>, each 1..64 "
                                      "characters of [A-Za-z0-9._-]");

@@ -17,6 +17,8 @@
 
 struct key_release {
     key_release_config config;
+    key_release_hook wrapped_hook; /* see key_release_set_wrapped_hook */
+    void *hook_ctx;
 };
 
 vtpmca_err key_release_new(const key_release_config *config, key_release **out, vtpmca_diag *diag)
@@ -32,6 +34,15 @@ vtpmca_err key_release_new(const key_release_config *config, key_release **out, 
         return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "key release: out of memory");
     kr->config = *config;
     *out = kr;
+    return VTPMCA_OK;
+}
+
+vtpmca_err key_release_set_wrapped_hook(key_release *kr, key_release_hook hook, void *ctx)
+{
+    if (kr == NULL)
+        return VTPMCA_ERR_INVALID_ARG;
+    kr->wrapped_hook = hook;
+    kr->hook_ctx = ctx;
     return VTPMCA_OK;
 }
 
@@ -279,5 +290,9 @@ vtpmca_err key_release_decide(key_release *kr, const snp_evidence *evidence,
         return err;
     }
     log_decision(client, outcome, d, d->reason);
+    /* Granted with a blob means wrapped-key mode (a generated-mode instance presenting one
+     * is refused). */
+    if (d->outcome == KEY_RELEASE_GRANTED && rq.wrapped != NULL && kr->wrapped_hook != NULL)
+        kr->wrapped_hook(kr->hook_ctx, d->instance_id, key_out, *key_len);
     return VTPMCA_OK;
 }

@@ -24,6 +24,7 @@
 #include "vtpmca/encoding.h"
 #include "vtpmca/enrollment.h"
 #include "vtpmca/log.h"
+#include "vtpmca/wire_codec.h"
 
 /* Bodies of ledger messages are a few hundred bytes; anything larger is refused before it is
  * parsed, which also bounds the nesting a hostile CBOR or JSON body can reach. */
@@ -367,47 +368,12 @@ static char *text_of(ledger_msg *m, field_id f, size_t *size)
 
 /* -- encoding -- */
 
-static json_t *json_bytes(const uint8_t *data, size_t len)
-{
-    char *text = NULL;
-    if (vt_b64_encode_alloc(data, len, VT_B64_STD, &text) != VTPMCA_OK)
-        return NULL;
-    json_t *value = json_string(text);
-    free(text);
-    return value;
-}
-
 static json_t *json_counter(const uint8_t counter[LEDGER_COUNTER_LEN])
 {
     char hex[LEDGER_COUNTER_HEX_LEN + 1];
     if (ledger_counter_format_hex(counter, hex, sizeof(hex)) != VTPMCA_OK)
         return NULL;
     return json_string(hex);
-}
-
-/* The smallest CBOR integer encoding of v. */
-static cbor_item_t *cbor_uint(uint64_t v)
-{
-    if (v <= UINT8_MAX)
-        return cbor_build_uint8((uint8_t)v);
-    if (v <= UINT16_MAX)
-        return cbor_build_uint16((uint16_t)v);
-    if (v <= UINT32_MAX)
-        return cbor_build_uint32((uint32_t)v);
-    return cbor_build_uint64(v);
-}
-
-/* Adds key -> value (taking value over, also on failure). */
-static bool cbor_put(cbor_item_t *map, const char *key, cbor_item_t *value)
-{
-    cbor_item_t *k = cbor_build_string(key);
-    bool ok = k != NULL && value != NULL &&
-              cbor_map_add(map, (struct cbor_pair){.key = k, .value = value});
-    if (k != NULL)
-        cbor_decref(&k);
-    if (value != NULL)
-        cbor_decref(&value);
-    return ok;
 }
 
 static bool encode_field_json(json_t *obj, field_id f, const ledger_msg *m)
@@ -424,7 +390,7 @@ static bool encode_field_json(json_t *obj, field_id f, const ledger_msg *m)
         break;
     case T_BYTES: {
         const uint8_t *data = bytes_of(mm, f, &len);
-        value = json_bytes(data, len != NULL ? *len : LEDGER_MAC_LEN);
+        value = vt_json_b64(data, len != NULL ? *len : LEDGER_MAC_LEN);
         break;
     }
     case T_TIME:
@@ -455,13 +421,13 @@ static bool encode_field_cbor(cbor_item_t *map, field_id f, const ledger_msg *m)
         break;
     }
     case T_TIME:
-        value = cbor_uint((uint64_t)m->time_ms);
+        value = vt_cbor_uint((uint64_t)m->time_ms);
         break;
     case T_BOOL:
         value = cbor_build_bool(m->locked);
         break;
     }
-    return cbor_put(map, FIELDS[f].name, value);
+    return vt_cbor_map_put(map, FIELDS[f].name, value);
 }
 
 static unsigned popcount(unsigned v)
@@ -1505,7 +1471,7 @@ static vtpmca_err reply_statement(ledger_service *svc, ledger_format format, con
         cbor_item_t *map = cbor_new_definite_map(1);
         unsigned char *buf = NULL;
         size_t size = 0;
-        if (map != NULL && cbor_put(map, "statement", cbor_build_string(jwt)))
+        if (map != NULL && vt_cbor_map_put(map, "statement", cbor_build_string(jwt)))
             len = cbor_serialize_alloc(map, &buf, &size);
         if (map != NULL)
             cbor_decref(&map);
@@ -1804,7 +1770,7 @@ vtpmca_err ledger_record_to_json(const char *instance, const ledger_record *reco
         bool ok = e->root_len > 0 && e->root_len <= LEDGER_ROOT_MAX;
         ok = ok && json_object_set_new(obj, "counter", json_counter(e->counter)) == 0;
         ok = ok && json_object_set_new(obj, "origin", json_counter(e->origin)) == 0;
-        ok = ok && json_object_set_new(obj, "root", json_bytes(e->root, e->root_len)) == 0;
+        ok = ok && json_object_set_new(obj, "root", vt_json_b64(e->root, e->root_len)) == 0;
         ok = ok && json_object_set_new(obj, "time_ms", json_integer((json_int_t)e->time_ms)) == 0;
         if (!ok) {
             json_decref(obj);

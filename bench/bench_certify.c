@@ -19,21 +19,18 @@
  * clients certify the EKs of 64 enrolled instances in turn (the store records each
  * certificate and audits each issuance, as in production). BENCH_TMP (a mkdtemp template)
  * puts the daemon's state elsewhere, e.g. on tmpfs to take the disk's fsync out. */
-#define OPENSSL_SUPPRESS_DEPRECATED /* ECDSA_sign_setup / ECDSA_do_sign_ex: the signing pool */
+#define OPENSSL_SUPPRESS_DEPRECATED /* EVP_PKEY_get1_EC_KEY: the signing pool's key */
 #include <curl/curl.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
-#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -44,6 +41,7 @@
 #include <unistd.h>
 
 #include "vtpmca/ca_client.h"
+#include "vtpmca/bench_util.h"
 #include "vtpmca/ca_keys.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/enrollment.h"
@@ -55,16 +53,11 @@
 #include "vtpmca/store.h"
 #include "vtpmca/tpm2_marshal.h"
 
-extern char **environ;
-
 #define GOAL_RATIO 0.75
 #define FLOOR_S 2.0
 #define MEASUREMENT_BYTE 0x11
 /* Report layout (SEV-SNP ABI): signature r and s little-endian, 72 bytes each, right after
  * the signed part. */
-#define SIG_FIELD_LEN 72
-#define SIG_R_OFFSET SNP_REPORT_SIGNED_SIZE
-#define SIG_S_OFFSET (SNP_REPORT_SIGNED_SIZE + SIG_FIELD_LEN)
 #define MAX_THREADS 64
 /* Instances, each with its own EK (one instance's requests serialize their store writes). */
 #define INSTANCES 64
@@ -95,26 +88,8 @@ static struct {
     uint8_t *kbs_der;
     size_t kbs_der_len;
     uint8_t kbs_hash[32];
-    /* the signing pool */
-    BIGNUM **kinv, **r;
-    size_t pool_size;
-    atomic_size_t pool_next;
-    atomic_uint_fast64_t pool_misses;
+    vt_bench_sign_pool pool;
 } env;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double thread_cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void die(const char *what, const vtpmca_diag *diag)
 {
@@ -249,60 +224,17 @@ static void start_daemon(const bench_options *opt)
                           "--ca-base-url",
                           "http://ca.bench.test",
                           NULL};
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 2, env.log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    if (posix_spawn(&env.pid, opt->vtpmcad, &actions, NULL, (char *const *)argv, environ) != 0)
-        die("cannot start vtpmcad (use --vtpmcad PATH)", NULL);
-    posix_spawn_file_actions_destroy(&actions);
-    double deadline = now_s() + 20;
-    while (now_s() < deadline) {
-        uint8_t *text = NULL;
-        size_t len = 0;
-        if (vt_file_read(env.port_file, 64, &text, &len, NULL) == VTPMCA_OK &&
-            memchr(text, '\n', len) != NULL) {
-            unsigned port = (unsigned)strtoul((char *)text, NULL, 10);
-            free(text);
-            snprintf(env.base_url, sizeof(env.base_url), "http://127.0.0.1:%u", port);
-            return;
-        }
-        free(text);
-        if (waitpid(env.pid, NULL, WNOHANG) == env.pid) {
-            env.pid = 0;
-            die("vtpmcad exited during startup; see its log", NULL);
-        }
-        struct timespec pause = {0, 20 * 1000 * 1000};
-        nanosleep(&pause, NULL);
-    }
-    die("vtpmcad did not start", NULL);
+    vtpmca_diag diag = {{0}};
+    unsigned port = 0;
+    if (vt_bench_start_vtpmcad(argv, env.log, true, env.port_file, 20, &env.pid, &port, &diag) !=
+        VTPMCA_OK)
+        die(diag.msg, NULL);
+    snprintf(env.base_url, sizeof(env.base_url), "http://127.0.0.1:%u", port);
 }
 
 static void stop_daemon(void)
 {
-    if (env.pid <= 0)
-        return;
-    kill(env.pid, SIGTERM);
-    waitpid(env.pid, NULL, 0);
-    env.pid = 0;
-}
-
-/* utime + stime of the daemon, in seconds. */
-static double daemon_cpu_s(void)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)env.pid);
-    uint8_t *text = NULL;
-    size_t len = 0;
-    if (vt_file_read(path, 4096, &text, &len, NULL) != VTPMCA_OK)
-        return 0;
-    const char *p = strrchr((char *)text, ')');
-    unsigned long long utime = 0, stime = 0;
-    if (p == NULL ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
-        utime = stime = 0;
-    free(text);
-    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+    vt_bench_stop_vtpmcad(&env.pid);
 }
 
 /* ---- the crypto floor: report verification + the CA's certificate signature ---- */
@@ -315,36 +247,22 @@ typedef struct {
     uint8_t tbs[1024]; /* stands for a TBSCertificate of an EK certificate */
 } floor_inputs;
 
-typedef struct {
-    const floor_inputs *in;
-    double seconds;
-    uint64_t done;
-    double cpu_s;
-} floor_worker;
-
-static void *floor_run(void *arg)
+/* One issuance's server-side crypto. */
+static bool floor_op(const void *arg)
 {
-    floor_worker *w = arg;
-    const floor_inputs *in = w->in;
-    double cpu0 = thread_cpu_s(), end = now_s() + w->seconds;
-    while (now_s() < end) {
-        EVP_MD_CTX *md = EVP_MD_CTX_new();
-        bool ok = EVP_DigestVerifyInit(md, NULL, EVP_sha384(), NULL, in->vcek_public) == 1 &&
-                  EVP_DigestVerify(md, in->sig_der, in->sig_der_len, in->report,
-                                   SNP_REPORT_SIGNED_SIZE) == 1;
-        EVP_MD_CTX_free(md);
-        uint8_t sig[128];
-        size_t sig_len = sizeof(sig);
-        md = EVP_MD_CTX_new();
-        ok = ok && EVP_DigestSignInit(md, NULL, EVP_sha384(), NULL, in->ca_key) == 1 &&
-             EVP_DigestSign(md, sig, &sig_len, in->tbs, sizeof(in->tbs)) == 1;
-        EVP_MD_CTX_free(md);
-        if (!ok)
-            die("floor crypto failed", NULL);
-        w->done++;
-    }
-    w->cpu_s = thread_cpu_s() - cpu0;
-    return NULL;
+    const floor_inputs *in = arg;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    bool ok =
+        EVP_DigestVerifyInit(md, NULL, EVP_sha384(), NULL, in->vcek_public) == 1 &&
+        EVP_DigestVerify(md, in->sig_der, in->sig_der_len, in->report, SNP_REPORT_SIGNED_SIZE) == 1;
+    EVP_MD_CTX_free(md);
+    uint8_t sig[128];
+    size_t sig_len = sizeof(sig);
+    md = EVP_MD_CTX_new();
+    ok = ok && EVP_DigestSignInit(md, NULL, EVP_sha384(), NULL, in->ca_key) == 1 &&
+         EVP_DigestSign(md, sig, &sig_len, in->tbs, sizeof(in->tbs)) == 1;
+    EVP_MD_CTX_free(md);
+    return ok;
 }
 
 static void floor_prepare(floor_inputs *in)
@@ -377,92 +295,32 @@ static void floor_prepare(floor_inputs *in)
         die("floor keys", NULL);
 }
 
-typedef struct {
-    uint64_t done;
-    double seconds, cpu_s;
-} floor_totals;
-
 static void floor_round(const floor_inputs *in, unsigned threads, double seconds,
-                        floor_totals *totals)
+                        vt_bench_floor_totals *totals)
 {
-    floor_worker workers[MAX_THREADS];
-    pthread_t tids[MAX_THREADS];
-    double start = now_s();
-    for (unsigned i = 0; i < threads; i++) {
-        workers[i] = (floor_worker){in, seconds, 0, 0};
-        pthread_create(&tids[i], NULL, floor_run, &workers[i]);
-    }
-    for (unsigned i = 0; i < threads; i++) {
-        pthread_join(tids[i], NULL);
-        totals->done += workers[i].done;
-        totals->cpu_s += workers[i].cpu_s;
-    }
-    totals->seconds += now_s() - start;
+    if (!vt_bench_floor_round(floor_op, in, threads, seconds, totals))
+        die("floor crypto failed", NULL);
 }
 
 /* ---- the signing pool ---- */
 
-typedef struct {
-    size_t from, to;
-} pool_range;
-
-static void *pool_fill(void *arg)
-{
-    pool_range *range = arg;
-    BN_CTX *ctx = BN_CTX_new();
-    for (size_t i = range->from; i < range->to; i++) {
-        if (ECDSA_sign_setup(env.vcek_ec, ctx, &env.kinv[i], &env.r[i]) != 1)
-            die("ECDSA_sign_setup", NULL);
-    }
-    BN_CTX_free(ctx);
-    return NULL;
-}
-
 static void make_pool(size_t n, unsigned threads)
 {
-    env.pool_size = n;
-    env.kinv = calloc(n, sizeof(*env.kinv));
-    env.r = calloc(n, sizeof(*env.r));
-    if (env.kinv == NULL || env.r == NULL)
-        die("out of memory", NULL);
-    pool_range ranges[MAX_THREADS];
-    pthread_t tids[MAX_THREADS];
-    for (unsigned i = 0; i < threads; i++) {
-        ranges[i] = (pool_range){n * i / threads, n * (i + 1) / threads};
-        pthread_create(&tids[i], NULL, pool_fill, &ranges[i]);
-    }
-    for (unsigned i = 0; i < threads; i++)
-        pthread_join(tids[i], NULL);
+    vtpmca_diag diag = {{0}};
+    if (vt_bench_sign_pool_make(&env.pool, env.vcek_ec, n, threads, &diag) != VTPMCA_OK)
+        die(diag.msg, NULL);
 }
 
 static void free_pool(void)
 {
-    for (size_t i = 0; i < env.pool_size; i++) {
-        BN_clear_free(env.kinv[i]);
-        BN_free(env.r[i]);
-    }
-    free(env.kinv);
-    free(env.r);
+    vt_bench_sign_pool_free(&env.pool);
 }
 
 /* Signs a report with the next precomputed (k^-1, r); each pair is used once. */
 static void sign_report(uint8_t report[SNP_REPORT_SIZE])
 {
-    uint8_t digest[48];
-    EVP_Digest(report, SNP_REPORT_SIGNED_SIZE, digest, NULL, EVP_sha384(), NULL);
-    size_t i = atomic_fetch_add(&env.pool_next, 1);
-    ECDSA_SIG *sig = NULL;
-    if (i < env.pool_size) {
-        sig = ECDSA_do_sign_ex(digest, sizeof(digest), env.kinv[i], env.r[i], env.vcek_ec);
-    } else {
-        atomic_fetch_add(&env.pool_misses, 1);
-        sig = ECDSA_do_sign(digest, sizeof(digest), env.vcek_ec);
-    }
-    if (sig == NULL ||
-        BN_bn2lebinpad(ECDSA_SIG_get0_r(sig), report + SIG_R_OFFSET, SIG_FIELD_LEN) < 0 ||
-        BN_bn2lebinpad(ECDSA_SIG_get0_s(sig), report + SIG_S_OFFSET, SIG_FIELD_LEN) < 0)
+    if (vt_bench_sign_report(&env.pool, report) != VTPMCA_OK)
         die("report signature", NULL);
-    ECDSA_SIG_free(sig);
 }
 
 /* ---- clients ---- */
@@ -536,8 +394,8 @@ static void *client_run(void *arg)
             die("the issued certificate does not check", &diag);
         ca_certificates_free(&certs);
     }
-    double end = now_s() + c->seconds;
-    while (now_s() < end) {
+    double end = vt_bench_now_s() + c->seconds;
+    while (vt_bench_now_s() < end) {
         ca_certificates certs;
         if (certify_once(cc, c, &certs))
             c->issued++;
@@ -638,12 +496,12 @@ int main(int argc, char **argv)
      * lengthen the set-up; a shortfall is counted and printed). */
     make_pool((size_t)(opt.seconds * 1500) + 1000, opt.server_threads);
 
-    floor_totals floor = {0};
+    vt_bench_floor_totals floor = {0};
     floor_round(&in, opt.server_threads, FLOOR_S, &floor);
 
     client clients[MAX_THREADS];
     pthread_t tids[MAX_THREADS];
-    double cpu0 = daemon_cpu_s(), start = now_s();
+    double cpu0 = vt_bench_process_cpu_s(env.pid), start = vt_bench_now_s();
     for (unsigned i = 0; i < opt.clients; i++) {
         clients[i] = (client){
             .seconds = opt.seconds, .index = i, .stride = opt.clients, .check_first = i == 0};
@@ -658,7 +516,7 @@ int main(int argc, char **argv)
         if (clients[i].failed > 0 && error == NULL)
             error = clients[i].error;
     }
-    double elapsed = now_s() - start, daemon_cpu = daemon_cpu_s() - cpu0;
+    double elapsed = vt_bench_now_s() - start, daemon_cpu = vt_bench_process_cpu_s(env.pid) - cpu0;
     floor_round(&in, opt.server_threads, FLOOR_S, &floor);
 
     double rate = (double)issued / elapsed;
@@ -676,9 +534,9 @@ int main(int argc, char **argv)
            issued > 0 && daemon_cpu > 0
                ? 100.0 * (floor.cpu_s / (double)floor.done) / (daemon_cpu / (double)issued)
                : 0.0);
-    if (atomic_load(&env.pool_misses) > 0)
+    if (atomic_load(&env.pool.misses) > 0)
         printf("note          %llu report signatures were not precomputed\n",
-               (unsigned long long)atomic_load(&env.pool_misses));
+               (unsigned long long)atomic_load(&env.pool.misses));
     printf("ratio         %.0f%% of the floor (goal >= %.0f%%): %s\n", 100.0 * ratio,
            100.0 * GOAL_RATIO, ratio >= GOAL_RATIO && failed == 0 ? "MET" : "NOT MET");
 

@@ -25,32 +25,29 @@
  * Usage: bench_kbs [--clients N] [--seconds S] [--server-threads N] [--token-alg ES256|ES384]
  *                  [--vtpmcad PATH] [--keep]
  * The daemon runs with the TEST root made here (never AMD's keys) and --log-level warn. */
-#define OPENSSL_SUPPRESS_DEPRECATED /* ECDSA_sign_setup / ECDSA_do_sign_ex: the signing pool */
+#define OPENSSL_SUPPRESS_DEPRECATED /* EVP_PKEY_get1_EC_KEY: the signing pool's key */
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <math.h>
 #include <openssl/bn.h>
 #include <openssl/ec.h>
-#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "vtpmca/bench_util.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/enrollment.h"
 #include "vtpmca/fileio.h"
@@ -63,8 +60,6 @@
 #include "vtpmca/snp_testsigner.h"
 #include "vtpmca/store.h"
 
-extern char **environ;
-
 #define GOAL_RATIO 0.80
 #define GOAL_P99_MS 20.0
 /* The floor runs in rounds between the load windows (ROUNDS windows share --seconds). */
@@ -73,9 +68,6 @@ extern char **environ;
 #define MEASUREMENT_BYTE 0x11
 /* Report layout (SEV-SNP ABI): REPORT_DATA at 0x50; signature r, s little-endian, 72 bytes
  * each, right after the signed part. */
-#define SIG_FIELD_LEN 72
-#define SIG_R_OFFSET SNP_REPORT_SIGNED_SIZE
-#define SIG_S_OFFSET (SNP_REPORT_SIGNED_SIZE + SIG_FIELD_LEN)
 
 typedef struct {
     unsigned clients;
@@ -96,23 +88,12 @@ static struct {
     EVP_PKEY *vcek_key;
     EC_KEY *vcek_ec;
     char resource_path[STORE_RESOURCE_PATH_MAX + 1];
-    /* the signing pool */
-    BIGNUM **kinv, **r;
-    size_t pool_size;
-    atomic_size_t pool_next;
-    atomic_uint_fast64_t pool_misses;
+    vt_bench_sign_pool pool;
 } env;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void sleep_until(double t)
 {
-    double left = t - now_s();
+    double left = t - vt_bench_now_s();
     if (left <= 0)
         return;
     struct timespec ts = {(time_t)left, (long)((left - floor(left)) * 1e9)};
@@ -207,69 +188,18 @@ static void start_daemon(const bench_options *opt)
                           "--kbs-session-capacity",
                           "65536",
                           NULL};
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 2, env.log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    if (posix_spawn(&env.pid, opt->vtpmcad, &actions, NULL, (char *const *)argv, environ) != 0)
-        die("cannot start vtpmcad (use --vtpmcad PATH)", NULL);
-    posix_spawn_file_actions_destroy(&actions);
-    double deadline = now_s() + 20;
-    while (now_s() < deadline) {
-        uint8_t *text = NULL;
-        size_t len = 0;
-        if (vt_file_read(env.port_file, 64, &text, &len, NULL) == VTPMCA_OK &&
-            memchr(text, '\n', len) != NULL) {
-            env.port = (unsigned)strtoul((char *)text, NULL, 10);
-            free(text);
-            snprintf(env.base_url, sizeof(env.base_url), "http://127.0.0.1:%u", env.port);
-            return;
-        }
-        free(text);
-        if (waitpid(env.pid, NULL, WNOHANG) == env.pid) {
-            env.pid = 0;
-            die("vtpmcad exited during startup; see its log", NULL);
-        }
-        sleep_until(now_s() + 0.02);
-    }
-    die("vtpmcad did not start", NULL);
+    vtpmca_diag diag = {{0}};
+    unsigned port = 0;
+    if (vt_bench_start_vtpmcad(argv, env.log, true, env.port_file, 20, &env.pid, &port, &diag) !=
+        VTPMCA_OK)
+        die(diag.msg, NULL);
+    env.port = port;
+    snprintf(env.base_url, sizeof(env.base_url), "http://127.0.0.1:%u", env.port);
 }
 
 static void stop_daemon(void)
 {
-    if (env.pid <= 0)
-        return;
-    kill(env.pid, SIGTERM);
-    int status = 0;
-    waitpid(env.pid, &status, 0);
-    env.pid = 0;
-}
-
-/* utime + stime of the daemon, in seconds. */
-static double daemon_cpu_s(void)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)env.pid);
-    uint8_t *text = NULL;
-    size_t len = 0;
-    if (vt_file_read(path, 4096, &text, &len, NULL) != VTPMCA_OK)
-        return 0;
-    /* Fields after the command name (which may hold spaces) start after the last ')'. */
-    const char *p = strrchr((char *)text, ')');
-    unsigned long long utime = 0, stime = 0;
-    if (p == NULL ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
-        utime = stime = 0;
-    free(text);
-    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static double self_cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
+    vt_bench_stop_vtpmcad(&env.pid);
 }
 
 /* ---- the crypto floor ---- */
@@ -279,61 +209,37 @@ typedef struct {
     uint8_t sig_der[128];
     size_t sig_der_len;
     EVP_PKEY *vcek_public, *peer_p521, *kbs_key;
+    uint8_t message[332]; /* a binding message for P-521 keys and a 32-byte nonce */
 } floor_inputs;
 
-typedef struct {
-    const floor_inputs *in;
-    double seconds;
-    uint64_t boots;
-    double cpu_s; /* this thread's CPU time, which other load on the machine does not inflate */
-} floor_worker;
-
-static double thread_cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The server-side crypto of one boot, exactly as OpenSSL does it for the daemon. */
-static void *floor_run(void *arg)
+static bool floor_op(const void *arg)
 {
-    floor_worker *w = arg;
-    const floor_inputs *in = w->in;
-    uint8_t message[332]; /* a binding message for P-521 keys and a 32-byte nonce */
-    RAND_bytes(message, sizeof(message));
-    double cpu0 = thread_cpu_s();
-    double end = now_s() + w->seconds;
-    while (now_s() < end) {
-        /* 1. the report's signature, as the verifier checks it */
-        EVP_MD_CTX *md = EVP_MD_CTX_new();
-        bool ok = EVP_DigestVerifyInit(md, NULL, EVP_sha384(), NULL, in->vcek_public) == 1 &&
-                  EVP_DigestVerify(md, in->sig_der, in->sig_der_len, in->report,
-                                   SNP_REPORT_SIGNED_SIZE) == 1;
-        EVP_MD_CTX_free(md);
-        /* 2. the JWE's ephemeral P-521 key and the ECDH with the tee key */
-        EVP_PKEY *epk = EVP_EC_gen("P-521");
-        EVP_PKEY_CTX *dctx = EVP_PKEY_CTX_new_from_pkey(NULL, epk, NULL);
-        uint8_t z[66];
-        size_t z_len = sizeof(z);
-        ok = ok && epk != NULL && dctx != NULL && EVP_PKEY_derive_init(dctx) == 1 &&
-             EVP_PKEY_derive_set_peer(dctx, in->peer_p521) == 1 &&
-             EVP_PKEY_derive(dctx, z, &z_len) == 1;
-        EVP_PKEY_CTX_free(dctx);
-        EVP_PKEY_free(epk);
-        /* 3. the binding signature */
-        uint8_t sig[128];
-        size_t sig_len = sizeof(sig);
-        md = EVP_MD_CTX_new();
-        ok = ok && EVP_DigestSignInit(md, NULL, EVP_sha384(), NULL, in->kbs_key) == 1 &&
-             EVP_DigestSign(md, sig, &sig_len, message, sizeof(message)) == 1;
-        EVP_MD_CTX_free(md);
-        if (!ok)
-            die("floor crypto failed", NULL);
-        w->boots++;
-    }
-    w->cpu_s = thread_cpu_s() - cpu0;
-    return NULL;
+    const floor_inputs *in = arg;
+    /* 1. the report's signature, as the verifier checks it */
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    bool ok =
+        EVP_DigestVerifyInit(md, NULL, EVP_sha384(), NULL, in->vcek_public) == 1 &&
+        EVP_DigestVerify(md, in->sig_der, in->sig_der_len, in->report, SNP_REPORT_SIGNED_SIZE) == 1;
+    EVP_MD_CTX_free(md);
+    /* 2. the JWE's ephemeral P-521 key and the ECDH with the tee key */
+    EVP_PKEY *epk = EVP_EC_gen("P-521");
+    EVP_PKEY_CTX *dctx = EVP_PKEY_CTX_new_from_pkey(NULL, epk, NULL);
+    uint8_t z[66];
+    size_t z_len = sizeof(z);
+    ok = ok && epk != NULL && dctx != NULL && EVP_PKEY_derive_init(dctx) == 1 &&
+         EVP_PKEY_derive_set_peer(dctx, in->peer_p521) == 1 &&
+         EVP_PKEY_derive(dctx, z, &z_len) == 1;
+    EVP_PKEY_CTX_free(dctx);
+    EVP_PKEY_free(epk);
+    /* 3. the binding signature */
+    uint8_t sig[128];
+    size_t sig_len = sizeof(sig);
+    md = EVP_MD_CTX_new();
+    ok = ok && EVP_DigestSignInit(md, NULL, EVP_sha384(), NULL, in->kbs_key) == 1 &&
+         EVP_DigestSign(md, sig, &sig_len, in->message, sizeof(in->message)) == 1;
+    EVP_MD_CTX_free(md);
+    return ok;
 }
 
 static void floor_prepare(floor_inputs *in)
@@ -353,6 +259,7 @@ static void floor_prepare(floor_inputs *in)
     in->vcek_public = d2i_PUBKEY(NULL, &p, spki_len);
     OPENSSL_free(spki);
     in->peer_p521 = EVP_EC_gen("P-521");
+    RAND_bytes(in->message, sizeof(in->message));
     if (in->vcek_public == NULL || in->peer_p521 == NULL ||
         kbs_key_generate(KBS_KEY_P384, &in->kbs_key, NULL) != VTPMCA_OK)
         die("floor keys", NULL);
@@ -365,93 +272,33 @@ static void floor_release(floor_inputs *in)
     EVP_PKEY_free(in->kbs_key);
 }
 
-typedef struct {
-    uint64_t boots;
-    double seconds, cpu_s;
-} floor_totals;
-
 /* Runs the floor on `threads` threads for `seconds`; adds boots, wall and CPU time. */
 static void floor_round(const floor_inputs *in, unsigned threads, double seconds,
-                        floor_totals *totals)
+                        vt_bench_floor_totals *totals)
 {
-    floor_worker workers[64];
-    pthread_t tids[64];
-    double start = now_s();
-    for (unsigned i = 0; i < threads; i++) {
-        workers[i] = (floor_worker){in, seconds, 0, 0};
-        pthread_create(&tids[i], NULL, floor_run, &workers[i]);
-    }
-    for (unsigned i = 0; i < threads; i++) {
-        pthread_join(tids[i], NULL);
-        totals->boots += workers[i].boots;
-        totals->cpu_s += workers[i].cpu_s;
-    }
-    totals->seconds += now_s() - start;
+    if (!vt_bench_floor_round(floor_op, in, threads, seconds, totals))
+        die("floor crypto failed", NULL);
 }
 
 /* ---- the signing pool ---- */
 
-typedef struct {
-    size_t from, to;
-} pool_range;
-
-static void *pool_fill(void *arg)
-{
-    pool_range *range = arg;
-    BN_CTX *ctx = BN_CTX_new();
-    for (size_t i = range->from; i < range->to; i++) {
-        if (ECDSA_sign_setup(env.vcek_ec, ctx, &env.kinv[i], &env.r[i]) != 1)
-            die("ECDSA_sign_setup", NULL);
-    }
-    BN_CTX_free(ctx);
-    return NULL;
-}
-
 static void make_pool(size_t n, unsigned threads)
 {
-    env.pool_size = n;
-    env.kinv = calloc(n, sizeof(*env.kinv));
-    env.r = calloc(n, sizeof(*env.r));
-    if (env.kinv == NULL || env.r == NULL)
-        die("out of memory", NULL);
-    pool_range ranges[64];
-    pthread_t tids[64];
-    for (unsigned i = 0; i < threads; i++) {
-        ranges[i] = (pool_range){n * i / threads, n * (i + 1) / threads};
-        pthread_create(&tids[i], NULL, pool_fill, &ranges[i]);
-    }
-    for (unsigned i = 0; i < threads; i++)
-        pthread_join(tids[i], NULL);
+    vtpmca_diag diag = {{0}};
+    if (vt_bench_sign_pool_make(&env.pool, env.vcek_ec, n, threads, &diag) != VTPMCA_OK)
+        die(diag.msg, NULL);
 }
 
 static void free_pool(void)
 {
-    for (size_t i = 0; i < env.pool_size; i++) {
-        BN_clear_free(env.kinv[i]);
-        BN_free(env.r[i]);
-    }
-    free(env.kinv);
-    free(env.r);
+    vt_bench_sign_pool_free(&env.pool);
 }
 
 /* Signs a report with the next precomputed (k^-1, r); each pair is used once. */
 static void sign_report(uint8_t report[SNP_REPORT_SIZE])
 {
-    uint8_t digest[48];
-    EVP_Digest(report, SNP_REPORT_SIGNED_SIZE, digest, NULL, EVP_sha384(), NULL);
-    size_t i = atomic_fetch_add(&env.pool_next, 1);
-    ECDSA_SIG *sig = NULL;
-    if (i < env.pool_size) {
-        sig = ECDSA_do_sign_ex(digest, sizeof(digest), env.kinv[i], env.r[i], env.vcek_ec);
-    } else {
-        atomic_fetch_add(&env.pool_misses, 1);
-        sig = ECDSA_do_sign(digest, sizeof(digest), env.vcek_ec);
-    }
-    if (sig == NULL ||
-        BN_bn2lebinpad(ECDSA_SIG_get0_r(sig), report + SIG_R_OFFSET, SIG_FIELD_LEN) < 0 ||
-        BN_bn2lebinpad(ECDSA_SIG_get0_s(sig), report + SIG_S_OFFSET, SIG_FIELD_LEN) < 0)
+    if (vt_bench_sign_report(&env.pool, report) != VTPMCA_OK)
         die("report signature", NULL);
-    ECDSA_SIG_free(sig);
 }
 
 /* ---- clients ---- */
@@ -555,16 +402,16 @@ static void *client_run(void *arg)
         double interval = ctrl.interval_s;
         if (generation != ctrl.generation) { /* a new window: stagger paced starts */
             generation = ctrl.generation;
-            next = now_s() + interval * drand48();
+            next = vt_bench_now_s() + interval * drand48();
         }
         ctrl.busy++;
         pthread_mutex_unlock(&ctrl.lock);
         if (interval > 0)
             sleep_until(next);
         /* Paced: latency from the scheduled start, so a late start counts against us. */
-        double t0 = interval > 0 ? next : now_s();
+        double t0 = interval > 0 ? next : vt_bench_now_s();
         bool ok = boot_once(kc, c, false);
-        double ms = (now_s() - t0) * 1000.0;
+        double ms = (vt_bench_now_s() - t0) * 1000.0;
         next += interval;
         pthread_mutex_lock(&ctrl.lock);
         if (ok)
@@ -608,25 +455,20 @@ typedef struct {
  * until the last boot ended and the CPU time used by the daemon and by this process. */
 static void load_window(double seconds, double interval_s, window_totals *totals)
 {
-    double server0 = daemon_cpu_s(), self0 = self_cpu_s(), t0 = now_s();
+    double server0 = vt_bench_process_cpu_s(env.pid), self0 = vt_bench_self_cpu_s(),
+           t0 = vt_bench_now_s();
     set_state(CTRL_RUN, interval_s);
     sleep_until(t0 + seconds);
     pause_and_drain();
-    totals->seconds += now_s() - t0;
-    totals->server_cpu_s += daemon_cpu_s() - server0;
-    totals->client_cpu_s += self_cpu_s() - self0;
+    totals->seconds += vt_bench_now_s() - t0;
+    totals->server_cpu_s += vt_bench_process_cpu_s(env.pid) - server0;
+    totals->client_cpu_s += vt_bench_self_cpu_s() - self0;
 }
 
 typedef struct {
     double rate, p50, p99, server_ms, client_ms;
     uint64_t boots, failures;
 } phase_result;
-
-static int compare_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 /* Collects (and resets) the clients' samples of the windows since the last call. */
 static phase_result collect(client *clients, unsigned n_clients, const window_totals *totals)
@@ -649,7 +491,7 @@ static phase_result collect(client *clients, unsigned n_clients, const window_to
         clients[i].n = 0;
         clients[i].failures = 0;
     }
-    qsort(all, total, sizeof(double), compare_double);
+    qsort(all, total, sizeof(double), vt_bench_cmp_double);
     res.boots = total;
     res.rate = totals->seconds > 0 ? (double)total / totals->seconds : 0;
     res.p50 = total ? all[total / 2] : 0;
@@ -752,14 +594,14 @@ int main(int argc, char **argv)
     /* A first floor round sizes the signing pool: both phases at up to the floor's rate. */
     floor_inputs floor_in;
     floor_prepare(&floor_in);
-    floor_totals floor = {0};
+    vt_bench_floor_totals floor = {0};
     floor_round(&floor_in, cpus, FLOOR_ROUND_S, &floor);
-    double rough_floor = (double)floor.boots / floor.seconds;
+    double rough_floor = (double)floor.done / floor.seconds;
     size_t pool = (size_t)(rough_floor * opt.seconds * 1.7) + 8 * opt.clients + 64;
-    double pool_start = now_s();
+    double pool_start = vt_bench_now_s();
     make_pool(pool, cpus);
     printf("signing pool: %zu precomputed report signatures in %.1f s (untimed)\n", pool,
-           now_s() - pool_start);
+           vt_bench_now_s() - pool_start);
 
     client *clients = calloc(opt.clients, sizeof(*clients));
     pthread_t *tids = calloc(opt.clients, sizeof(*tids));
@@ -789,8 +631,8 @@ int main(int argc, char **argv)
         load_window(opt.seconds / ROUNDS, 0, &full_totals);
         floor_round(&floor_in, cpus, FLOOR_ROUND_S, &floor);
     }
-    double floor_rate = (double)floor.boots / floor.seconds;
-    double floor_ms = floor.cpu_s * 1000.0 / (double)floor.boots; /* CPU per boot */
+    double floor_rate = (double)floor.done / floor.seconds;
+    double floor_ms = floor.cpu_s * 1000.0 / (double)floor.done; /* CPU per boot */
     phase_result full = collect(clients, opt.clients, &full_totals);
     double ratio = full.rate / floor_rate;
     printf("crypto floor: %.0f boots/s on %u threads, %.3f ms of CPU per boot (P-384 verify, "
@@ -815,9 +657,9 @@ int main(int argc, char **argv)
            "(%llu boots, %llu failed)\n",
            half_rate, half.rate, half.p50, half.p99, (unsigned long long)half.boots,
            (unsigned long long)half.failures);
-    if (atomic_load(&env.pool_misses) > 0)
+    if (atomic_load(&env.pool.misses) > 0)
         printf("note: %llu reports were signed outside the pool (their client CPU counted)\n",
-               (unsigned long long)atomic_load(&env.pool_misses));
+               (unsigned long long)atomic_load(&env.pool.misses));
     bool ok_ratio = ratio >= GOAL_RATIO, ok_p99 = half.p99 < GOAL_P99_MS;
     printf("goals: throughput >= %.0f%% of the floor: %s; p99 < %.0f ms at half load: %s\n",
            100 * GOAL_RATIO, ok_ratio ? "met" : "MISSED", GOAL_P99_MS, ok_p99 ? "met" : "MISSED");

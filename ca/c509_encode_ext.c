@@ -130,6 +130,16 @@ static vtpmca_err enc_general_name(c509_ctx *ctx, const der_tlv *gn, bool name_c
     return VTPMCA_OK;
 }
 
+/* The content of an extension value that must be one non-empty SEQUENCE. */
+static bool ext_nonempty_seq(const uint8_t *der, size_t len, der_cur *content)
+{
+    der_tlv seq;
+    if (!der_single(der, len, DER_SEQ, &seq))
+        return false;
+    *content = der_inside(&seq);
+    return !der_done(content);
+}
+
 /* GeneralNames (SEQUENCE content) as [ + (code, value) ]. */
 static vtpmca_err enc_general_names(c509_ctx *ctx, der_cur c, bool name_constraints, c509_buf *out)
 {
@@ -345,13 +355,12 @@ static vtpmca_err enc_policy_qualifiers(const der_tlv *quals, c509_buf *out)
 
 static vtpmca_err enc_ext_policies(const uint8_t *der, size_t len, c509_buf *out)
 {
-    der_tlv seq;
-    if (!der_single(der, len, DER_SEQ, &seq))
+    der_cur c;
+    if (!ext_nonempty_seq(der, len, &c))
         return NOT_SPECIFIC;
     c509_buf items = {0};
     size_t count = 0;
-    der_cur c = der_inside(&seq);
-    vtpmca_err err = der_done(&c) ? NOT_SPECIFIC : VTPMCA_OK;
+    vtpmca_err err = VTPMCA_OK;
     while (err == VTPMCA_OK && !der_done(&c)) {
         der_tlv info, oid, quals;
         if (!der_get(&c, DER_SEQ, &info)) {
@@ -404,13 +413,12 @@ static vtpmca_err enc_ext_aki(c509_ctx *ctx, const uint8_t *der, size_t len, c50
 
 static vtpmca_err enc_ext_eku(const uint8_t *der, size_t len, c509_buf *out)
 {
-    der_tlv seq;
-    if (!der_single(der, len, DER_SEQ, &seq))
+    der_cur c;
+    if (!ext_nonempty_seq(der, len, &c))
         return NOT_SPECIFIC;
     c509_buf items = {0};
     size_t count = 0;
-    der_cur c = der_inside(&seq);
-    vtpmca_err err = der_done(&c) ? NOT_SPECIFIC : VTPMCA_OK;
+    vtpmca_err err = VTPMCA_OK;
     while (err == VTPMCA_OK && !der_done(&c)) {
         der_tlv oid;
         err = der_next(&c, &oid) ? enc_registered_oid(C509_REG_EKU, &oid, &items) : NOT_SPECIFIC;
@@ -426,13 +434,12 @@ static vtpmca_err enc_ext_eku(const uint8_t *der, size_t len, c509_buf *out)
 
 static vtpmca_err enc_ext_info_access(const uint8_t *der, size_t len, c509_buf *out)
 {
-    der_tlv seq;
-    if (!der_single(der, len, DER_SEQ, &seq))
+    der_cur c;
+    if (!ext_nonempty_seq(der, len, &c))
         return NOT_SPECIFIC;
     c509_buf items = {0};
     size_t count = 0;
-    der_cur c = der_inside(&seq);
-    vtpmca_err err = der_done(&c) ? NOT_SPECIFIC : VTPMCA_OK;
+    vtpmca_err err = VTPMCA_OK;
     while (err == VTPMCA_OK && !der_done(&c)) {
         der_tlv ad, method, uri;
         err = NOT_SPECIFIC;
@@ -455,13 +462,12 @@ static vtpmca_err enc_ext_info_access(const uint8_t *der, size_t len, c509_buf *
 static vtpmca_err enc_ext_dir_attributes(c509_ctx *ctx, const uint8_t *der, size_t len,
                                          c509_buf *out)
 {
-    der_tlv seq;
-    if (!der_single(der, len, DER_SEQ, &seq))
+    der_cur c;
+    if (!ext_nonempty_seq(der, len, &c))
         return NOT_SPECIFIC;
     c509_buf items = {0};
     size_t count = 0;
-    der_cur c = der_inside(&seq);
-    vtpmca_err err = der_done(&c) ? NOT_SPECIFIC : VTPMCA_OK;
+    vtpmca_err err = VTPMCA_OK;
     while (err == VTPMCA_OK && !der_done(&c)) {
         der_tlv attr, oid, set, v;
         err = NOT_SPECIFIC;
@@ -554,13 +560,12 @@ static vtpmca_err enc_ext_name_constraints(c509_ctx *ctx, const uint8_t *der, si
 
 static vtpmca_err enc_ext_policy_mappings(const uint8_t *der, size_t len, c509_buf *out)
 {
-    der_tlv seq;
-    if (!der_single(der, len, DER_SEQ, &seq))
+    der_cur c;
+    if (!ext_nonempty_seq(der, len, &c))
         return NOT_SPECIFIC;
     c509_buf items = {0};
     size_t count = 0;
-    der_cur c = der_inside(&seq);
-    vtpmca_err err = der_done(&c) ? NOT_SPECIFIC : VTPMCA_OK;
+    vtpmca_err err = VTPMCA_OK;
     while (err == VTPMCA_OK && !der_done(&c)) {
         der_tlv map, from, to;
         err = NOT_SPECIFIC;
@@ -714,13 +719,12 @@ static vtpmca_err enc_ip_choice(const der_tlv *choice, c509_buf *out)
 
 static vtpmca_err enc_ext_ip_blocks(const uint8_t *der, size_t len, c509_buf *out)
 {
-    der_tlv seq;
-    if (!der_single(der, len, DER_SEQ, &seq))
+    der_cur c;
+    if (!ext_nonempty_seq(der, len, &c))
         return NOT_SPECIFIC;
     c509_buf items = {0};
     size_t count = 0;
-    der_cur c = der_inside(&seq);
-    vtpmca_err err = der_done(&c) ? NOT_SPECIFIC : VTPMCA_OK;
+    vtpmca_err err = VTPMCA_OK;
     while (err == VTPMCA_OK && !der_done(&c)) {
         der_tlv fam, afi, choice;
         err = NOT_SPECIFIC;

@@ -24,6 +24,7 @@
 
 #include "vtpmca/fileio.h"
 #include "vtpmca/log.h"
+#include "vtpmca/pem_key.h"
 
 /* Longest path built from a CA directory and a file name. */
 #define CA_PATH_MAX 4096
@@ -170,16 +171,6 @@ static vtpmca_err generate_key(ca_key_alg alg, EVP_PKEY **out, vtpmca_diag *diag
     return VTPMCA_OK;
 }
 
-/* Never prompt for a passphrase: the service runs unattended; keys are files of mode 0600. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return 0;
-}
-
 static vtpmca_err path_join(const char *dir, const char *name, char *out, size_t size,
                             vtpmca_diag *diag)
 {
@@ -206,27 +197,6 @@ static vtpmca_err check_key_file_mode(const char *path, vtpmca_diag *diag)
     return VTPMCA_OK;
 }
 
-static vtpmca_err read_private_key(const char *path, EVP_PKEY **out, vtpmca_diag *diag)
-{
-    uint8_t *pem = NULL;
-    size_t pem_len = 0;
-    vtpmca_err err = vt_file_read(path, CA_PEM_FILE_MAX, &pem, &pem_len, diag);
-    if (err != VTPMCA_OK)
-        return err;
-    BIO *bio = BIO_new_mem_buf(pem, (int)pem_len);
-    EVP_PKEY *key = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
-    BIO_free(bio);
-    OPENSSL_cleanse(pem, pem_len);
-    free(pem);
-    if (key == NULL) {
-        ERR_clear_error();
-        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "ca: %s is not an unencrypted PEM private key",
-                           path);
-    }
-    *out = key;
-    return VTPMCA_OK;
-}
-
 /* Reads exactly one PEM certificate. */
 static vtpmca_err read_cert(const char *path, X509 **out, vtpmca_diag *diag)
 {
@@ -236,8 +206,8 @@ static vtpmca_err read_cert(const char *path, X509 **out, vtpmca_diag *diag)
     if (err != VTPMCA_OK)
         return err;
     BIO *bio = BIO_new_mem_buf(pem, (int)pem_len);
-    X509 *cert = bio != NULL ? PEM_read_bio_X509(bio, NULL, no_passphrase, NULL) : NULL;
-    X509 *extra = cert != NULL ? PEM_read_bio_X509(bio, NULL, no_passphrase, NULL) : NULL;
+    X509 *cert = bio != NULL ? PEM_read_bio_X509(bio, NULL, vt_pem_no_passphrase, NULL) : NULL;
+    X509 *extra = cert != NULL ? PEM_read_bio_X509(bio, NULL, vt_pem_no_passphrase, NULL) : NULL;
     BIO_free(bio);
     free(pem);
     ERR_clear_error(); /* the second read always ends with "no start line" */
@@ -658,9 +628,10 @@ vtpmca_err ca_import(const char *dir, const char *root_cert_path, const char *ro
     if (err == VTPMCA_OK)
         err = read_cert(issuing_cert_path, &issuing, diag);
     if (err == VTPMCA_OK)
-        err = read_private_key(issuing_key_path, &issuing_key, diag);
+        err =
+            vt_pem_private_key_read(issuing_key_path, CA_PEM_FILE_MAX, "ca: ", &issuing_key, diag);
     if (err == VTPMCA_OK && root_key_path != NULL)
-        err = read_private_key(root_key_path, &root_key, diag);
+        err = vt_pem_private_key_read(root_key_path, CA_PEM_FILE_MAX, "ca: ", &root_key, diag);
     if (err == VTPMCA_OK)
         err = check_hierarchy(root, root_key, issuing, issuing_key, diag);
     if (err == VTPMCA_OK)
@@ -738,7 +709,7 @@ vtpmca_err ca_open(const char *dir, ca_ctx **out, vtpmca_diag *diag)
     if (err == VTPMCA_OK)
         err = read_cert(issuing_path, &ca->issuing, diag);
     if (err == VTPMCA_OK)
-        err = read_private_key(key_path, &ca->issuing_key, diag);
+        err = vt_pem_private_key_read(key_path, CA_PEM_FILE_MAX, "ca: ", &ca->issuing_key, diag);
     if (err == VTPMCA_OK)
         err = check_hierarchy(ca->root, NULL, ca->issuing, ca->issuing_key, diag);
     if (err == VTPMCA_OK)

@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "vtpmca/encoding.h"
+#include "vtpmca/wire_codec.h"
 
 /* ---- schemas ---- */
 
@@ -107,21 +108,11 @@ static vtpmca_err check_fields(const issuance_field *fields, size_t n, vtpmca_di
     return VTPMCA_OK;
 }
 
-static json_t *json_bytes(const uint8_t *data, size_t len)
-{
-    char *text = NULL;
-    if (vt_b64_encode_alloc(data, len, VT_B64_STD, &text) != VTPMCA_OK)
-        return NULL;
-    json_t *value = json_string(text);
-    free(text);
-    return value;
-}
-
 static json_t *json_value(const issuance_field *f)
 {
     switch (f->type) {
     case ISSUANCE_FIELD_BYTES:
-        return json_bytes(f->bytes, f->len);
+        return vt_json_b64(f->bytes, f->len);
     case ISSUANCE_FIELD_TEXT:
         return json_stringn((const char *)f->bytes, f->len);
     case ISSUANCE_FIELD_UINT:
@@ -129,7 +120,7 @@ static json_t *json_value(const issuance_field *f)
     case ISSUANCE_FIELD_BYTES_LIST: {
         json_t *array = json_array();
         for (size_t k = 0; array != NULL && k < f->list_count; k++) {
-            if (json_array_append_new(array, json_bytes(f->list[k], f->list_len[k])) != 0) {
+            if (json_array_append_new(array, vt_json_b64(f->list[k], f->list_len[k])) != 0) {
                 json_decref(array);
                 array = NULL;
             }
@@ -159,18 +150,6 @@ static vtpmca_err encode_json(const issuance_field *fields, size_t n, uint8_t **
     return VTPMCA_OK;
 }
 
-/* The shortest unsigned integer head, as deterministic CBOR wants. */
-static cbor_item_t *cbor_uint(uint64_t v)
-{
-    if (v <= UINT8_MAX)
-        return cbor_build_uint8((uint8_t)v);
-    if (v <= UINT16_MAX)
-        return cbor_build_uint16((uint16_t)v);
-    if (v <= UINT32_MAX)
-        return cbor_build_uint32((uint32_t)v);
-    return cbor_build_uint64(v);
-}
-
 static cbor_item_t *cbor_value(const issuance_field *f)
 {
     switch (f->type) {
@@ -179,7 +158,7 @@ static cbor_item_t *cbor_value(const issuance_field *f)
     case ISSUANCE_FIELD_TEXT:
         return cbor_build_stringn((const char *)f->bytes, f->len);
     case ISSUANCE_FIELD_UINT:
-        return cbor_uint(f->uint);
+        return vt_cbor_uint(f->uint);
     case ISSUANCE_FIELD_BYTES_LIST: {
         cbor_item_t *array = cbor_new_definite_array(f->list_count);
         for (size_t k = 0; array != NULL && k < f->list_count; k++) {
@@ -201,15 +180,7 @@ static vtpmca_err encode_cbor(const issuance_field *fields, size_t n, uint8_t **
 {
     cbor_item_t *map = cbor_new_definite_map(n);
     for (size_t i = 0; map != NULL && i < n; i++) {
-        cbor_item_t *key = cbor_build_string(fields[i].name);
-        cbor_item_t *value = cbor_value(&fields[i]);
-        bool ok = key != NULL && value != NULL &&
-                  cbor_map_add(map, (struct cbor_pair){.key = key, .value = value});
-        if (key != NULL)
-            cbor_decref(&key);
-        if (value != NULL)
-            cbor_decref(&value);
-        if (!ok)
+        if (!vt_cbor_map_put(map, fields[i].name, cbor_value(&fields[i])))
             cbor_decref(&map);
     }
     unsigned char *buf = NULL;

@@ -3,8 +3,7 @@
 # 127.0.0.1 with a fresh state dir (state/demo) and a TEST root, and walks through offline and
 # online SEV-SNP verification and the KBS persistence-key release to a simulated SVSM
 # (svsm-sim: two boots of one instance that also get EK/IAK certificates, then a refused one),
-# and the rollback ledger catching
-# a restored older vTPM state. Exits non-zero as soon as a step does not behave as expected.
+# and the rollback ledger catching a restored older vTPM state. Exits non-zero as soon as a step does not behave as expected.
 # Usage: bash scripts/demo.sh   (VTPMCA_BUILD_DIR=DIR builds and runs from DIR instead)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -129,19 +129,6 @@ static void respond_error(server_response *response, vtpmca_err err, const vtpmc
     }
 }
 
-/* Whether `key` is one of the names in the comma-separated `list` (NULL: an empty list). */
-static bool list_contains(const char *list, const char *key)
-{
-    size_t len = strlen(key);
-    const char *hit = list != NULL && len > 0 ? strstr(list, key) : NULL;
-    while (hit != NULL) {
-        if ((hit == list || hit[-1] == ',') && (hit[len] == ',' || hit[len] == '\0'))
-            return true;
-        hit = strstr(hit + 1, key);
-    }
-    return false;
-}
-
 /* Parses a JSON object body whose keys must all be in `allowed` (comma separated). */
 static json_t *parse_object_body(const server_request *request, const char *allowed,
                                  server_response *response)
@@ -165,7 +152,7 @@ static json_t *parse_object_body(const server_request *request, const char *allo
         json_t *value;
         json_object_foreach(root, key, value)
         {
-            if (!list_contains(allowed, key)) {
+            if (!server_name_in_list(allowed, key)) {
                 server_response_error(response, 400, "invalid_request", "unknown field '%.60s'",
                                       key);
                 json_decref(root);
@@ -517,22 +504,6 @@ static bool match_pattern(const char *pattern, const char *path, admin_call *cal
     return *p == '\0' && *u == '\0';
 }
 
-typedef struct {
-    const char *allowed;
-    const char *unknown;
-} query_check;
-
-static enum MHD_Result check_query_key(void *cls, enum MHD_ValueKind kind, const char *key,
-                                       const char *value)
-{
-    (void)kind, (void)value;
-    query_check *check = cls;
-    if (list_contains(check->allowed, key))
-        return MHD_YES;
-    check->unknown = key;
-    return MHD_NO;
-}
-
 /* Log values and audit details hold printable ASCII only: paths are client input. */
 static void copy_printable(char *dst, size_t size, const char *src)
 {
@@ -699,14 +670,12 @@ void server_handle_admin(void *ctx, const server_request *request, server_respon
     const admin_route *route = find_route(request, &call, response);
     if (route != NULL) {
         vtpmca_diag diag = {{0}};
-        query_check check = {route->query, NULL};
+        const char *unknown = NULL;
         if (admin_authorize(&who, route->write, &diag) != VTPMCA_OK) {
             server_response_error(response, 403, "forbidden", "%s", diag.msg);
-        } else if (MHD_get_connection_values(request->connection, MHD_GET_ARGUMENT_KIND,
-                                             check_query_key, &check) >= 0 &&
-                   check.unknown != NULL) {
+        } else if ((unknown = server_request_unknown_query(request, route->query)) != NULL) {
             char key[64];
-            copy_printable(key, sizeof(key), check.unknown);
+            copy_printable(key, sizeof(key), unknown);
             server_response_error(response, 400, "invalid_request", "unknown query parameter '%s'",
                                   key);
         } else {

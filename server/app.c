@@ -33,8 +33,7 @@ static const server_route app_routes[] = {
     {"POST", "/kbs/v0/auth", SERVER_BODY_JSON, server_handle_kbs_auth},
     {"POST", "/kbs/v0/attest", SERVER_BODY_JSON, server_handle_kbs_attest},
     {"GET", "/kbs/v0/resource/*", SERVER_BODY_NONE, server_handle_kbs_resource},
-    /* A POST may release a wrapped-key mode instance's key, which the ledger needs. */
-    {"POST", "/kbs/v0/resource/*", SERVER_BODY_JSON, server_handle_kbs_resource_ledger},
+    {"POST", "/kbs/v0/resource/*", SERVER_BODY_JSON, server_handle_kbs_resource},
     /* The CA's public routes (server/ca_public_routes.c). */
     {"GET", "/v1/ca/chain", SERVER_BODY_NONE, server_handle_ca_chain},
     {"GET", "/v1/ca/crl", SERVER_BODY_NONE, server_handle_ca_crl},
@@ -102,6 +101,19 @@ static void handle_metrics(void *ctx, const server_request *request, server_resp
         return;
     }
     server_response_text(response, 200, SERVER_METRICS_CONTENT_TYPE, text, len);
+}
+
+vtpmca_err server_metrics_join(char **text, size_t *len, const char *extra, size_t extra_len)
+{
+    if (text == NULL || len == NULL || extra == NULL)
+        return VTPMCA_ERR_INVALID_ARG;
+    char *joined = realloc(*text, *len + extra_len + 1);
+    if (joined == NULL)
+        return VTPMCA_ERR_NOMEM;
+    memcpy(joined + *len, extra, extra_len + 1);
+    *text = joined;
+    *len += extra_len;
+    return VTPMCA_OK;
 }
 
 vtpmca_err server_state_path(const server_config *cfg, const char *configured, const char *name,
@@ -192,7 +204,7 @@ vtpmca_err server_app_new(const server_config *config, server_app **out, vtpmca_
     }
     if (err == VTPMCA_OK) {
         err = policy_cache_new(app->store, app->config.policy_cache_entries,
-                                      app->config.policy_refresh_ms, &app->policies);
+                               app->config.policy_refresh_ms, &app->policies);
         if (err != VTPMCA_OK)
             vtpmca_fail(diag, err, "cannot create the policy cache");
     }

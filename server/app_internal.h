@@ -57,6 +57,11 @@ struct server_app {
 vtpmca_err server_state_path(const server_config *cfg, const char *configured, const char *name,
                              char *out, size_t out_size, vtpmca_diag *diag);
 
+/* Appends extra_len bytes of exposition text (NUL-terminated at extra[extra_len]) to the
+ * malloc'd metrics page *text of *len bytes; the module metrics appenders share it
+ * (server/app.c). */
+vtpmca_err server_metrics_join(char **text, size_t *len, const char *extra, size_t extra_len);
+
 /* POST /v1/snp/verify (server/snp_verify.c). */
 void server_handle_snp_verify(void *ctx, const server_request *request, server_response *response);
 
@@ -75,8 +80,7 @@ void server_admin_fleet_free(server_admin_fleet *fleet_admin);
 /* KBS protocol 0.4.0 (server/kbs_routes.c): POST /kbs/v0/auth, POST /kbs/v0/attest and
  * GET|POST /kbs/v0/resource/<repo>/<type>/<tag>. */
 void server_handle_kbs_auth(void *ctx, const server_request *request, server_response *response);
-void server_handle_kbs_attest(void *ctx, const server_request *request,
-                              server_response *response);
+void server_handle_kbs_attest(void *ctx, const server_request *request, server_response *response);
 void server_handle_kbs_resource(void *ctx, const server_request *request,
                                 server_response *response);
 
@@ -128,10 +132,11 @@ void server_handle_ledger_query(void *ctx, const server_request *request,
                                 server_response *response);
 void server_handle_ledger_statement(void *ctx, const server_request *request,
                                     server_response *response);
-/* POST /kbs/v0/resource/<path>: server_handle_kbs_resource, then, when a key was released
- * to a wrapped-key mode instance, the ledger stores that instance's ledger key. */
-void server_handle_kbs_resource_ledger(void *ctx, const server_request *request,
-                                       server_response *response);
+/* The key release hook (key_release_config.on_wrapped_release, hook_ctx = the server_app):
+ * a key was released to a wrapped-key mode instance, so the ledger stores that instance's
+ * ledger key now. Failures are logged; the release stands. */
+void server_ledger_on_wrapped_release(void *app, const char *instance_id, const uint8_t *key,
+                                      size_t key_len);
 
 /* Opens the ledger engine (refusals audited) and its protocol service into app->ledger; runs
  * after server_kbs_setup, whose KBS key signs statements and whose master key it shares. */

@@ -150,34 +150,15 @@ static bool require_ca(const server_app *app, server_response *response)
     return false;
 }
 
-typedef struct {
-    const char *allowed; /* the one accepted query parameter, or NULL */
-    const char *unknown;
-} query_check;
-
-static enum MHD_Result check_query_key(void *cls, enum MHD_ValueKind kind, const char *key,
-                                       const char *value)
-{
-    (void)kind, (void)value;
-    query_check *check = cls;
-    if (check->allowed != NULL && strcmp(key, check->allowed) == 0)
-        return MHD_YES;
-    check->unknown = key;
-    return MHD_NO;
-}
-
 /* Refuses query parameters other than `allowed` (400); false when it answered. */
 static bool check_query(const server_request *request, const char *allowed,
                         server_response *response)
 {
-    query_check check = {allowed, NULL};
-    if (request->connection != NULL)
-        MHD_get_connection_values(request->connection, MHD_GET_ARGUMENT_KIND, check_query_key,
-                                  &check);
-    if (check.unknown == NULL)
+    const char *unknown = server_request_unknown_query(request, allowed);
+    if (unknown == NULL)
         return true;
     server_response_error(response, 400, "invalid_request", "unknown query parameter '%.40s'%s%s",
-                          check.unknown, allowed != NULL ? "; allowed: " : "",
+                          unknown, allowed != NULL ? "; allowed: " : "",
                           allowed != NULL ? allowed : "");
     return false;
 }

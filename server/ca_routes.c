@@ -194,13 +194,7 @@ vtpmca_err server_certify_metrics_append(const server_certify *certify, char **t
                      (unsigned long long)s.activations_proven);
     if (n < 0 || (size_t)n >= sizeof(extra))
         return VTPMCA_ERR_INTERNAL;
-    char *joined = realloc(*text, *len + (size_t)n + 1);
-    if (joined == NULL)
-        return VTPMCA_ERR_NOMEM;
-    memcpy(joined + *len, extra, (size_t)n + 1);
-    *text = joined;
-    *len += (size_t)n;
-    return VTPMCA_OK;
+    return server_metrics_join(text, len, extra, (size_t)n);
 }
 
 /* ---- requests ---- */

@@ -204,6 +204,45 @@ bool server_request_is_cbor(const server_request *request)
            is_content_type(request_content_type(request->connection), SERVER_CBOR_CONTENT_TYPE);
 }
 
+bool server_name_in_list(const char *list, const char *name)
+{
+    if (name == NULL)
+        return false;
+    size_t len = strlen(name);
+    const char *hit = list != NULL && len > 0 ? strstr(list, name) : NULL;
+    while (hit != NULL) {
+        if ((hit == list || hit[-1] == ',') && (hit[len] == ',' || hit[len] == '\0'))
+            return true;
+        hit = strstr(hit + 1, name);
+    }
+    return false;
+}
+
+typedef struct {
+    const char *allowed;
+    const char *unknown;
+} query_check;
+
+static enum MHD_Result check_query_key(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    (void)kind, (void)value;
+    query_check *check = cls;
+    if (server_name_in_list(check->allowed, key))
+        return MHD_YES;
+    check->unknown = key;
+    return MHD_NO;
+}
+
+const char *server_request_unknown_query(const server_request *request, const char *allowed)
+{
+    query_check check = {allowed, NULL};
+    if (request != NULL && request->connection != NULL)
+        MHD_get_connection_values(request->connection, MHD_GET_ARGUMENT_KIND, check_query_key,
+                                  &check);
+    return check.unknown;
+}
+
 static void reject(request_state *rs, unsigned status, const char *code, const char *fmt, ...)
     VTPMCA_PRINTF(4, 5);
 static void reject(request_state *rs, unsigned status, const char *code, const char *fmt, ...)

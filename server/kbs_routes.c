@@ -29,19 +29,6 @@ struct server_kbs {
 
 /* ---- setup ---- */
 
-/* A configured path, or <state_dir>/<name> when it is empty. */
-static vtpmca_err state_path(const server_config *cfg, const char *configured, const char *name,
-                             char *out, size_t out_size, vtpmca_diag *diag)
-{
-    int n = configured[0] != '\0' ? snprintf(out, out_size, "%s", configured)
-                                  : snprintf(out, out_size, "%s/%s", cfg->state_dir, name);
-    if (n < 0 || (size_t)n >= out_size)
-        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "the path for %s is too long", name);
-    return VTPMCA_OK;
-}
-
-/* Loads (or creates) an ECDSA key file and checks it is on the configured curve: a key file
- * that silently disagreed with the configuration would change the algorithm clients see. */
 static vtpmca_err load_signing_key(const char *path, const char *want_alg, const char *what,
                                    EVP_PKEY **out, vtpmca_diag *diag)
 {
@@ -69,22 +56,26 @@ vtpmca_err server_kbs_setup(server_app *app, vtpmca_diag *diag)
     app->kbs = kbs;
     char path[SERVER_CONFIG_PATH_MAX + 32];
     const char *kbs_alg = strcmp(cfg->kbs_key_curve, "p256") == 0 ? "ES256" : "ES384";
-    vtpmca_err err = state_path(cfg, cfg->kbs_key_file, "kbs-key.pem", path, sizeof(path), diag);
+    vtpmca_err err =
+        server_state_path(cfg, cfg->kbs_key_file, "kbs-key.pem", path, sizeof(path), diag);
     if (err == VTPMCA_OK)
         err = load_signing_key(path, kbs_alg, "kbs_key_file", &kbs->kbs_key, diag);
     if (err == VTPMCA_OK)
-        err = state_path(cfg, cfg->kbs_token_key_file, "token-key.pem", path, sizeof(path), diag);
+        err = server_state_path(cfg, cfg->kbs_token_key_file, "token-key.pem", path, sizeof(path),
+                                diag);
     if (err == VTPMCA_OK)
         err =
             load_signing_key(path, cfg->kbs_token_alg, "kbs_token_key_file", &kbs->token_key, diag);
     if (err == VTPMCA_OK)
-        err = state_path(cfg, cfg->master_key_file, "master.key", path, sizeof(path), diag);
+        err = server_state_path(cfg, cfg->master_key_file, "master.key", path, sizeof(path), diag);
     if (err == VTPMCA_OK)
         err = keyvault_open(path, true, &kbs->vault, diag);
     if (err == VTPMCA_OK) {
         key_release_config rc = {
             .store = app->store, .vault = kbs->vault, .policies = app->policies};
         err = key_release_new(&rc, &kbs->release, diag);
+        if (err == VTPMCA_OK)
+            err = key_release_set_wrapped_hook(kbs->release, server_ledger_on_wrapped_release, app);
     }
     if (err == VTPMCA_OK) {
         kbs_service_config sc = {
@@ -130,16 +121,9 @@ vtpmca_err server_kbs_metrics_append(const server_kbs *kbs, char **text, size_t 
     vtpmca_err err = kbs_service_metrics_render(kbs->service, &extra, &extra_len);
     if (err != VTPMCA_OK)
         return err;
-    char *joined = realloc(*text, *len + extra_len + 1);
-    if (joined == NULL) {
-        free(extra);
-        return VTPMCA_ERR_NOMEM;
-    }
-    memcpy(joined + *len, extra, extra_len + 1);
-    *text = joined;
-    *len += extra_len;
+    err = server_metrics_join(text, len, extra, extra_len);
     free(extra);
-    return VTPMCA_OK;
+    return err;
 }
 
 /* ---- handlers ---- */

@@ -212,16 +212,9 @@ vtpmca_err server_ledger_metrics_append(const server_ledger *sl, char **text, si
     vtpmca_err err = ledger_service_metrics_render(sl->service, &extra, &extra_len);
     if (err != VTPMCA_OK)
         return err;
-    char *joined = realloc(*text, *len + extra_len + 1);
-    if (joined == NULL) {
-        free(extra);
-        return VTPMCA_ERR_NOMEM;
-    }
-    memcpy(joined + *len, extra, extra_len + 1);
-    *text = joined;
-    *len += extra_len;
+    err = server_metrics_join(text, len, extra, extra_len);
     free(extra);
-    return VTPMCA_OK;
+    return err;
 }
 
 /* ---- handlers ---- */
@@ -272,38 +265,14 @@ void server_handle_ledger_statement(void *ctx, const server_request *request,
     handle(ctx, ledger_service_statement, request, response);
 }
 
-/* The wrapped-key blob of a resource POST body {"wrapped-key": <base64url>}; NULL if none. */
-static uint8_t *wrapped_key_of(const server_request *request, size_t *len)
+void server_ledger_on_wrapped_release(void *app, const char *instance_id, const uint8_t *key,
+                                      size_t key_len)
 {
-    json_t *doc = request->body != NULL
-                      ? json_loadb((const char *)request->body, request->body_len, 0, NULL)
-                      : NULL;
-    const char *text = json_string_value(json_object_get(doc, "wrapped-key"));
-    uint8_t *blob = NULL;
-    if (text == NULL ||
-        vt_b64_decode_alloc(text, strlen(text), VT_B64_URL_NOPAD, &blob, len) != VTPMCA_OK)
-        blob = NULL;
-    json_decref(doc);
-    return blob;
-}
-
-void server_handle_kbs_resource_ledger(void *ctx, const server_request *request,
-                                       server_response *response)
-{
-    server_app *app = ctx;
-    server_handle_kbs_resource(ctx, request, response);
-    /* A 200 to a POST means the KBS released the key unwrapped from this very blob to the
-     * instance at this path: the one moment the service holds a wrapped-key mode instance's
-     * key, so its ledger key is derived and stored now. The answer is not changed. */
-    if (response->status != 200 || strcmp(request->method, "POST") != 0 || app->ledger == NULL)
+    const server_app *sa = app;
+    if (sa == NULL || sa->ledger == NULL || sa->ledger->service == NULL)
         return;
-    size_t blob_len = 0;
-    uint8_t *blob = wrapped_key_of(request, &blob_len);
-    const char *path = request->path + strlen(RESOURCE_PREFIX);
     vtpmca_diag diag = {{0}};
-    if (blob == NULL || ledger_service_remember_wrapped_release(app->ledger->service, path, blob,
-                                                                blob_len, &diag) != VTPMCA_OK)
-        vtpmca_log(VTPMCA_LOG_ERROR, "ledger.key_store_failed", "detail",
-                   blob == NULL ? "no wrapped key in the request" : diag.msg, NULL);
-    free(blob);
+    if (ledger_service_remember_release(sa->ledger->service, instance_id, key, key_len, &diag) !=
+        VTPMCA_OK)
+        vtpmca_log(VTPMCA_LOG_ERROR, "ledger.key_store_failed", "detail", diag.msg, NULL);
 }

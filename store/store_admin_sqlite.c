@@ -14,45 +14,6 @@
 /* The reason recorded for the certificates of a deleted instance (RFC 5280's name). */
 #define DELETE_REVOCATION_REASON "cessationOfOperation"
 
-static vtpmca_err admin_fail(sqlite3 *db, int rc, const char *what, vtpmca_diag *diag)
-{
-    if ((rc & 0xff) == SQLITE_NOMEM)
-        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "store: out of memory while %s", what);
-    /* sqlite's messages name tables, columns and constraints, never bound values. */
-    const char *msg =
-        (sqlite3_errcode(db) & 0xff) == (rc & 0xff) ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-    return vtpmca_fail(diag, VTPMCA_ERR_STORE, "store: sqlite failed while %s: %s", what, msg);
-}
-
-/* Runs one statement with text ?1 (may be NULL: not bound) and integer ?2 (bound when the
- * statement has it); the first row's first column goes to *value when wanted, and
- * *changes (may be NULL) tells how many rows it changed. */
-static vtpmca_err run(sqlite3 *db, const char *sql, const char *text, int64_t number,
-                      const char *what, bool *has_row, int64_t *value, int *changes,
-                      vtpmca_diag *diag)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK && text != NULL)
-        rc = sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
-    if (rc == SQLITE_OK && sqlite3_bind_parameter_count(st) >= 2)
-        rc = sqlite3_bind_int64(st, 2, number);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(st);
-        if (has_row != NULL)
-            *has_row = rc == SQLITE_ROW;
-        if (rc == SQLITE_ROW && value != NULL)
-            *value = sqlite3_column_int64(st, 0);
-        if (rc == SQLITE_ROW || rc == SQLITE_DONE)
-            rc = SQLITE_OK;
-    }
-    if (changes != NULL)
-        *changes = sqlite3_changes(db);
-    vtpmca_err err = rc == SQLITE_OK ? VTPMCA_OK : admin_fail(db, rc, what, diag);
-    sqlite3_finalize(st);
-    return err;
-}
-
 struct delete_args {
     const char *id;
     store_instance_deletion *out;
@@ -67,31 +28,32 @@ static vtpmca_err delete_fn(sqlite3 *db, void *ctx, vtpmca_diag *diag)
     const int64_t now = (int64_t)time(NULL);
     memset(a->out, 0, sizeof(*a->out));
     int changes = 0;
-    vtpmca_err err = run(db,
-                         "INSERT INTO instance_deleted (id, fleet, resource_path, key_mode,"
-                         " created_at, deleted_at)"
-                         " SELECT id, fleet, resource_path, key_mode, created_at, ?2"
-                         " FROM instance WHERE id = ?1",
-                         a->id, now, "recording a deleted instance", NULL, NULL, &changes, diag);
+    vtpmca_err err =
+        store_sqlite_exec(db,
+                          "INSERT INTO instance_deleted (id, fleet, resource_path, key_mode,"
+                          " created_at, deleted_at)"
+                          " SELECT id, fleet, resource_path, key_mode, created_at, ?2"
+                          " FROM instance WHERE id = ?1",
+                          a->id, now, "recording a deleted instance", NULL, NULL, &changes, diag);
     if (err == VTPMCA_OK && changes == 0)
         return vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND, "store: no instance %s is enrolled", a->id);
     if (err == VTPMCA_OK)
-        err = run(db, "DELETE FROM ledger_key WHERE instance_id = ?1", a->id, 0,
-                  "deleting a ledger key", NULL, NULL, &changes, diag);
+        err = store_sqlite_exec(db, "DELETE FROM ledger_key WHERE instance_id = ?1", a->id, 0,
+                                "deleting a ledger key", NULL, NULL, &changes, diag);
     a->out->ledger_key_deleted = err == VTPMCA_OK && changes > 0;
     if (err == VTPMCA_OK)
-        err = run(db, "DELETE FROM ek_reenroll WHERE instance_id = ?1", a->id, 0,
-                  "deleting an EK re-enrollment grant", NULL, NULL, NULL, diag);
+        err = store_sqlite_exec(db, "DELETE FROM ek_reenroll WHERE instance_id = ?1", a->id, 0,
+                                "deleting an EK re-enrollment grant", NULL, NULL, NULL, diag);
     if (err == VTPMCA_OK)
-        err = run(db, "DELETE FROM instance WHERE id = ?1", a->id, 0, "deleting an instance", NULL,
-                  NULL, NULL, diag);
+        err = store_sqlite_exec(db, "DELETE FROM instance WHERE id = ?1", a->id, 0,
+                                "deleting an instance", NULL, NULL, NULL, diag);
     if (err == VTPMCA_OK)
-        err = run(db,
-                  "UPDATE issued_cert SET status = 'revoked', revoked_at = ?2,"
-                  " reason = '" DELETE_REVOCATION_REASON "'"
-                  " WHERE instance_id = ?1 AND status = 'issued'",
-                  a->id, now, "revoking the certificates of a deleted instance", NULL, NULL,
-                  &changes, diag);
+        err = store_sqlite_exec(db,
+                                "UPDATE issued_cert SET status = 'revoked', revoked_at = ?2,"
+                                " reason = '" DELETE_REVOCATION_REASON "'"
+                                " WHERE instance_id = ?1 AND status = 'issued'",
+                                a->id, now, "revoking the certificates of a deleted instance", NULL,
+                                NULL, &changes, diag);
     if (err == VTPMCA_OK)
         a->out->certs_revoked = (size_t)changes;
     return err;
@@ -116,11 +78,12 @@ static vtpmca_err deleted_fn(sqlite3 *db, void *ctx, vtpmca_diag *diag)
     a->deleted = false;
     vtpmca_err err = VTPMCA_OK;
     if (a->id != NULL)
-        err = run(db, "SELECT 1 FROM instance_deleted WHERE id = ?1", a->id, 0,
-                  "looking up deleted instances", &a->deleted, NULL, NULL, diag);
+        err = store_sqlite_exec(db, "SELECT 1 FROM instance_deleted WHERE id = ?1", a->id, 0,
+                                "looking up deleted instances", &a->deleted, NULL, NULL, diag);
     if (err == VTPMCA_OK && !a->deleted && a->resource_path != NULL)
-        err = run(db, "SELECT 1 FROM instance_deleted WHERE resource_path = ?1", a->resource_path,
-                  0, "looking up deleted instances", &a->deleted, NULL, NULL, diag);
+        err = store_sqlite_exec(db, "SELECT 1 FROM instance_deleted WHERE resource_path = ?1",
+                                a->resource_path, 0, "looking up deleted instances", &a->deleted,
+                                NULL, NULL, diag);
     return err;
 }
 
@@ -135,8 +98,8 @@ vtpmca_err store_sqlite_instance_was_deleted(void *impl, const char *id, const c
 
 static vtpmca_err last_seq_fn(sqlite3 *db, void *ctx, vtpmca_diag *diag)
 {
-    return run(db, "SELECT COALESCE(MAX(seq), 0) FROM audit", NULL, 0, "reading the audit log",
-               NULL, ctx, NULL, diag);
+    return store_sqlite_exec(db, "SELECT COALESCE(MAX(seq), 0) FROM audit", NULL, 0,
+                             "reading the audit log", NULL, ctx, NULL, diag);
 }
 
 vtpmca_err store_sqlite_audit_last_seq(void *impl, int64_t *out, vtpmca_diag *diag)

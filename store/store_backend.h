@@ -99,10 +99,30 @@ struct store_backend_ops {
 
 extern const struct store_backend_ops store_sqlite_backend;
 
+/* ---- sqlite backend, shared by its files ---- */
+/* store_sqlite.c: the diag for sqlite result rc from db while doing `what` ("store: [scope: ]
+ * sqlite failed while <what>: <sqlite's message>"); VTPMCA_ERR_NOMEM for SQLITE_NOMEM, else
+ * VTPMCA_ERR_STORE. scope may be NULL. */
+struct sqlite3;
+vtpmca_err store_sqlite_fail(struct sqlite3 *db, const char *scope, int rc, const char *what,
+                             vtpmca_diag *diag);
+/* store_sqlite.c: prepares and runs sql once on db, with text ?1 (not bound when NULL) and
+ * integer ?2 (bound when the statement has it); *has_row tells whether it produced a row,
+ * *value gets that row's first column and *changes how many rows it changed (each may be
+ * NULL). For rare statements: nothing is cached. */
+vtpmca_err store_sqlite_exec(struct sqlite3 *db, const char *sql, const char *text, int64_t number,
+                             const char *what, bool *has_row, int64_t *value, int *changes,
+                             vtpmca_diag *diag);
+/* store_sqlite.c: text column col of the current row into dst ("" for NULL), cut to size. */
+struct sqlite3_stmt;
+void store_sqlite_copy_text(struct sqlite3_stmt *st, int col, char *dst, size_t size);
+/* store_sqlite.c: grows a result array of *cap items of item_size so that it holds item n (16
+ * at first, then doubling); NULL when out of memory (items is then still valid). */
+void *store_sqlite_reserve(void *items, size_t *cap, size_t n, size_t item_size);
+
 /* ---- Rollback ledger, sqlite backend ---- */
 /* store_sqlite.c: a new connection configured like the pool's (busy timeout, WAL,
  * synchronous=FULL), for a user that keeps its own (the ledger writer). */
-struct sqlite3;
 vtpmca_err store_sqlite_connect(void *impl, struct sqlite3 **out, vtpmca_diag *diag);
 /* store_ledger_sqlite.c: the ledger operations of store_sqlite_backend. */
 vtpmca_err store_sqlite_ledger_writer_open(void *impl, void **writer, vtpmca_diag *diag);

@@ -16,21 +16,11 @@
     "serial, instance_id, kind, key_name, format, not_before, not_after, status, revoked_at,"      \
     " reason, created_at"
 
-static vtpmca_err certs_fail(sqlite3 *db, int rc, const char *what, vtpmca_diag *diag)
-{
-    if ((rc & 0xff) == SQLITE_NOMEM)
-        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "store: out of memory while %s", what);
-    /* sqlite's messages name tables, columns and constraints, never bound values. */
-    const char *msg =
-        (sqlite3_errcode(db) & 0xff) == (rc & 0xff) ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-    return vtpmca_fail(diag, VTPMCA_ERR_STORE, "store: sqlite failed while %s: %s", what, msg);
-}
-
 static vtpmca_err prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, const char *what,
                           vtpmca_diag *diag)
 {
     int rc = sqlite3_prepare_v2(db, sql, -1, st, NULL);
-    return rc == SQLITE_OK ? VTPMCA_OK : certs_fail(db, rc, what, diag);
+    return rc == SQLITE_OK ? VTPMCA_OK : store_sqlite_fail(db, NULL, rc, what, diag);
 }
 
 /* Steps once; *has_row tells whether a row is available. */
@@ -39,7 +29,8 @@ static vtpmca_err step(sqlite3 *db, sqlite3_stmt *st, const char *what, bool *ha
 {
     int rc = sqlite3_step(st);
     *has_row = rc == SQLITE_ROW;
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? VTPMCA_OK : certs_fail(db, rc, what, diag);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? VTPMCA_OK
+                                                 : store_sqlite_fail(db, NULL, rc, what, diag);
 }
 
 static int bind_text(sqlite3_stmt *st, int index, const char *text)
@@ -52,12 +43,6 @@ static int bind_blob_or_null(sqlite3_stmt *st, int index, const uint8_t *data, s
 {
     return data != NULL ? sqlite3_bind_blob64(st, index, data, len, SQLITE_STATIC)
                         : sqlite3_bind_null(st, index);
-}
-
-static void copy_text(sqlite3_stmt *st, int col, char *dst, size_t size)
-{
-    const unsigned char *text = sqlite3_column_text(st, col);
-    snprintf(dst, size, "%s", text != NULL ? (const char *)text : "");
 }
 
 static vtpmca_err copy_blob(sqlite3_stmt *st, int col, uint8_t **out, size_t *out_len,
@@ -85,16 +70,16 @@ static vtpmca_err read_cert(sqlite3_stmt *st, store_cert *out, vtpmca_diag *diag
 {
     memset(out, 0, sizeof(*out));
     char kind[8], format[8], status[8];
-    copy_text(st, 0, out->serial, sizeof(out->serial));
-    copy_text(st, 1, out->instance_id, sizeof(out->instance_id));
-    copy_text(st, 2, kind, sizeof(kind));
-    copy_text(st, 3, out->key_name, sizeof(out->key_name));
-    copy_text(st, 4, format, sizeof(format));
+    store_sqlite_copy_text(st, 0, out->serial, sizeof(out->serial));
+    store_sqlite_copy_text(st, 1, out->instance_id, sizeof(out->instance_id));
+    store_sqlite_copy_text(st, 2, kind, sizeof(kind));
+    store_sqlite_copy_text(st, 3, out->key_name, sizeof(out->key_name));
+    store_sqlite_copy_text(st, 4, format, sizeof(format));
     out->not_before = sqlite3_column_int64(st, 5);
     out->not_after = sqlite3_column_int64(st, 6);
-    copy_text(st, 7, status, sizeof(status));
+    store_sqlite_copy_text(st, 7, status, sizeof(status));
     out->revoked_at = sqlite3_column_int64(st, 8); /* NULL reads as 0 */
-    copy_text(st, 9, out->reason, sizeof(out->reason));
+    store_sqlite_copy_text(st, 9, out->reason, sizeof(out->reason));
     out->created_at = sqlite3_column_int64(st, 10);
     out->status = strcmp(status, "revoked") == 0 ? STORE_CERT_REVOKED : STORE_CERT_ISSUED;
     /* The table's CHECK constraints admit only these spellings. */
@@ -140,7 +125,7 @@ static vtpmca_err put_fn(sqlite3 *db, void *ctx, vtpmca_diag *diag)
         rc = sqlite3_bind_int64(st, 10, (int64_t)time(NULL));
     bool has_row;
     err = rc == SQLITE_OK ? step(db, st, "storing a certificate", &has_row, diag)
-                          : certs_fail(db, rc, "storing a certificate", diag);
+                          : store_sqlite_fail(db, NULL, rc, "storing a certificate", diag);
     sqlite3_finalize(st);
     if (err == VTPMCA_OK && sqlite3_changes(db) == 0)
         err = vtpmca_fail(diag, VTPMCA_ERR_CONFLICT,
@@ -179,7 +164,7 @@ static vtpmca_err get_fn(sqlite3 *db, void *ctx, vtpmca_diag *diag)
         rc = bind_text(st, 2, store_cert_kind_name(a->kind));
     bool has_row = false;
     err = rc == SQLITE_OK ? step(db, st, "reading a certificate", &has_row, diag)
-                          : certs_fail(db, rc, "reading a certificate", diag);
+                          : store_sqlite_fail(db, NULL, rc, "reading a certificate", diag);
     if (err == VTPMCA_OK && !has_row) {
         err = a->serial != NULL ? vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND,
                                               "store: no certificate with serial %s", a->serial)
@@ -234,23 +219,19 @@ static vtpmca_err list_fn(sqlite3 *db, void *ctx, vtpmca_diag *diag)
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(st, 3, (int64_t)a->limit);
     if (rc != SQLITE_OK)
-        err = certs_fail(db, rc, "listing certificates", diag);
+        err = store_sqlite_fail(db, NULL, rc, "listing certificates", diag);
     a->n = 0; /* a retried read starts over */
     while (err == VTPMCA_OK && a->n < a->limit) {
         bool has_row;
         err = step(db, st, "listing certificates", &has_row, diag);
         if (err != VTPMCA_OK || !has_row)
             break;
-        if (a->n == a->cap) {
-            size_t cap = a->cap == 0 ? 16 : a->cap * 2;
-            store_cert *bigger = realloc(a->items, cap * sizeof(*bigger));
-            if (bigger == NULL) {
-                err = vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "store: out of memory");
-                break;
-            }
-            a->items = bigger;
-            a->cap = cap;
+        store_cert *bigger = store_sqlite_reserve(a->items, &a->cap, a->n, sizeof(*bigger));
+        if (bigger == NULL) {
+            err = vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "store: out of memory");
+            break;
         }
+        a->items = bigger;
         err = read_cert(st, &a->items[a->n], diag);
         if (err == VTPMCA_OK)
             a->n++;
@@ -300,7 +281,7 @@ static vtpmca_err revoke_fn(sqlite3 *db, void *ctx, vtpmca_diag *diag)
         rc = bind_text(st, 3, a->reason);
     bool has_row;
     err = rc == SQLITE_OK ? step(db, st, "revoking a certificate", &has_row, diag)
-                          : certs_fail(db, rc, "revoking a certificate", diag);
+                          : store_sqlite_fail(db, NULL, rc, "revoking a certificate", diag);
     sqlite3_finalize(st);
     if (err != VTPMCA_OK || sqlite3_changes(db) == 1)
         return err;
@@ -312,7 +293,7 @@ static vtpmca_err revoke_fn(sqlite3 *db, void *ctx, vtpmca_diag *diag)
     rc = bind_text(st, 1, a->serial);
     bool exists = false;
     err = rc == SQLITE_OK ? step(db, st, "looking up a certificate", &exists, diag)
-                          : certs_fail(db, rc, "looking up a certificate", diag);
+                          : store_sqlite_fail(db, NULL, rc, "looking up a certificate", diag);
     sqlite3_finalize(st);
     if (err != VTPMCA_OK)
         return err;
@@ -350,21 +331,18 @@ static vtpmca_err revocations_fn(sqlite3 *db, void *ctx, vtpmca_diag *diag)
         err = step(db, st, "listing revocations", &has_row, diag);
         if (err != VTPMCA_OK || !has_row)
             break;
-        if (a->n == a->cap) {
-            size_t cap = a->cap == 0 ? 16 : a->cap * 2;
-            store_cert_revocation *bigger = realloc(a->items, cap * sizeof(*bigger));
-            if (bigger == NULL) {
-                err = vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "store: out of memory");
-                break;
-            }
-            a->items = bigger;
-            a->cap = cap;
+        store_cert_revocation *bigger =
+            store_sqlite_reserve(a->items, &a->cap, a->n, sizeof(*bigger));
+        if (bigger == NULL) {
+            err = vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "store: out of memory");
+            break;
         }
+        a->items = bigger;
         store_cert_revocation *r = &a->items[a->n++];
         memset(r, 0, sizeof(*r));
-        copy_text(st, 0, r->serial, sizeof(r->serial));
+        store_sqlite_copy_text(st, 0, r->serial, sizeof(r->serial));
         r->revoked_at = sqlite3_column_int64(st, 1);
-        copy_text(st, 2, r->reason, sizeof(r->reason));
+        store_sqlite_copy_text(st, 2, r->reason, sizeof(r->reason));
     }
     sqlite3_finalize(st);
     return err;
@@ -411,7 +389,7 @@ static vtpmca_err crl_number_fn(sqlite3 *db, void *ctx, vtpmca_diag *diag)
     }
     /* Finish the statement so the UPDATE is complete before COMMIT. */
     if (err == VTPMCA_OK && sqlite3_step(st) != SQLITE_DONE)
-        err = certs_fail(db, sqlite3_errcode(db), "taking a CRL number", diag);
+        err = store_sqlite_fail(db, NULL, sqlite3_errcode(db), "taking a CRL number", diag);
     sqlite3_finalize(st);
     return err;
 }

@@ -11,16 +11,6 @@
 #include <string.h>
 #include <time.h>
 
-static vtpmca_err ledger_key_fail(sqlite3 *db, int rc, const char *what, vtpmca_diag *diag)
-{
-    if ((rc & 0xff) == SQLITE_NOMEM)
-        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "store: out of memory while %s", what);
-    /* sqlite's messages name tables, columns and constraints, never bound values. */
-    const char *msg =
-        (sqlite3_errcode(db) & 0xff) == (rc & 0xff) ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-    return vtpmca_fail(diag, VTPMCA_ERR_STORE, "store: sqlite failed while %s: %s", what, msg);
-}
-
 /* Prepares sql, binds the instance id as ?1 and steps once. */
 static vtpmca_err run_for_instance(sqlite3 *db, const char *sql, const char *instance_id,
                                    const char *what, sqlite3_stmt **st, bool *has_row,
@@ -35,7 +25,7 @@ static vtpmca_err run_for_instance(sqlite3 *db, const char *sql, const char *ins
         if (rc == SQLITE_ROW || rc == SQLITE_DONE)
             rc = SQLITE_OK;
     }
-    return rc == SQLITE_OK ? VTPMCA_OK : ledger_key_fail(db, rc, what, diag);
+    return rc == SQLITE_OK ? VTPMCA_OK : store_sqlite_fail(db, NULL, rc, what, diag);
 }
 
 struct put_args {
@@ -76,7 +66,8 @@ static vtpmca_err put_fn(sqlite3 *db, void *ctx, vtpmca_diag *diag)
         if (rc == SQLITE_DONE)
             rc = SQLITE_OK;
     }
-    err = rc == SQLITE_OK ? VTPMCA_OK : ledger_key_fail(db, rc, "storing a ledger key", diag);
+    err =
+        rc == SQLITE_OK ? VTPMCA_OK : store_sqlite_fail(db, NULL, rc, "storing a ledger key", diag);
     sqlite3_finalize(st);
     return err;
 }

@@ -38,18 +38,6 @@ struct sqlite_ledger_writer {
     sqlite3_stmt *stmts[LS_COUNT];
 };
 
-static vtpmca_err writer_fail(struct sqlite_ledger_writer *w, int rc, const char *what,
-                              vtpmca_diag *diag)
-{
-    if ((rc & 0xff) == SQLITE_NOMEM)
-        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "store: ledger: out of memory while %s", what);
-    /* sqlite's messages name tables, columns and constraints, never bound values. */
-    const char *msg =
-        (sqlite3_errcode(w->db) & 0xff) == (rc & 0xff) ? sqlite3_errmsg(w->db) : sqlite3_errstr(rc);
-    return vtpmca_fail(diag, VTPMCA_ERR_STORE, "store: ledger: sqlite failed while %s: %s", what,
-                       msg);
-}
-
 void store_sqlite_ledger_writer_close(void *writer)
 {
     struct sqlite_ledger_writer *w = writer;
@@ -74,7 +62,7 @@ vtpmca_err store_sqlite_ledger_writer_open(void *impl, void **writer, vtpmca_dia
         int rc = sqlite3_prepare_v3(w->db, LEDGER_SQL[i], -1, SQLITE_PREPARE_PERSISTENT,
                                     &w->stmts[i], NULL);
         if (rc != SQLITE_OK)
-            err = writer_fail(w, rc, "preparing a ledger statement", diag);
+            err = store_sqlite_fail(w->db, "ledger", rc, "preparing a ledger statement", diag);
     }
     if (err != VTPMCA_OK) {
         store_sqlite_ledger_writer_close(w);
@@ -155,7 +143,7 @@ vtpmca_err store_sqlite_ledger_load(void *writer, const char *instance, store_le
         err =
             vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND, "store: ledger has no record of %s", instance);
     else if (rc != SQLITE_ROW)
-        err = writer_fail(w, rc, "reading a ledger record", diag);
+        err = store_sqlite_fail(w->db, "ledger", rc, "reading a ledger record", diag);
     else if (!decode_row(st, out))
         err = vtpmca_fail(diag, VTPMCA_ERR_STORE, "store: the ledger record of %s is corrupt",
                           instance);
@@ -202,7 +190,7 @@ static vtpmca_err write_row(struct sqlite_ledger_writer *w, const store_ledger_w
         rc = sqlite3_step(st);
     vtpmca_err err = VTPMCA_OK;
     if (rc != SQLITE_DONE)
-        err = writer_fail(w, rc, "writing a ledger record", diag);
+        err = store_sqlite_fail(w->db, "ledger", rc, "writing a ledger record", diag);
     else if (sqlite3_changes(w->db) != 1)
         err = vtpmca_fail(diag, VTPMCA_ERR_CONFLICT,
                           "store: the ledger record of %s changed since it was read (version "
@@ -217,7 +205,7 @@ static vtpmca_err run_stmt(struct sqlite_ledger_writer *w, enum ledger_stmt id, 
 {
     int rc = sqlite3_step(w->stmts[id]);
     stmt_done(w->stmts[id]);
-    return rc == SQLITE_DONE ? VTPMCA_OK : writer_fail(w, rc, what, diag);
+    return rc == SQLITE_DONE ? VTPMCA_OK : store_sqlite_fail(w->db, "ledger", rc, what, diag);
 }
 
 vtpmca_err store_sqlite_ledger_apply_batch(void *writer, const store_ledger_write *writes, size_t n,

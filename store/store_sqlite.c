@@ -306,15 +306,54 @@ static sqlite3_int64 tcb_to_db(uint64_t tcb)
     return value;
 }
 
+vtpmca_err store_sqlite_fail(sqlite3 *db, const char *scope, int rc, const char *what,
+                             vtpmca_diag *diag)
+{
+    const char *sep = scope != NULL ? ": " : "";
+    scope = scope != NULL ? scope : "";
+    if ((rc & 0xff) == SQLITE_NOMEM)
+        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "store: %s%sout of memory while %s", scope, sep,
+                           what);
+    /* sqlite's messages name tables, columns and constraints, never bound values. */
+    const char *msg =
+        (sqlite3_errcode(db) & 0xff) == (rc & 0xff) ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    return vtpmca_fail(diag, VTPMCA_ERR_STORE, "store: %s%ssqlite failed while %s: %s", scope, sep,
+                       what, msg);
+}
+
+/* Runs one statement with text ?1 (may be NULL: not bound) and integer ?2 (bound when the
+ * statement has it); the first row's first column goes to *value when wanted, and
+ * *changes (may be NULL) tells how many rows it changed. */
+vtpmca_err store_sqlite_exec(sqlite3 *db, const char *sql, const char *text, int64_t number,
+                             const char *what, bool *has_row, int64_t *value, int *changes,
+                             vtpmca_diag *diag)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK && text != NULL)
+        rc = sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK && sqlite3_bind_parameter_count(st) >= 2)
+        rc = sqlite3_bind_int64(st, 2, number);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (has_row != NULL)
+            *has_row = rc == SQLITE_ROW;
+        if (rc == SQLITE_ROW && value != NULL)
+            *value = sqlite3_column_int64(st, 0);
+        if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+    }
+    if (changes != NULL)
+        *changes = sqlite3_changes(db);
+    vtpmca_err err = rc == SQLITE_OK ? VTPMCA_OK : store_sqlite_fail(db, NULL, rc, what, diag);
+    sqlite3_finalize(st);
+    return err;
+}
+
 static vtpmca_err db_fail(struct sqlite_conn *c, int rc, const char *what, vtpmca_diag *diag)
 {
     c->last_rc = rc;
-    if ((rc & 0xff) == SQLITE_NOMEM)
-        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "store: out of memory while %s", what);
-    /* sqlite's messages name tables, columns and constraints, never bound values. */
-    const char *msg =
-        (sqlite3_errcode(c->db) & 0xff) == (rc & 0xff) ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc);
-    return vtpmca_fail(diag, VTPMCA_ERR_STORE, "store: sqlite failed while %s: %s", what, msg);
+    return store_sqlite_fail(c->db, NULL, rc, what, diag);
 }
 
 static vtpmca_err nomem(vtpmca_diag *diag)
@@ -374,7 +413,7 @@ static int bind_text(sqlite3_stmt *st, int index, const char *text)
     return sqlite3_bind_text(st, index, text, -1, SQLITE_STATIC);
 }
 
-static void copy_column_text(sqlite3_stmt *st, int col, char *dst, size_t size)
+void store_sqlite_copy_text(struct sqlite3_stmt *st, int col, char *dst, size_t size)
 {
     const unsigned char *text = sqlite3_column_text(st, col);
     snprintf(dst, size, "%s", text != NULL ? (const char *)text : "");
@@ -411,7 +450,7 @@ static int set_wal_mode(sqlite3 *db, char *mode, size_t size)
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        copy_column_text(st, 0, mode, size);
+        store_sqlite_copy_text(st, 0, mode, size);
         rc = SQLITE_OK;
     }
     sqlite3_finalize(st);
@@ -835,22 +874,34 @@ static vtpmca_err sqlite_open(const char *location, void **impl, vtpmca_diag *di
     return VTPMCA_OK;
 }
 
-static vtpmca_err sqlite_schema_version(void *impl, int *out, vtpmca_diag *diag)
+/* Runs parameterless statement id on a pooled connection; *out gets its first row's first
+ * column (untouched on error). */
+static vtpmca_err read_one_integer(struct sqlite_store *s, enum stmt_id id, const char *what,
+                                   sqlite3_int64 *out, vtpmca_diag *diag)
 {
-    struct sqlite_store *s = impl;
     struct sqlite_conn *c = NULL;
     vtpmca_err err = conn_acquire(s, &c, diag);
     if (err != VTPMCA_OK)
         return err;
     sqlite3_stmt *st = NULL;
     bool has_row;
-    err = stmt_get(c, STMT_SCHEMA_VERSION, &st, diag);
+    err = stmt_get(c, id, &st, diag);
     if (err == VTPMCA_OK)
-        err = stmt_step(c, st, "reading the schema version", &has_row, diag);
+        err = stmt_step(c, st, what, &has_row, diag);
     if (err == VTPMCA_OK)
-        *out = (int)sqlite3_column_int64(st, 0);
+        *out = sqlite3_column_int64(st, 0);
     stmt_done(st);
     conn_release(s, c);
+    return err;
+}
+
+static vtpmca_err sqlite_schema_version(void *impl, int *out, vtpmca_diag *diag)
+{
+    sqlite3_int64 version;
+    vtpmca_err err =
+        read_one_integer(impl, STMT_SCHEMA_VERSION, "reading the schema version", &version, diag);
+    if (err == VTPMCA_OK)
+        *out = (int)version;
     return err;
 }
 
@@ -949,20 +1000,10 @@ out:
 
 static vtpmca_err sqlite_vcek_count(void *impl, uint64_t *out, vtpmca_diag *diag)
 {
-    struct sqlite_store *s = impl;
-    struct sqlite_conn *c = NULL;
-    vtpmca_err err = conn_acquire(s, &c, diag);
-    if (err != VTPMCA_OK)
-        return err;
-    sqlite3_stmt *st = NULL;
-    bool has_row;
-    err = stmt_get(c, STMT_VCEK_COUNT, &st, diag);
+    sqlite3_int64 count;
+    vtpmca_err err = read_one_integer(impl, STMT_VCEK_COUNT, "counting certificates", &count, diag);
     if (err == VTPMCA_OK)
-        err = stmt_step(c, st, "counting certificates", &has_row, diag);
-    if (err == VTPMCA_OK)
-        *out = (uint64_t)sqlite3_column_int64(st, 0);
-    stmt_done(st);
-    conn_release(s, c);
+        *out = (uint64_t)count;
     return err;
 }
 
@@ -1031,7 +1072,7 @@ static vtpmca_err sqlite_fleet_exists(void *impl, const char *name, vtpmca_diag 
 
 /* Returns the array with room for element n, reallocated if needed, or NULL when out of
  * memory (the old array then still belongs to the caller). */
-static void *reserve(void *items, size_t *cap, size_t n, size_t item_size)
+void *store_sqlite_reserve(void *items, size_t *cap, size_t n, size_t item_size)
 {
     if (n < *cap)
         return items;
@@ -1042,6 +1083,26 @@ static void *reserve(void *items, size_t *cap, size_t n, size_t item_size)
     return bigger;
 }
 
+/* Steps a listing statement. On a row, grows *items (*cap entries of item_size allocated) to
+ * hold entry `count` and sets *row to that entry, zeroed; after the last row, *row = NULL. */
+static vtpmca_err list_next_row(struct sqlite_conn *c, sqlite3_stmt *st, const char *what,
+                                void **items, size_t *cap, size_t count, size_t item_size,
+                                void **row, vtpmca_diag *diag)
+{
+    *row = NULL;
+    bool has_row;
+    vtpmca_err err = stmt_step(c, st, what, &has_row, diag);
+    if (err != VTPMCA_OK || !has_row)
+        return err;
+    void *bigger = store_sqlite_reserve(*items, cap, count, item_size);
+    if (bigger == NULL)
+        return nomem(diag);
+    *items = bigger;
+    *row = (unsigned char *)bigger + count * item_size;
+    memset(*row, 0, item_size);
+    return VTPMCA_OK;
+}
+
 static vtpmca_err sqlite_fleet_list(void *impl, store_fleet **out, size_t *n, vtpmca_diag *diag)
 {
     struct sqlite_store *s = impl;
@@ -1050,24 +1111,18 @@ static vtpmca_err sqlite_fleet_list(void *impl, store_fleet **out, size_t *n, vt
     if (err != VTPMCA_OK)
         return err;
     sqlite3_stmt *st = NULL;
-    store_fleet *items = NULL;
+    void *items = NULL;
     size_t count = 0, cap = 0;
     err = stmt_get(c, STMT_FLEET_LIST, &st, diag);
     while (err == VTPMCA_OK) {
-        bool has_row;
-        err = stmt_step(c, st, "listing fleets", &has_row, diag);
-        if (err != VTPMCA_OK || !has_row)
+        void *row;
+        err = list_next_row(c, st, "listing fleets", &items, &cap, count, sizeof(store_fleet), &row,
+                            diag);
+        if (err != VTPMCA_OK || row == NULL)
             break;
-        store_fleet *bigger = reserve(items, &cap, count, sizeof(*items));
-        if (bigger == NULL) {
-            err = nomem(diag);
-            break;
-        }
-        items = bigger;
-        store_fleet *f = &items[count];
-        memset(f, 0, sizeof(*f));
-        copy_column_text(st, 0, f->name, sizeof(f->name));
-        copy_column_text(st, 1, f->description, sizeof(f->description));
+        store_fleet *f = row;
+        store_sqlite_copy_text(st, 0, f->name, sizeof(f->name));
+        store_sqlite_copy_text(st, 1, f->description, sizeof(f->description));
         f->created_at = sqlite3_column_int64(st, 2);
         sqlite3_int64 latest = sqlite3_column_int64(st, 3);
         if (latest == 0)
@@ -1213,7 +1268,7 @@ static vtpmca_err sqlite_policy_history(void *impl, const char *fleet, store_pol
     if (err != VTPMCA_OK)
         return err;
     sqlite3_stmt *st = NULL;
-    store_policy_version *items = NULL;
+    void *items = NULL;
     size_t count = 0, cap = 0;
     err = fleet_exists_on(c, fleet, diag);
     if (err == VTPMCA_OK)
@@ -1224,21 +1279,15 @@ static vtpmca_err sqlite_policy_history(void *impl, const char *fleet, store_pol
             err = db_fail(c, rc, "reading policy history", diag);
     }
     while (err == VTPMCA_OK) {
-        bool has_row;
-        err = stmt_step(c, st, "reading policy history", &has_row, diag);
-        if (err != VTPMCA_OK || !has_row)
+        void *row;
+        err = list_next_row(c, st, "reading policy history", &items, &cap, count,
+                            sizeof(store_policy_version), &row, diag);
+        if (err != VTPMCA_OK || row == NULL)
             break;
-        store_policy_version *bigger = reserve(items, &cap, count, sizeof(*items));
-        if (bigger == NULL) {
-            err = nomem(diag);
-            break;
-        }
-        items = bigger;
-        store_policy_version *v = &items[count];
-        memset(v, 0, sizeof(*v));
+        store_policy_version *v = row;
         err = column_version(c, st, 0, &v->version, diag);
         v->created_at = sqlite3_column_int64(st, 1);
-        copy_column_text(st, 2, v->author, sizeof(v->author));
+        store_sqlite_copy_text(st, 2, v->author, sizeof(v->author));
         if (err == VTPMCA_OK)
             count++;
     }
@@ -1406,9 +1455,9 @@ static vtpmca_err read_instance(struct sqlite_conn *c, sqlite3_stmt *st, store_i
                                 vtpmca_diag *diag)
 {
     memset(out, 0, sizeof(*out));
-    copy_column_text(st, 0, out->id, sizeof(out->id));
-    copy_column_text(st, 1, out->fleet, sizeof(out->fleet));
-    copy_column_text(st, 2, out->resource_path, sizeof(out->resource_path));
+    store_sqlite_copy_text(st, 0, out->id, sizeof(out->id));
+    store_sqlite_copy_text(st, 1, out->fleet, sizeof(out->fleet));
+    store_sqlite_copy_text(st, 2, out->resource_path, sizeof(out->resource_path));
     if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
         if (sqlite3_column_bytes(st, 3) != 32)
             return vtpmca_fail(diag, VTPMCA_ERR_STORE, "store: instance %s: damaged host_data",
@@ -1474,7 +1523,7 @@ static vtpmca_err sqlite_instance_list(void *impl, const char *fleet, const char
     if (err != VTPMCA_OK)
         return err;
     sqlite3_stmt *st = NULL;
-    store_instance *items = NULL;
+    void *items = NULL;
     size_t count = 0, cap = 0;
     err = stmt_get(c, fleet != NULL ? STMT_INSTANCE_LIST_FLEET : STMT_INSTANCE_LIST, &st, diag);
     if (err == VTPMCA_OK) {
@@ -1487,17 +1536,12 @@ static vtpmca_err sqlite_instance_list(void *impl, const char *fleet, const char
             err = db_fail(c, rc, "listing instances", diag);
     }
     while (err == VTPMCA_OK) {
-        bool has_row;
-        err = stmt_step(c, st, "listing instances", &has_row, diag);
-        if (err != VTPMCA_OK || !has_row)
+        void *row;
+        err = list_next_row(c, st, "listing instances", &items, &cap, count, sizeof(store_instance),
+                            &row, diag);
+        if (err != VTPMCA_OK || row == NULL)
             break;
-        store_instance *bigger = reserve(items, &cap, count, sizeof(*items));
-        if (bigger == NULL) {
-            err = nomem(diag);
-            break;
-        }
-        items = bigger;
-        err = read_instance(c, st, &items[count], diag);
+        err = read_instance(c, st, row, diag);
         count++; /* a failed row may hold an allocation: freed with the rest */
     }
     stmt_done(st);
@@ -1572,7 +1616,7 @@ static vtpmca_err sqlite_audit_query(void *impl, const store_audit_filter *filte
     if (err != VTPMCA_OK)
         return err;
     sqlite3_stmt *st = NULL;
-    store_audit_event *items = NULL;
+    void *items = NULL;
     size_t count = 0, cap = 0;
     err = stmt_get(c, filter->instance_id != NULL ? STMT_AUDIT_QUERY_INSTANCE : STMT_AUDIT_QUERY,
                    &st, diag);
@@ -1596,27 +1640,22 @@ static vtpmca_err sqlite_audit_query(void *impl, const store_audit_filter *filte
             err = db_fail(c, rc, "querying the audit log", diag);
     }
     while (err == VTPMCA_OK) {
-        bool has_row;
-        err = stmt_step(c, st, "querying the audit log", &has_row, diag);
-        if (err != VTPMCA_OK || !has_row)
+        void *row;
+        err = list_next_row(c, st, "querying the audit log", &items, &cap, count,
+                            sizeof(store_audit_event), &row, diag);
+        if (err != VTPMCA_OK || row == NULL)
             break;
-        store_audit_event *bigger = reserve(items, &cap, count, sizeof(*items));
-        if (bigger == NULL) {
-            err = nomem(diag);
-            break;
-        }
-        items = bigger;
-        store_audit_event *ev = &items[count++];
-        memset(ev, 0, sizeof(*ev));
+        store_audit_event *ev = row;
+        count++;
         ev->seq = sqlite3_column_int64(st, 0);
         ev->at_ms = sqlite3_column_int64(st, 1);
-        copy_column_text(st, 2, ev->actor, sizeof(ev->actor));
-        copy_column_text(st, 3, ev->action, sizeof(ev->action));
-        copy_column_text(st, 4, ev->instance_id, sizeof(ev->instance_id));
-        copy_column_text(st, 5, ev->outcome, sizeof(ev->outcome));
-        copy_column_text(st, 6, ev->measurement, sizeof(ev->measurement));
-        copy_column_text(st, 7, ev->chip_id, sizeof(ev->chip_id));
-        copy_column_text(st, 8, ev->detail, sizeof(ev->detail));
+        store_sqlite_copy_text(st, 2, ev->actor, sizeof(ev->actor));
+        store_sqlite_copy_text(st, 3, ev->action, sizeof(ev->action));
+        store_sqlite_copy_text(st, 4, ev->instance_id, sizeof(ev->instance_id));
+        store_sqlite_copy_text(st, 5, ev->outcome, sizeof(ev->outcome));
+        store_sqlite_copy_text(st, 6, ev->measurement, sizeof(ev->measurement));
+        store_sqlite_copy_text(st, 7, ev->chip_id, sizeof(ev->chip_id));
+        store_sqlite_copy_text(st, 8, ev->detail, sizeof(ev->detail));
     }
     stmt_done(st);
     conn_release(s, c);

@@ -12,13 +12,13 @@
 
 #include <openssl/evp.h>
 
+#include "vtpmca/cli_util.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/snp_report.h"
 #include "vtpmca/sim_platform.h"
 #include "vtpmca/snp_testsigner.h"
 
-#define EXIT_USAGE 2
 #define CHIP_ID_LEN 64
 #define TURIN_HWID_LEN 8
 
@@ -92,35 +92,16 @@ static const char REPORT_USAGE[] =
     "  --vlek               the report names the VLEK as its signing key\n"
     "  --out FILE           the report, binary\n";
 
-/* One clear line naming the problem, then where to find the usage. */
 static int usage_error(const char *command, const char *fmt, ...) VTPMCA_PRINTF(2, 3);
 
+/* One clear line naming the problem, then where to find the usage. */
 static int usage_error(const char *command, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "snp-testroot %s: ", command);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(run 'snp-testroot %s --help' for usage)\n", command);
+    int code = vt_cli_usage_verror("snp-testroot", command, fmt, ap);
     va_end(ap);
-    return EXIT_USAGE;
-}
-
-/* getopt_long is called with opterr = 0 and ":" so that this reports bad options once, in
- * the tool's own format. */
-static int bad_option(const char *command, int opt, char **argv)
-{
-    const char *given = argv[optind - 1];
-    if (opt == ':')
-        return usage_error(command, "option %s needs a value", given);
-    return usage_error(command, "unknown option %s", given);
-}
-
-static int operation_failed(const char *command, vtpmca_err err, const vtpmca_diag *diag)
-{
-    fprintf(stderr, "snp-testroot %s: %s (%s)\n", command,
-            diag->msg[0] != '\0' ? diag->msg : "failed", vtpmca_err_name(err));
-    return EXIT_FAILURE;
+    return code;
 }
 
 static bool parse_product(const char *text, snp_product *out)
@@ -172,7 +153,7 @@ static int cmd_init(int argc, char **argv)
             fputs(INIT_USAGE, stdout);
             return EXIT_SUCCESS;
         default:
-            return bad_option("init", opt, argv);
+            return vt_cli_bad_option("snp-testroot", "init", opt, argv);
         }
     }
     snp_product product;
@@ -199,7 +180,7 @@ static int cmd_init(int argc, char **argv)
         err = snp_test_root_save(root, dir, &diag);
     snp_test_root_free(root);
     if (err != VTPMCA_OK)
-        return operation_failed("init", err, &diag);
+        return vt_cli_failed("snp-testroot", "init", err, &diag);
     printf("wrote a %s test root (RSA-%lu) to %s\n", snp_product_name(product), bits, dir);
     return EXIT_SUCCESS;
 }
@@ -248,7 +229,7 @@ static int cmd_cert(int argc, char **argv)
             fputs(CERT_USAGE, stdout);
             return EXIT_SUCCESS;
         default:
-            return bad_option("cert", opt, argv);
+            return vt_cli_bad_option("snp-testroot", "cert", opt, argv);
         }
     }
     if (optind != argc)
@@ -295,7 +276,7 @@ static int cmd_cert(int argc, char **argv)
     EVP_PKEY_free(key);
     snp_test_root_free(root);
     if (err != VTPMCA_OK)
-        return operation_failed("cert", err, &diag);
+        return vt_cli_failed("snp-testroot", "cert", err, &diag);
     printf("wrote %s %s (%s) and its key %s\n", snp_product_name(product), vlek ? "VLEK" : "VCEK",
            out_path, key_path);
     return EXIT_SUCCESS;
@@ -370,7 +351,7 @@ static int cmd_report(int argc, char **argv)
             fputs(REPORT_USAGE, stdout);
             return EXIT_SUCCESS;
         default:
-            return bad_option("report", opt, argv);
+            return vt_cli_bad_option("snp-testroot", "report", opt, argv);
         }
     }
     if (optind != argc)
@@ -430,7 +411,7 @@ static int cmd_report(int argc, char **argv)
         err = vt_file_write_atomic(out_path, wire, sizeof(wire), 0644, &diag);
     EVP_PKEY_free(key);
     if (err != VTPMCA_OK)
-        return operation_failed("report", err, &diag);
+        return vt_cli_failed("snp-testroot", "report", err, &diag);
     printf("wrote %s (version %lu, %s, signed by the %s)\n", out_path, version,
            snp_product_name(product), vlek ? "VLEK" : "VCEK");
     return EXIT_SUCCESS;
@@ -440,7 +421,7 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         fputs(MAIN_USAGE, stderr);
-        return EXIT_USAGE;
+        return VT_CLI_EXIT_USAGE;
     }
     const char *command = argv[1];
     if (strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0 ||
@@ -456,5 +437,5 @@ int main(int argc, char **argv)
     if (strcmp(command, "report") == 0)
         return cmd_report(argc - 1, argv + 1);
     fprintf(stderr, "snp-testroot: unknown command \"%s\"\n%s", command, MAIN_USAGE);
-    return EXIT_USAGE;
+    return VT_CLI_EXIT_USAGE;
 }

@@ -25,6 +25,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "vtpmca/cli_util.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/jwe.h"
@@ -39,8 +40,6 @@
 #include "vtpmca/svsm_state.h"
 #include "vtpmca/vtpm.h"
 
-#define EXIT_REFUSED 1
-#define EXIT_USAGE 2
 #define STATE_FILE "vtpm.state"
 #define KBS_KEY_FILE "kbs-key.pem"
 #define LEDGER_MARKER_FILE "ledger-instance" /* the instance id, once a boot used the ledger */
@@ -135,21 +134,9 @@ static int usage_error(const char *command, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "svsm-sim %s: ", command);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(run 'svsm-sim %s --help' for usage)\n", command);
+    int code = vt_cli_usage_verror("svsm-sim", command, fmt, ap);
     va_end(ap);
-    return EXIT_USAGE;
-}
-
-/* getopt_long runs with opterr = 0 and a leading ':' so bad options are reported once, in
- * the tool's format. */
-static int bad_option(const char *command, int opt, char **argv)
-{
-    const char *given = argv[optind - 1];
-    if (opt == ':')
-        return usage_error(command, "option %s needs a value", given);
-    return usage_error(command, "unknown option %s", given);
+    return code;
 }
 
 static void print_hex(const uint8_t *data, size_t len)
@@ -164,15 +151,6 @@ static void print_hex(const uint8_t *data, size_t len)
 static bool parse_hex_option(const char *text, uint8_t *out, size_t len)
 {
     return vt_hex_decode_fixed(text, out, len) == VTPMCA_OK;
-}
-
-static vtpmca_err join_path(const char *dir, const char *file, char *out, size_t out_size,
-                            vtpmca_diag *diag)
-{
-    int n = snprintf(out, out_size, "%s/%s", dir, file);
-    if (n < 0 || (size_t)n >= out_size)
-        return vtpmca_fail(diag, VTPMCA_ERR_LIMIT, "path %s/%s is too long", dir, file);
-    return VTPMCA_OK;
 }
 
 /* ---- platform-init ---- */
@@ -213,7 +191,7 @@ static int cmd_platform_init(int argc, char **argv)
             fputs(PLATFORM_INIT_USAGE, stdout);
             return EXIT_SUCCESS;
         default:
-            return bad_option("platform-init", opt, argv);
+            return vt_cli_bad_option("svsm-sim", "platform-init", opt, argv);
         }
     }
     if (optind != argc)
@@ -241,10 +219,8 @@ static int cmd_platform_init(int argc, char **argv)
         err = sim_chip_id_random(params.product, params.chip_id, &diag);
     if (err == VTPMCA_OK)
         err = sim_platform_create(dir, root_dir, &params, &diag);
-    if (err != VTPMCA_OK) {
-        fprintf(stderr, "svsm-sim platform-init: %s (%s)\n", diag.msg, vtpmca_err_name(err));
-        return EXIT_REFUSED;
-    }
+    if (err != VTPMCA_OK)
+        return vt_cli_failed("svsm-sim", "platform-init", err, &diag);
     printf("platform: simulated %s chip (TEST)\n", snp_product_name(params.product));
     printf("  chip id  ");
     print_hex(params.chip_id, sizeof(params.chip_id));
@@ -461,7 +437,7 @@ static int parse_boot_options(int argc, char **argv, boot_options *opt)
             fputs(BOOT_USAGE, stdout);
             return EXIT_SUCCESS;
         default:
-            return bad_option("boot", c, argv);
+            return vt_cli_bad_option("svsm-sim", "boot", c, argv);
         }
     }
     if (optind != argc)
@@ -537,10 +513,10 @@ static vtpmca_err boot_setup(boot_ctx *ctx, vtpmca_diag *diag)
 {
     const boot_options *opt = &ctx->opt;
     vtpmca_err err =
-        join_path(opt->state_dir, STATE_FILE, ctx->state_path, sizeof(ctx->state_path), diag);
+        vt_path_join(opt->state_dir, STATE_FILE, ctx->state_path, sizeof(ctx->state_path), diag);
     if (err == VTPMCA_OK)
-        err = join_path(opt->state_dir, KBS_KEY_FILE, ctx->kbs_key_path, sizeof(ctx->kbs_key_path),
-                        diag);
+        err = vt_path_join(opt->state_dir, KBS_KEY_FILE, ctx->kbs_key_path,
+                           sizeof(ctx->kbs_key_path), diag);
     if (err == VTPMCA_OK)
         err = sim_platform_load(opt->platform_dir, &ctx->platform, diag);
     if (err != VTPMCA_OK)
@@ -736,8 +712,8 @@ static void print_version(const char *what, const svsm_state_version *v)
  * from an earlier boot that used the ledger (then the ledger is required). */
 static vtpmca_err ledger_identity(boot_ctx *ctx, vtpmca_diag *diag)
 {
-    vtpmca_err err = join_path(ctx->opt.state_dir, LEDGER_MARKER_FILE, ctx->ledger_marker_path,
-                               sizeof(ctx->ledger_marker_path), diag);
+    vtpmca_err err = vt_path_join(ctx->opt.state_dir, LEDGER_MARKER_FILE, ctx->ledger_marker_path,
+                                  sizeof(ctx->ledger_marker_path), diag);
     uint8_t *marker = NULL;
     size_t len = 0;
     if (err == VTPMCA_OK && access(ctx->ledger_marker_path, F_OK) == 0) {
@@ -1298,7 +1274,7 @@ static int cmd_boot(int argc, char **argv)
         fflush(stdout);
         fprintf(stderr, "svsm-sim boot: REFUSED at %s: %s (%s)\n", step,
                 diag.msg[0] != '\0' ? diag.msg : "failed", vtpmca_err_name(err));
-        code = EXIT_REFUSED;
+        code = VT_CLI_EXIT_FAILED;
     } else {
         printf("boot OK\n");
         code = EXIT_SUCCESS;
@@ -1312,7 +1288,7 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         fputs("svsm-sim: a command is required\n(run 'svsm-sim --help' for usage)\n", stderr);
-        return EXIT_USAGE;
+        return VT_CLI_EXIT_USAGE;
     }
     const char *command = argv[1];
     if (strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0 ||
@@ -1326,5 +1302,5 @@ int main(int argc, char **argv)
         return cmd_boot(argc - 1, argv + 1);
     fprintf(stderr, "svsm-sim: unknown command \"%s\"\n(run 'svsm-sim --help' for usage)\n",
             command);
-    return EXIT_USAGE;
+    return VT_CLI_EXIT_USAGE;
 }

@@ -26,6 +26,15 @@ vtpmca_err key_release_new(const key_release_config *config, key_release **out,
                            vtpmca_diag *diag);
 void key_release_free(key_release *kr);
 
+/* Called (with ctx) after a wrapped-key mode instance's key was granted and audited, the one
+ * moment the service holds that key (the rollback ledger derives and stores its ledger key
+ * then). It cannot change the decision. */
+typedef void (*key_release_hook)(void *ctx, const char *instance_id, const uint8_t *key,
+                                 size_t key_len);
+
+/* Sets (or, with NULL, clears) the wrapped-key release hook; call before releases start. */
+vtpmca_err key_release_set_wrapped_hook(key_release *kr, key_release_hook hook, void *ctx);
+
 typedef enum {
     KEY_RELEASE_GRANTED = 0,
     KEY_RELEASE_UNKNOWN_RESOURCE,   /* no enrolled instance at that resource path */

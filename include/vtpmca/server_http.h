@@ -115,6 +115,14 @@ vtpmca_err server_response_text(server_response *response, unsigned status,
  * SERVER_BODY_JSON_OR_CBOR routes, whose bodies are otherwise JSON. */
 bool server_request_is_cbor(const server_request *request);
 
+/* Whether `name` is one of the names in the comma-separated `list` (NULL: an empty list). */
+bool server_name_in_list(const char *list, const char *name);
+
+/* The first query parameter of the request whose name is not in the comma-separated
+ * `allowed` list (NULL: none allowed), or NULL when all are allowed. The string belongs to
+ * the request. */
+const char *server_request_unknown_query(const server_request *request, const char *allowed);
+
 /* Deferred answers, for a handler whose work would block (e.g. waiting for the rollback
  * ledger's group commit): blocking in the handler would hold a worker thread that also serves
  * other connections. server_request_defer suspends the request's connection; the handler then

@@ -24,23 +24,15 @@ STATE=$TMP/state
 DB=$STATE/vtpmca.db
 TRUSTED=$TMP/trusted-kbs
 
+# shellcheck source=lib/common.bash
+source "$(dirname "$0")/lib/common.bash"
+# The daemon's output can be long: only its first 40 lines on failure.
 fail() {
     echo "FAIL: $*" >&2
     sed 's/^/  stdout: /' "$OUT" | head -40 >&2
     sed 's/^/  stderr: /' "$ERR" | head -40 >&2
     exit 1
 }
-run() {
-    local want=$1 got=0
-    shift
-    "$@" >"$OUT" 2>"$ERR" || got=$?
-    [ "$got" -eq "$want" ] || fail "'$*' exited $got, expected $want"
-}
-out_has() { grep -qE -- "$1" "$OUT" || fail "stdout lacks /$1/"; }
-err_has() { grep -qE -- "$1" "$ERR" || fail "stderr lacks /$1/"; }
-err_one_line() { [ "$(wc -l <"$ERR")" -eq 1 ] || fail "stderr is not exactly one line"; }
-json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($1)" "$OUT"; }
-json_is() { [ "$(json "$1")" = "$2" ] || fail "JSON $1 is '$(json "$1")', expected '$2'"; }
 same_json() { # FILE1 FILE2
     python3 -c "import json,sys; sys.exit(json.load(open(sys.argv[1])) != json.load(open(sys.argv[2])))" \
         "$1" "$2" || fail "$1 and $2 differ"

@@ -18,25 +18,8 @@ STATE=$TMP/state
 CA=$STATE/ca
 DB=$STATE/vtpmca.db
 
-fail() {
-    echo "FAIL: $*" >&2
-    sed 's/^/  stdout: /' "$OUT" | head -40 >&2
-    sed 's/^/  stderr: /' "$ERR" >&2
-    exit 1
-}
-
-# run EXIT_CODE CMD... : runs CMD (stdout/stderr captured) and checks its exit code.
-run() {
-    local want=$1 got=0
-    shift
-    "$@" >"$OUT" 2>"$ERR" || got=$?
-    [ "$got" -eq "$want" ] || fail "'$*' exited $got, expected $want"
-}
-out_has() { grep -qE -- "$1" "$OUT" || fail "stdout lacks /$1/"; }
-err_has() { grep -qE -- "$1" "$ERR" || fail "stderr lacks /$1/"; }
-err_one_line() { [ "$(wc -l <"$ERR")" -eq 1 ] || fail "stderr is not exactly one line"; }
-json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($1)" "$OUT"; }
-json_is() { [ "$(json "$1")" = "$2" ] || fail "JSON $1 is '$(json "$1")', expected '$2'"; }
+# shellcheck source=lib/common.bash
+source "$(dirname "$0")/lib/common.bash"
 mode_of() { stat -c %a "$1"; }
 # The DER of a PEM certificate, and the number of certificates in a PEM file.
 der_of() { openssl x509 -in "$1" -outform DER; }

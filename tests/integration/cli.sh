@@ -17,27 +17,11 @@ OUT=$TMP/stdout
 ERR=$TMP/stderr
 DB=$TMP/vtpmca.db
 
-fail() {
-    echo "FAIL: $*" >&2
-    sed 's/^/  stdout: /' "$OUT" | head -40 >&2
-    sed 's/^/  stderr: /' "$ERR" >&2
-    exit 1
-}
-
-# run EXIT_CODE CMD... : runs CMD (stdout/stderr captured) and checks its exit code.
-run() {
-    local want=$1 got=0
-    shift
-    "$@" >"$OUT" 2>"$ERR" || got=$?
-    [ "$got" -eq "$want" ] || fail "'$*' exited $got, expected $want"
-}
+# shellcheck source=lib/common.bash
+source "$(dirname "$0")/lib/common.bash"
+# This test matches output case-insensitively.
 out_has() { grep -qiE -- "$1" "$OUT" || fail "stdout lacks /$1/"; }
 err_has() { grep -qiE -- "$1" "$ERR" || fail "stderr lacks /$1/"; }
-# Errors are one clear line on stderr.
-err_one_line() { [ "$(wc -l <"$ERR")" -eq 1 ] || fail "stderr is not exactly one line"; }
-# json EXPR: evaluates a Python expression over the JSON on stdout (d), printing the result.
-json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($1)" "$OUT"; }
-json_is() { [ "$(json "$1")" = "$2" ] || fail "JSON $1 is '$(json "$1")', expected '$2'"; }
 
 echo "-- help on every level"
 run 0 "$CLI" --help

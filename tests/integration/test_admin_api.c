@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/http_capture.h"
 #include "../support/vtpmcad_runner.h"
 #include "vtpmca/admin_auth.h"
 #include "vtpmca/encoding.h"
@@ -258,37 +259,16 @@ typedef struct {
 static size_t on_body(char *data, size_t size, size_t n, void *user)
 {
     http_result *r = user;
-    char *bigger = realloc(r->body, r->len + size * n + 1);
-    if (bigger == NULL)
-        return 0;
-    r->body = bigger;
-    memcpy(r->body + r->len, data, size * n);
-    r->len += size * n;
-    r->body[r->len] = '\0';
-    return size * n;
-}
-
-static void header_value(const char *line, size_t len, const char *name, char *out, size_t size)
-{
-    size_t name_len = strlen(name);
-    if (len <= name_len || strncasecmp(line, name, name_len) != 0 || line[name_len] != ':')
-        return;
-    const char *v = line + name_len + 1;
-    while (v < line + len && *v == ' ')
-        v++;
-    size_t vl = (size_t)(line + len - v);
-    while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n'))
-        vl--;
-    snprintf(out, size, "%.*s", (int)vl, v);
+    return http_capture_append(&r->body, &r->len, data, size * n);
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *user)
 {
     http_result *r = user;
     size_t len = size * n;
-    header_value(data, len, "WWW-Authenticate", r->www_authenticate, sizeof(r->www_authenticate));
-    header_value(data, len, "Allow", r->allow, sizeof(r->allow));
-    header_value(data, len, "Content-Type", r->content_type, sizeof(r->content_type));
+    http_capture_header(data, len, "WWW-Authenticate", r->www_authenticate, sizeof(r->www_authenticate));
+    http_capture_header(data, len, "Allow", r->allow, sizeof(r->allow));
+    http_capture_header(data, len, "Content-Type", r->content_type, sizeof(r->content_type));
     return len;
 }
 

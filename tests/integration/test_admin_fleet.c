@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/http_capture.h"
 #include "../support/vtpmcad_runner.h"
 #include "vtpmca/admin_auth.h"
 #include "vtpmca/encoding.h"
@@ -188,35 +189,14 @@ typedef struct {
 static size_t on_body(char *data, size_t size, size_t n, void *user)
 {
     http_result *r = user;
-    char *bigger = realloc(r->body, r->len + size * n + 1);
-    if (bigger == NULL)
-        return 0;
-    r->body = bigger;
-    memcpy(r->body + r->len, data, size * n);
-    r->len += size * n;
-    r->body[r->len] = '\0';
-    return size * n;
-}
-
-static void header_value(const char *line, size_t len, const char *name, char *out, size_t size)
-{
-    size_t name_len = strlen(name);
-    if (len <= name_len || strncasecmp(line, name, name_len) != 0 || line[name_len] != ':')
-        return;
-    const char *v = line + name_len + 1;
-    while (v < line + len && *v == ' ')
-        v++;
-    size_t vl = (size_t)(line + len - v);
-    while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n'))
-        vl--;
-    snprintf(out, size, "%.*s", (int)vl, v);
+    return http_capture_append(&r->body, &r->len, data, size * n);
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *user)
 {
     http_result *r = user;
-    header_value(data, size * n, "Content-Type", r->content_type, sizeof(r->content_type));
-    header_value(data, size * n, "X-Vtpmca-Next-After", r->next_after, sizeof(r->next_after));
+    http_capture_header(data, size * n, "Content-Type", r->content_type, sizeof(r->content_type));
+    http_capture_header(data, size * n, "X-Vtpmca-Next-After", r->next_after, sizeof(r->next_after));
     return size * n;
 }
 
@@ -260,11 +240,13 @@ static void http_raw(const char *method, const char *path, const char *authoriza
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     CURLcode code = curl_easy_perform(curl);
+    /* The status is read before the handle is freed. */
+    if (code == CURLE_OK)
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r->status);
     curl_slist_free_all(headers);
     curl_easy_cleanup(curl);
     if (code != CURLE_OK)
         fail_msg("%s %s: %s", method, path, curl_easy_strerror(code));
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r->status);
     if (r->body != NULL && strncmp(r->content_type, "application/json", 16) == 0)
         r->json = json_loadb(r->body, r->len, 0, NULL);
 }

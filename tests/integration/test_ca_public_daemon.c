@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "../support/ca_fixture.h"
+#include "../support/http_capture.h"
 #include "../support/vtpmcad_runner.h"
 #include "vtpmca/admin_auth.h"
 #include "vtpmca/ca_keys.h"
@@ -68,14 +69,10 @@ typedef struct {
 static size_t on_body(char *data, size_t size, size_t n, void *user)
 {
     http_answer *a = user;
-    uint8_t *grown = realloc(a->body, a->len + size * n + 1);
-    if (grown == NULL)
-        return 0;
-    memcpy(grown + a->len, data, size * n);
-    a->body = grown;
-    a->len += size * n;
-    a->body[a->len] = '\0';
-    return size * n;
+    char *text = (char *)a->body;
+    size_t taken = http_capture_append(&text, &a->len, data, size * n);
+    a->body = (uint8_t *)text;
+    return taken;
 }
 
 /* method on url (absolute, or a path on the ca_daemon), with a bearer token and a JSON body

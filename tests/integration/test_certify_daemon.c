@@ -30,6 +30,7 @@
 
 #include "../support/ca_fixture.h"
 #include "../support/vtpmcad_runner.h"
+#include "../support/svsm_sim_runner.h"
 #include "vtpmca/ca_client.h"
 #include "vtpmca/ca_keys.h"
 #include "vtpmca/encoding.h"
@@ -46,7 +47,6 @@
 #include "vtpmca/vtpm.h"
 
 #define FLEET "certify"
-#define BOOT_TIMEOUT_S 60.0
 #define CHIP_ID                                                                                    \
     "6161616161616161616161616161616161616161616161616161616161616161"                             \
     "6161616161616161616161616161616161616161616161616161616161616161"
@@ -132,40 +132,11 @@ static void enroll(store *st, const keyvault *vault, const char *id, vm *out)
     snprintf(out->state, sizeof(out->state), "%s/vm-%s", fx.dir, id);
 }
 
-typedef struct {
-    int code;
-    char *out, *err;
-} run_result;
-
-static run_result boot(const vtpmcad_proc *server, const vm *v, const char *measurement,
+static svsm_sim_run boot(const vtpmcad_proc *server, const vm *v, const char *measurement,
                        const char *const *extra)
 {
-    const char *args[40] = {"boot",      "--server",      server->url, "--platform",
-                            fx.platform, "--state",       v->state,    "--resource",
-                            v->path,     "--measurement", measurement, NULL};
-    size_t n = 0;
-    while (args[n] != NULL)
-        n++;
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 39; i++)
-        args[n++] = extra[i];
-    args[n] = NULL;
-    run_result r = {0};
-    r.code = run_program("svsm-sim", args, BOOT_TIMEOUT_S, &r.out, &r.err);
-    assert_non_null(r.out);
-    assert_non_null(r.err);
-    return r;
-}
-
-static void run_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-static void expect_ok(run_result *r)
-{
-    if (r->code != 0 || strstr(r->out, "boot OK") == NULL)
-        fail_msg("svsm-sim exited %d\nstdout:\n%s\nstderr:\n%s", r->code, r->out, r->err);
+    svsm_sim_boot_opts opts = {server->url, fx.platform, v->state, v->path, measurement};
+    return svsm_sim_boot(&opts, extra);
 }
 
 /* The NV index of the saved vTPM state (opened with the enrolled persistence key) and the
@@ -321,14 +292,14 @@ static void boot_and_check(vm *v, vtpm_ek_kind kind, uint32_t nv_index, const ch
                            const char *needle)
 {
     size_t before = issued_for(fx.server_state, v->id);
-    run_result r = boot(&fx.d, v, fx.good, extra);
-    expect_ok(&r);
+    svsm_sim_run r = boot(&fx.d, v, fx.good, extra);
+    svsm_sim_expect_boot_ok(&r);
     char nv[32];
     snprintf(nv, sizeof(nv), "NV 0x%08x: wrote", nv_index);
     if (strstr(r.out, nv) == NULL || strstr(r.out, needle) == NULL ||
         strstr(r.out, "IAK certificate serial") == NULL)
         fail_msg("missing \"%s\" / \"%s\" in:\n%s", nv, needle, r.out);
-    run_free(&r);
+    svsm_sim_run_free(&r);
     assert_int_equal(issued_for(fx.server_state, v->id), before + 2);
 
     uint8_t *cert = NULL, *ek_pub = NULL;
@@ -368,22 +339,22 @@ static void test_boot_c509_p384(void **state)
 static void test_daemon_without_ca(void **state)
 {
     (void)state;
-    run_result r = boot(&fx.bare, &fx.bare_vm, fx.good, NULL);
-    expect_ok(&r);
+    svsm_sim_run r = boot(&fx.bare, &fx.bare_vm, fx.good, NULL);
+    svsm_sim_expect_boot_ok(&r);
     assert_non_null(strstr(r.out, "ca_not_initialized"));
-    run_free(&r);
+    svsm_sim_run_free(&r);
     const char *extra[] = {"--certify", "x509", NULL};
     r = boot(&fx.bare, &fx.bare_vm, fx.good, extra);
     if (r.code != 1 || strstr(r.err, "REFUSED at certificates:") == NULL ||
         strstr(r.err, "ca_not_initialized") == NULL)
         fail_msg("expected a refusal, got %d\n%s\n%s", r.code, r.out, r.err);
-    run_free(&r);
+    svsm_sim_run_free(&r);
     /* --certify none never asks. */
     const char *none[] = {"--certify", "none", NULL};
     r = boot(&fx.bare, &fx.bare_vm, fx.good, none);
-    expect_ok(&r);
+    svsm_sim_expect_boot_ok(&r);
     assert_non_null(strstr(r.out, "skipped (--certify none)"));
-    run_free(&r);
+    svsm_sim_run_free(&r);
 }
 
 /* ---- the refusal matrix over HTTP ---- */

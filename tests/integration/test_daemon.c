@@ -37,146 +37,42 @@
 #include "vtpmca/store.h"
 
 #include "../support/kds_standin.h"
-
-extern char **environ;
+#include "../support/http_capture.h"
+#include "../support/vtpmcad_runner.h"
 
 #define GENUINE_DIR VTPMCA_SHARED_DIR "/testdata/snp"
 #define MAX_BODY 65536
-
-typedef struct {
-    pid_t pid;
-    unsigned port;
-    char log_path[256];
-    char port_file[256];
-} daemon_proc;
 
 static struct {
     char dir[64];
     char state_dir[128];
     char db[160];
     char roots_dir[160];
-    char bin[512];
     char *report_b_b64, *report_b_hex, *report_debug_b64;
     char *synthetic_b64, *synthetic_vcek_b64;
     uint8_t *synthetic_vcek; /* DER */
     size_t synthetic_vcek_len;
     snp_test_cert_params synthetic_params;
-    daemon_proc trusting; /* started with --extra-roots-dir */
-    daemon_proc plain;    /* builtin AMD roots only */
+    vtpmcad_proc trusting; /* started with --extra-roots-dir */
+    vtpmcad_proc plain;    /* builtin AMD roots only */
 } fx;
 
 /* ---- processes ---- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Runs vtpmcad with `args` (NULL-terminated), stderr to log_path. */
-static pid_t spawn_vtpmcad(const char *const *args, const char *log_path)
-{
-    const char *argv[40];
-    size_t n = 0;
-    argv[n++] = fx.bin;
-    for (size_t i = 0; args[i] != NULL && n + 1 < 40; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 2, log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    pid_t pid = -1;
-    int rc = posix_spawn(&pid, fx.bin, &actions, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&actions);
-    assert_int_equal(rc, 0);
-    return pid;
-}
-
-/* Waits up to timeout_s for the process to exit; returns its exit code, or -1 if it did
- * not exit (or was killed by a signal). */
-static int wait_exit(pid_t pid, double timeout_s)
-{
-    double deadline = now_s() + timeout_s;
-    for (;;) {
-        int status = 0;
-        pid_t done = waitpid(pid, &status, WNOHANG);
-        if (done == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        if (now_s() > deadline)
-            return -1;
-        sleep_ms(10);
-    }
-}
-
-static char *read_text(const char *path)
-{
-    uint8_t *data = NULL;
-    size_t len = 0;
-    if (vt_file_read(path, 1 << 24, &data, &len, NULL) != VTPMCA_OK)
-        return NULL;
-    return (char *)data;
-}
-
-/* Starts vtpmcad on an ephemeral port with `extra` flags (NULL-terminated, may be NULL) and
- * waits until it has written its port file. */
-static void start_daemon(daemon_proc *d, const char *name, const char *state_dir,
+/* Starts vtpmcad (see vtpmcad_start) with a 64 KiB body limit and `extra` flags
+ * (NULL-terminated, may be NULL); fails the test if it does not come up. */
+static void start_daemon(vtpmcad_proc *d, const char *name, const char *state_dir,
                          const char *const *extra)
 {
-    snprintf(d->log_path, sizeof(d->log_path), "%s/%s.log", fx.dir, name);
-    snprintf(d->port_file, sizeof(d->port_file), "%s/%s.port", fx.dir, name);
-    const char *args[32] = {"--state-dir", state_dir, "--port", "0", "--port-file", d->port_file,
-                            "--threads", "2", "--max-body-bytes", "65536",
-                            /* New policy versions are visible at once (deterministic tests). */
-                            "--policy-refresh-ms", "0", "--shutdown-grace-ms", "4000", NULL};
-    size_t n = 0;
-    while (args[n] != NULL)
-        n++;
+    const char *args[32] = {"--max-body-bytes", "65536", NULL};
+    size_t n = 2;
     for (size_t i = 0; extra != NULL && extra[i] != NULL && n + 1 < 32; i++)
         args[n++] = extra[i];
     args[n] = NULL;
-    d->pid = spawn_vtpmcad(args, d->log_path);
-    double deadline = now_s() + 15;
-    for (;;) {
-        char *text = read_text(d->port_file);
-        if (text != NULL && strchr(text, '\n') != NULL) {
-            d->port = (unsigned)strtoul(text, NULL, 10);
-            free(text);
-            break;
-        }
-        free(text);
-        int status;
-        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-            char *log = read_text(d->log_path);
-            fail_msg("vtpmcad exited during startup: %s", log ? log : "(no log)");
-        }
-        if (now_s() > deadline)
-            fail_msg("vtpmcad did not write its port file");
-        sleep_ms(20);
-    }
+    vtpmca_diag diag = {{0}};
+    if (vtpmcad_start(d, fx.dir, name, state_dir, args, &diag) != VTPMCA_OK)
+        fail_msg("%s", diag.msg);
     assert_true(d->port > 0 && d->port < 65536);
-}
-
-/* SIGTERM, then the exit code (fails the test if it takes more than 5 s). */
-static int stop_daemon(daemon_proc *d)
-{
-    if (d->pid <= 0)
-        return -1;
-    assert_int_equal(kill(d->pid, SIGTERM), 0);
-    int code = wait_exit(d->pid, 5.0);
-    if (code == -1) {
-        kill(d->pid, SIGKILL);
-        waitpid(d->pid, NULL, 0);
-    }
-    d->pid = 0;
-    return code;
 }
 
 /* ---- HTTP ---- */
@@ -197,36 +93,15 @@ typedef struct {
 static size_t on_body(char *data, size_t size, size_t n, void *user)
 {
     http_result *r = user;
-    char *bigger = realloc(r->body, r->len + size * n + 1);
-    if (bigger == NULL)
-        return 0;
-    r->body = bigger;
-    memcpy(r->body + r->len, data, size * n);
-    r->len += size * n;
-    r->body[r->len] = '\0';
-    return size * n;
-}
-
-static void copy_header_value(const char *line, size_t len, char *out, size_t size)
-{
-    const char *colon = memchr(line, ':', len);
-    const char *v = colon + 1;
-    while (v < line + len && *v == ' ')
-        v++;
-    size_t vl = (size_t)(line + len - v);
-    while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n'))
-        vl--;
-    snprintf(out, size, "%.*s", (int)vl, v);
+    return http_capture_append(&r->body, &r->len, data, size * n);
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *user)
 {
     http_result *r = user;
     size_t len = size * n;
-    if (len > 6 && strncasecmp(data, "Allow:", 6) == 0)
-        copy_header_value(data, len, r->allow, sizeof(r->allow));
-    if (len > 13 && strncasecmp(data, "Content-Type:", 13) == 0)
-        copy_header_value(data, len, r->content_type, sizeof(r->content_type));
+    http_capture_header(data, len, "Allow", r->allow, sizeof(r->allow));
+    http_capture_header(data, len, "Content-Type", r->content_type, sizeof(r->content_type));
     return len;
 }
 
@@ -243,7 +118,7 @@ static size_t on_read(char *buf, size_t size, size_t n, void *user)
 }
 
 /* content_type NULL sends no Content-Type header at all. */
-static void http_call(const daemon_proc *d, const char *method, const char *path,
+static void http_call(const vtpmcad_proc *d, const char *method, const char *path,
                       const char *content_type, const char *body, size_t body_len, bool chunked,
                       http_result *r)
 {
@@ -286,7 +161,7 @@ static void http_call(const daemon_proc *d, const char *method, const char *path
     curl_easy_cleanup(curl);
 }
 
-static json_t *http_json(const daemon_proc *d, const char *method, const char *path,
+static json_t *http_json(const vtpmcad_proc *d, const char *method, const char *path,
                          const char *body, long expect_status)
 {
     http_result r;
@@ -304,7 +179,7 @@ static json_t *http_json(const daemon_proc *d, const char *method, const char *p
     return doc;
 }
 
-static json_t *verify(const daemon_proc *d, const char *fleet, const char *report, const char *vcek,
+static json_t *verify(const vtpmcad_proc *d, const char *fleet, const char *report, const char *vcek,
                       int policy_version)
 {
     json_t *req = json_pack("{s:s, s:s}", "fleet", fleet, "report", report);
@@ -343,7 +218,7 @@ static bool verdict_failed(json_t *doc, const char *check)
 }
 
 /* A sample's value from /metrics (0 when the series has not appeared yet). */
-static double metric(const daemon_proc *d, const char *series)
+static double metric(const vtpmcad_proc *d, const char *series)
 {
     http_result r;
     http_call(d, "GET", "/metrics", NULL, NULL, 0, false, &r);
@@ -358,7 +233,7 @@ static double metric(const daemon_proc *d, const char *series)
 
 /* Request counters are updated when libmicrohttpd reports the request complete, which can be
  * just after the client has read the answer: wait (bounded) for the expected value. */
-static double metric_settled(const daemon_proc *d, const char *series, double expected)
+static double metric_settled(const vtpmcad_proc *d, const char *series, double expected)
 {
     double value = metric(d, series);
     for (int i = 0; i < 100 && value != expected; i++) {
@@ -460,8 +335,6 @@ static int group_setup(void **state)
     snprintf(fx.state_dir, sizeof(fx.state_dir), "%s/state", fx.dir);
     snprintf(fx.db, sizeof(fx.db), "%s/vtpmca.db", fx.state_dir);
     snprintf(fx.roots_dir, sizeof(fx.roots_dir), "%s/test-roots", fx.dir);
-    const char *bin_dir = getenv("VTPMCA_BIN_DIR");
-    snprintf(fx.bin, sizeof(fx.bin), "%s/vtpmcad", bin_dir ? bin_dir : VTPMCA_BINARY_DIR);
 
     store *st = NULL;
     vtpmca_diag diag = {{0}};
@@ -517,9 +390,9 @@ static int group_teardown(void **state)
 {
     (void)state;
     if (fx.trusting.pid > 0)
-        stop_daemon(&fx.trusting);
+        vtpmcad_stop(&fx.trusting);
     if (fx.plain.pid > 0)
-        stop_daemon(&fx.plain);
+        vtpmcad_stop(&fx.plain);
     free(fx.report_b_b64);
     free(fx.report_b_hex);
     free(fx.report_debug_b64);
@@ -608,7 +481,7 @@ static void test_synthetic_with_extra_roots(void **state)
     assert_true(json_is_true(json_object_get(doc, "verified")));
     assert_string_equal(ear_status(doc), "affirming");
     json_decref(doc);
-    char *log = read_text(fx.trusting.log_path);
+    char *log = runner_read_text(fx.trusting.log_path);
     assert_non_null(log);
     /* Trusting extra roots is announced as a warning naming the directory. */
     assert_non_null(strstr(log, "level=warn event=roots.extra_trusted"));
@@ -629,7 +502,7 @@ static void test_synthetic_without_extra_roots(void **state)
     assert_string_equal(ear_status(doc), "contraindicated");
     json_decref(doc);
     assert_true(metric(&fx.plain, OUTCOME_SERIES("evidence_fail")) == before + 1);
-    char *log = read_text(fx.plain.log_path);
+    char *log = runner_read_text(fx.plain.log_path);
     assert_null(strstr(log, "roots.extra_trusted"));
     free(log);
 
@@ -858,7 +731,7 @@ static void test_bad_input_matrix(void **state)
 static void test_request_log(void **state)
 {
     (void)state;
-    char *log = read_text(fx.plain.log_path);
+    char *log = runner_read_text(fx.plain.log_path);
     assert_non_null(log);
     /* One line per request with method, route, status and duration. */
     assert_non_null(strstr(log, "event=http.request method=POST route=/v1/snp/verify "
@@ -877,8 +750,7 @@ static void test_request_log(void **state)
 static void test_startup_failures(void **state)
 {
     (void)state;
-    char log_path[256], port[16], state_dir[160];
-    snprintf(log_path, sizeof(log_path), "%s/fail.log", fx.dir);
+    char port[16], state_dir[160];
     snprintf(port, sizeof(port), "%u", fx.plain.port);
     snprintf(state_dir, sizeof(state_dir), "%s/other-state", fx.dir);
     const struct {
@@ -896,9 +768,8 @@ static void test_startup_failures(void **state)
          "startup failed"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        pid_t pid = spawn_vtpmcad(cases[i].args, log_path);
-        int code = wait_exit(pid, 10.0);
-        char *log = read_text(log_path);
+        char *log = NULL;
+        int code = run_program("vtpmcad", cases[i].args, 10.0, NULL, &log);
         if (code != 2)
             fail_msg("case %zu: exit %d, expected 2: %s", i, code, log ? log : "");
         if (log == NULL || strstr(log, cases[i].message) == NULL)
@@ -927,7 +798,7 @@ static void test_healthz_store_unusable(void **state)
     char state_dir[160], db[192];
     snprintf(state_dir, sizeof(state_dir), "%s/broken-state", fx.dir);
     snprintf(db, sizeof(db), "%s/vtpmca.db", state_dir);
-    daemon_proc d = {0};
+    vtpmcad_proc d = {0};
     start_daemon(&d, "broken", state_dir, NULL);
     json_decref(http_json(&d, "GET", "/healthz", NULL, 200));
 
@@ -946,7 +817,7 @@ static void test_healthz_store_unusable(void **state)
                                "vtpmca_http_requests_total{route=\"/healthz\",method=\"GET\","
                                "code=\"503\"}",
                                1) == 1);
-    assert_int_equal(stop_daemon(&d), 0);
+    assert_int_equal(vtpmcad_stop(&d), 0);
 }
 
 /* A verification that runs in a worker thread while the daemon is told to stop. Only plain
@@ -962,14 +833,7 @@ typedef struct {
 static size_t collect(char *data, size_t size, size_t n, void *user)
 {
     inflight_call *c = user;
-    char *bigger = realloc(c->response, c->len + size * n + 1);
-    if (bigger == NULL)
-        return 0;
-    c->response = bigger;
-    memcpy(c->response + c->len, data, size * n);
-    c->len += size * n;
-    c->response[c->len] = '\0';
-    return size * n;
+    return http_capture_append(&c->response, &c->len, data, size * n);
 }
 
 static void *run_inflight(void *arg)
@@ -1023,7 +887,7 @@ static void test_graceful_shutdown_with_request_in_flight(void **state)
     put_policy(st, "synthetic", policy);
     store_close(st);
 
-    daemon_proc d = {0};
+    vtpmcad_proc d = {0};
     const char *extra[] = {
         "--extra-roots-dir", fx.roots_dir, "--kds-url", kds_standin_base_url(kds),
         "--kds-timeout-ms",  "5000",       NULL};
@@ -1035,15 +899,15 @@ static void test_graceful_shutdown_with_request_in_flight(void **state)
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, run_inflight, &call), 0);
     /* Wait until the daemon is inside the request (it has asked the KDS). */
-    double deadline = now_s() + 5;
-    while (kds_standin_request_count(kds) == 0 && now_s() < deadline)
-        sleep_ms(10);
+    double deadline = runner_now_s() + 5;
+    while (kds_standin_request_count(kds) == 0 && runner_now_s() < deadline)
+        runner_sleep_ms(10);
     assert_int_equal(kds_standin_request_count(kds), 1);
-    double signalled = now_s();
-    int code = stop_daemon(&d);
+    double signalled = runner_now_s();
+    int code = vtpmcad_stop(&d);
     pthread_join(thread, NULL);
     assert_int_equal(code, 0);
-    assert_true(now_s() - signalled < 5.0);
+    assert_true(runner_now_s() - signalled < 5.0);
 
     /* The in-flight request was answered in full. */
     if (call.status != 200)
@@ -1054,7 +918,7 @@ static void test_graceful_shutdown_with_request_in_flight(void **state)
     assert_true(json_is_true(json_object_get(doc, "verified")));
     json_decref(doc);
     free(call.response);
-    char *log = read_text(d.log_path);
+    char *log = runner_read_text(d.log_path);
     assert_non_null(log);
     assert_non_null(strstr(log, "event=kds.enabled"));
     assert_non_null(strstr(log, "event=shutdown"));
@@ -1076,12 +940,12 @@ static void test_graceful_shutdown_with_request_in_flight(void **state)
 static void test_sigterm_shutdown(void **state)
 {
     (void)state;
-    double started = now_s();
-    int code = stop_daemon(&fx.trusting);
-    double elapsed = now_s() - started;
+    double started = runner_now_s();
+    int code = vtpmcad_stop(&fx.trusting);
+    double elapsed = runner_now_s() - started;
     assert_int_equal(code, 0);
     assert_true(elapsed < 5.0);
-    char *log = read_text(fx.trusting.log_path);
+    char *log = runner_read_text(fx.trusting.log_path);
     assert_non_null(log);
     assert_non_null(strstr(log, "event=shutdown signal=SIGTERM"));
     free(log);
@@ -1102,8 +966,8 @@ static void test_sigterm_shutdown(void **state)
 
     /* The daemon that answered every bad request also stops cleanly (under ASan this
      * includes the leak check of all those error paths). */
-    assert_int_equal(stop_daemon(&fx.plain), 0);
-    log = read_text(fx.plain.log_path);
+    assert_int_equal(vtpmcad_stop(&fx.plain), 0);
+    log = runner_read_text(fx.plain.log_path);
     assert_non_null(strstr(log, "event=shutdown signal=SIGTERM"));
     free(log);
 }

@@ -33,14 +33,14 @@
 #include <unistd.h>
 
 #include "../support/kbs_fixture.h"
+#include "../support/http_capture.h"
+#include "../support/vtpmcad_runner.h"
 #include "vtpmca/ear_token.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/jwe.h"
 #include "vtpmca/kbs_binding.h"
 #include "vtpmca/kbs_session.h"
-
-extern char **environ;
 
 #define AUTH_TTL_S 2
 #define SESSION_TTL_S 4
@@ -50,11 +50,7 @@ extern char **environ;
 static struct {
     kbs_fixture fx;
     char state_dir[128];
-    char bin[512];
-    char log_path[160];
-    char port_file[160];
-    pid_t pid;
-    unsigned port;
+    vtpmcad_proc daemon;
     EVP_PKEY *p521, *p384, *rsa;
     EVP_PKEY *kbs_key, *token_key; /* the daemon's, read from its state directory */
     ear_token_key token;
@@ -62,115 +58,39 @@ static struct {
 
 /* ---- the daemon ---- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static char *read_text(const char *path)
-{
-    uint8_t *data = NULL;
-    size_t len = 0;
-    if (vt_file_read(path, 1 << 24, &data, &len, NULL) != VTPMCA_OK)
-        return NULL;
-    return (char *)data;
-}
-
+/* Starts vtpmcad (see vtpmcad_start) trusting the fixture's roots, with short KBS TTLs. */
 static int start_daemon(void)
 {
     char auth_ttl[16], session_ttl[16], body_max[16];
     snprintf(auth_ttl, sizeof(auth_ttl), "%d", AUTH_TTL_S);
     snprintf(session_ttl, sizeof(session_ttl), "%d", SESSION_TTL_S);
     snprintf(body_max, sizeof(body_max), "%d", MAX_BODY);
-    const char *argv[] = {g.bin,
-                          "--state-dir",
-                          g.state_dir,
-                          "--port",
-                          "0",
-                          "--port-file",
-                          g.port_file,
-                          "--extra-roots-dir",
-                          g.fx.roots_dir,
-                          "--threads",
-                          "2",
-                          "--max-body-bytes",
-                          body_max,
-                          "--policy-refresh-ms",
-                          "0",
-                          "--kbs-auth-ttl-s",
-                          auth_ttl,
-                          "--kbs-session-ttl-s",
-                          session_ttl,
-                          NULL};
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 2, g.log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    int rc = posix_spawn(&g.pid, g.bin, &actions, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0)
+    const char *extra[] = {"--extra-roots-dir",
+                           g.fx.roots_dir,
+                           "--max-body-bytes",
+                           body_max,
+                           "--kbs-auth-ttl-s",
+                           auth_ttl,
+                           "--kbs-session-ttl-s",
+                           session_ttl,
+                           NULL};
+    vtpmca_diag diag = {{0}};
+    if (vtpmcad_start(&g.daemon, g.fx.dir, "vtpmcad", g.state_dir, extra, &diag) != VTPMCA_OK) {
+        fprintf(stderr, "%s\n", diag.msg);
         return -1;
-    double deadline = now_s() + 20;
-    while (now_s() < deadline) {
-        char *text = read_text(g.port_file);
-        if (text != NULL && strchr(text, '\n') != NULL) {
-            g.port = (unsigned)strtoul(text, NULL, 10);
-            free(text);
-            return 0;
-        }
-        free(text);
-        if (waitpid(g.pid, NULL, WNOHANG) == g.pid) {
-            char *log = read_text(g.log_path);
-            fprintf(stderr, "vtpmcad exited during startup:\n%s\n", log ? log : "");
-            free(log);
-            g.pid = 0;
-            return -1;
-        }
-        sleep_ms(20);
     }
-    return -1;
-}
-
-static int stop_daemon(void)
-{
-    if (g.pid <= 0)
-        return -1;
-    kill(g.pid, SIGTERM);
-    double deadline = now_s() + 10;
-    int status = 0;
-    while (waitpid(g.pid, &status, WNOHANG) != g.pid) {
-        if (now_s() > deadline) {
-            kill(g.pid, SIGKILL);
-            waitpid(g.pid, &status, 0);
-            break;
-        }
-        sleep_ms(10);
-    }
-    g.pid = 0;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return 0;
 }
 
 static int group_setup(void **state)
 {
     (void)state;
     vtpmca_diag diag = {{0}};
-    const char *bin_dir = getenv("VTPMCA_BIN_DIR");
-    snprintf(g.bin, sizeof(g.bin), "%s/vtpmcad", bin_dir != NULL ? bin_dir : VTPMCA_BINARY_DIR);
     if (kbs_fixture_create(&g.fx, &diag) != VTPMCA_OK) {
         fprintf(stderr, "fixture: %s\n", diag.msg);
         return -1;
     }
     snprintf(g.state_dir, sizeof(g.state_dir), "%s/state", g.fx.dir);
-    snprintf(g.log_path, sizeof(g.log_path), "%s/vtpmcad.log", g.fx.dir);
-    snprintf(g.port_file, sizeof(g.port_file), "%s/port", g.fx.dir);
     g.p521 = EVP_EC_gen("P-521");
     g.p384 = EVP_EC_gen("P-384");
     g.rsa = EVP_RSA_gen(2048);
@@ -191,8 +111,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    if (g.pid > 0)
-        stop_daemon();
+    vtpmcad_stop(&g.daemon);
     EVP_PKEY_free(g.p521);
     EVP_PKEY_free(g.p384);
     EVP_PKEY_free(g.rsa);
@@ -217,35 +136,15 @@ typedef struct {
 static size_t on_body(char *data, size_t size, size_t n, void *user)
 {
     http_result *r = user;
-    char *bigger = realloc(r->body, r->len + size * n + 1);
-    if (bigger == NULL)
-        return 0;
-    r->body = bigger;
-    memcpy(r->body + r->len, data, size * n);
-    r->len += size * n;
-    r->body[r->len] = '\0';
-    return size * n;
-}
-
-static void header_value(const char *line, size_t len, char *out, size_t size)
-{
-    const char *v = memchr(line, ':', len) + 1;
-    while (v < line + len && *v == ' ')
-        v++;
-    size_t n = (size_t)(line + len - v);
-    while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n'))
-        n--;
-    snprintf(out, size, "%.*s", (int)n, v);
+    return http_capture_append(&r->body, &r->len, data, size * n);
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *user)
 {
     http_result *r = user;
     size_t len = size * n;
-    if (len > 11 && strncasecmp(data, "Set-Cookie:", 11) == 0)
-        header_value(data, len, r->set_cookie, sizeof(r->set_cookie));
-    if (len > 13 && strncasecmp(data, "Content-Type:", 13) == 0)
-        header_value(data, len, r->content_type, sizeof(r->content_type));
+    http_capture_header(data, len, "Set-Cookie", r->set_cookie, sizeof(r->set_cookie));
+    http_capture_header(data, len, "Content-Type", r->content_type, sizeof(r->content_type));
     return len;
 }
 
@@ -271,7 +170,7 @@ static void request(CURL *curl, const char *method, const char *path, const char
 {
     memset(r, 0, sizeof(*r));
     char url[512];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", g.port, path);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", g.daemon.port, path);
     struct curl_slist *headers = NULL;
     char line[16384];
     if (body != NULL) {
@@ -677,7 +576,7 @@ static void test_expiry(void **state)
                                             KBS_FIXTURE_MEASUREMENT);
     char *text = dumps(evidence);
     /* Past the auth TTL; the cookie is sent explicitly (a cookie store would drop it). */
-    sleep_ms(AUTH_TTL_S * 1000 + 200);
+    runner_sleep_ms(AUTH_TTL_S * 1000 + 200);
     extras cookie_a = {.cookie = NULL};
     char cookie[64];
     snprintf(cookie, sizeof(cookie), "kbs-session-id=%s", a.id);
@@ -685,7 +584,7 @@ static void test_expiry(void **state)
     CURL *curl = new_client();
     call_error(curl, "POST", "/kbs/v0/attest", text, &cookie_a, 401, "expired_session");
     /* Past the attested TTL: neither the cookie nor the token works. */
-    sleep_ms((SESSION_TTL_S - AUTH_TTL_S) * 1000 + 200);
+    runner_sleep_ms((SESSION_TTL_S - AUTH_TTL_S) * 1000 + 200);
     char path[256];
     resource_path(path, sizeof(path), KBS_INSTANCE_GENERATED);
     extras token_b = {.bearer = b.token};
@@ -739,7 +638,7 @@ static void test_metrics_audit_and_files(void **state)
     free(r.body);
     curl_easy_cleanup(curl);
 
-    assert_int_equal(stop_daemon(), 0);
+    assert_int_equal(vtpmcad_stop(&g.daemon), 0);
     store *st = NULL;
     assert_int_equal(store_open(g.fx.db_path, &st, NULL), VTPMCA_OK);
     store_audit_filter filter = {.action = "key_release", .limit = 1000};
@@ -774,7 +673,7 @@ static void test_metrics_audit_and_files(void **state)
         assert_int_equal(sb.st_mode & 0777, 0600);
     }
     /* Nothing secret in the log. */
-    char *log = read_text(g.log_path);
+    char *log = runner_read_text(g.daemon.log_path);
     assert_non_null(log);
     assert_non_null(strstr(log, "event=kbs.attest"));
     assert_null(strstr(log, "PRIVATE KEY"));

@@ -30,7 +30,9 @@
 #include <unistd.h>
 
 #include "../support/kbs_fixture.h"
+#include "../support/http_capture.h"
 #include "../support/vtpmcad_runner.h"
+#include "../support/svsm_sim_runner.h"
 #include "vtpmca/ear_token.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/enrollment.h"
@@ -45,7 +47,6 @@
 #include "vtpmca/svsm_state.h"
 
 #define SIM_INSTANCE "sim-vm"
-#define BOOT_TIMEOUT_S 60.0
 
 static struct {
     kbs_fixture fx;
@@ -117,14 +118,7 @@ typedef struct {
 static size_t collect(char *data, size_t size, size_t n, void *user)
 {
     http_answer *a = user;
-    char *bigger = realloc(a->body, a->len + size * n + 1);
-    if (bigger == NULL)
-        return 0;
-    a->body = bigger;
-    memcpy(a->body + a->len, data, size * n);
-    a->len += size * n;
-    a->body[a->len] = '\0';
-    return size * n;
+    return http_capture_append(&a->body, &a->len, data, size * n);
 }
 
 /* One raw request (body NULL: GET). */
@@ -582,43 +576,20 @@ static void test_metrics_and_audit(void **state)
 
 /* ---- svsm-sim ---- */
 
-typedef struct {
-    int code;
-    char *out, *err;
-} run_result;
-
-static run_result boot(const char *const *extra)
+static svsm_sim_run boot(const char *const *extra)
 {
-    const char *args[24] = {
-        "boot",        "--server",   g.d.url,      "--platform", g.platform,
-        "--state",     g.sim_state,  "--resource", g.sim_path,   "--measurement",
-        g.measurement, "--instance", SIM_INSTANCE, NULL};
-    size_t n = 0;
-    while (args[n] != NULL)
-        n++;
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 23; i++)
-        args[n++] = extra[i];
-    args[n] = NULL;
-    run_result r = {0};
-    r.code = run_program("svsm-sim", args, BOOT_TIMEOUT_S, &r.out, &r.err);
-    assert_non_null(r.out);
-    assert_non_null(r.err);
-    return r;
+    const char *more[16] = {"--instance", SIM_INSTANCE, NULL};
+    size_t n = 2;
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
+        assert_true(n < 15);
+        more[n++] = extra[i];
+    }
+    more[n] = NULL;
+    svsm_sim_boot_opts opts = {g.d.url, g.platform, g.sim_state, g.sim_path, g.measurement};
+    return svsm_sim_boot(&opts, more);
 }
 
-static void run_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-static void expect_boot_ok(run_result *r)
-{
-    if (r->code != 0 || strstr(r->out, "boot OK") == NULL)
-        fail_msg("svsm-sim exited %d\nstdout:\n%s\nstderr:\n%s", r->code, r->out, r->err);
-}
-
-static void expect_refused_at_ledger(run_result *r, const char *reason)
+static void expect_refused_at_ledger(svsm_sim_run *r, const char *reason)
 {
     if (r->code != 1 || strstr(r->out, "boot REFUSED at ledger") == NULL ||
         strstr(r->err, reason) == NULL)
@@ -662,19 +633,19 @@ static void test_svsm_sim_rollback_refused(void **state)
     snprintf(saved, sizeof(saved), "%s/vtpm.state.boot1", g.fx.dir);
     state_file(marker, sizeof(marker), "ledger-instance");
 
-    run_result r = boot(NULL);
-    expect_boot_ok(&r);
+    svsm_sim_run r = boot(NULL);
+    svsm_sim_expect_boot_ok(&r);
     assert_non_null(strstr(r.out, "no record of instance " SIM_INSTANCE));
     assert_non_null(strstr(r.out, "-> accepted (durable, MAC verified)"));
     assert_non_null(strstr(r.out, "remembered in"));
     assert_int_equal(access(marker, F_OK), 0);
-    run_free(&r);
+    svsm_sim_run_free(&r);
     copy_file(live, saved);
 
     r = boot(NULL);
-    expect_boot_ok(&r);
+    svsm_sim_expect_boot_ok(&r);
     assert_non_null(strstr(r.out, "the state is the ledger's latest"));
-    run_free(&r);
+    svsm_sim_run_free(&r);
     /* The ledger holds exactly the state file's counter. */
     uint8_t counter[16];
     state_counter(counter);
@@ -693,7 +664,7 @@ static void test_svsm_sim_rollback_refused(void **state)
     copy_file(saved, live);
     r = boot(NULL);
     expect_refused_at_ledger(&r, "rollback");
-    run_free(&r);
+    svsm_sim_run_free(&r);
     uint8_t *now = NULL, *old = NULL;
     size_t now_len = 0, old_len = 0;
     assert_int_equal(vt_file_read(live, 1 << 24, &now, &now_len, NULL), VTPMCA_OK);
@@ -707,14 +678,14 @@ static void test_svsm_sim_rollback_refused(void **state)
     assert_int_equal(unlink(live), 0);
     r = boot(NULL);
     expect_refused_at_ledger(&r, "no ");
-    run_free(&r);
+    svsm_sim_run_free(&r);
     assert_int_not_equal(access(live, F_OK), 0);
 
     /* The genuine latest state boots again and advances the ledger. */
     copy_file(current, live);
     r = boot(NULL);
-    expect_boot_ok(&r);
-    run_free(&r);
+    svsm_sim_expect_boot_ok(&r);
+    svsm_sim_run_free(&r);
     uint8_t after[16];
     state_counter(after);
     ledger_counter_increment(counter);
@@ -725,12 +696,10 @@ static void test_svsm_sim_rollback_refused(void **state)
 
     /* The state dir remembers the instance: another id is refused. */
     const char *other[] = {"--instance", "another", NULL};
-    const char *args[24] = {"boot",        "--server",  g.d.url,      "--platform", g.platform,
-                            "--state",     g.sim_state, "--resource", g.sim_path,   "--measurement",
-                            g.measurement, other[0],    other[1],     NULL};
-    r.code = run_program("svsm-sim", args, BOOT_TIMEOUT_S, &r.out, &r.err);
+    svsm_sim_boot_opts opts = {g.d.url, g.platform, g.sim_state, g.sim_path, g.measurement};
+    r = svsm_sim_boot(&opts, other);
     expect_refused_at_ledger(&r, "differs from instance " SIM_INSTANCE);
-    run_free(&r);
+    svsm_sim_run_free(&r);
 }
 
 int main(void)

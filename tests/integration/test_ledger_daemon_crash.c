@@ -61,19 +61,6 @@ static struct {
     client_state clients[CLIENTS];
 } g;
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The root that goes with a counter: distinct per instance and counter. */
 static void root_of(const client_state *c, const uint8_t counter[16], uint8_t root[20])
 {
@@ -125,7 +112,7 @@ static ledger_client *recover(client_state *c, ledger_client *lc, unsigned *gene
         bool restarted = g.generation != *generation;
         pthread_mutex_unlock(&g.lock);
         if (!restarted) {
-            sleep_ms(5);
+            runner_sleep_ms(5);
             continue;
         }
         lc = connect_client(c, generation);
@@ -262,17 +249,17 @@ static int teardown(void **state)
 static void test_sigkill_under_load_loses_no_acknowledged_advance(void **state)
 {
     (void)state;
-    double started = now_s();
+    double started = runner_now_s();
     vtpmcad_proc d;
     assert_int_equal(start_daemon(&d, 0), VTPMCA_OK);
     for (int i = 0; i < CLIENTS; i++)
         assert_int_equal(pthread_create(&g.clients[i].thread, NULL, client_main, &g.clients[i]), 0);
     uint64_t acked_before_kill = 0;
     int kills = 0;
-    for (int round = 1; round <= KILLS && now_s() - started < DEADLINE_S; round++) {
+    for (int round = 1; round <= KILLS && runner_now_s() - started < DEADLINE_S; round++) {
         unsigned gap = 0;
         RAND_bytes((uint8_t *)&gap, sizeof(gap));
-        sleep_ms(MIN_GAP_MS + (long)(gap % (MAX_GAP_MS - MIN_GAP_MS)));
+        runner_sleep_ms(MIN_GAP_MS + (long)(gap % (MAX_GAP_MS - MIN_GAP_MS)));
         uint64_t acked = 0;
         for (int i = 0; i < CLIENTS; i++)
             acked += g.clients[i].acked;
@@ -283,7 +270,7 @@ static void test_sigkill_under_load_loses_no_acknowledged_advance(void **state)
         kills++;
         assert_int_equal(start_daemon(&d, round), VTPMCA_OK);
     }
-    sleep_ms(300); /* the clients recover and advance again */
+    runner_sleep_ms(300); /* the clients recover and advance again */
     atomic_store(&g.stop, true);
     for (int i = 0; i < CLIENTS; i++)
         pthread_join(g.clients[i].thread, NULL);
@@ -321,7 +308,7 @@ static void test_sigkill_under_load_loses_no_acknowledged_advance(void **state)
     assert_int_equal(n, 0);
     free(events);
     assert_int_equal(vtpmcad_stop(&d), 0);
-    double elapsed = now_s() - started;
+    double elapsed = runner_now_s() - started;
     printf("# %d SIGKILLs in %.1f s: %llu advances acknowledged by %d clients, %llu requests "
            "cut by a kill, %llu recoveries checked\n",
            kills, elapsed, (unsigned long long)total, CLIENTS, (unsigned long long)network_errors,

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "../support/vtpmcad_runner.h"
+#include "../support/svsm_sim_runner.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/enrollment.h"
 #include "vtpmca/fileio.h"
@@ -42,7 +43,6 @@
 #define CHIP_ID                                                                                    \
     "5151515151515151515151515151515151515151515151515151515151515151"                             \
     "5151515151515151515151515151515151515151515151515151515151515151"
-#define BOOT_TIMEOUT_S 60.0
 
 typedef struct {
     char path[STORE_RESOURCE_PATH_MAX + 1];
@@ -114,45 +114,15 @@ static void assert_unchanged(const char *state_dir, snapshot *before)
     free(before->kbs_key);
 }
 
-typedef struct {
-    int code;
-    char *out, *err;
-} run_result;
-
-static void run_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
 /* svsm-sim boot against `server` with the common options and `extra` (NULL-terminated). */
-static run_result boot(const vtpmcad_proc *server, const char *state_dir, const char *resource,
+static svsm_sim_run boot(const vtpmcad_proc *server, const char *state_dir, const char *resource,
                        const char *measurement, const char *const *extra)
 {
-    const char *args[32] = {"boot",      "--server",      server->url, "--platform",
-                            fx.platform, "--state",       state_dir,   "--resource",
-                            resource,    "--measurement", measurement, NULL};
-    size_t n = 0;
-    while (args[n] != NULL)
-        n++;
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 31; i++)
-        args[n++] = extra[i];
-    args[n] = NULL;
-    run_result r = {0};
-    r.code = run_program("svsm-sim", args, BOOT_TIMEOUT_S, &r.out, &r.err);
-    assert_non_null(r.out);
-    assert_non_null(r.err);
-    return r;
+    svsm_sim_boot_opts opts = {server->url, fx.platform, state_dir, resource, measurement};
+    return svsm_sim_boot(&opts, extra);
 }
 
-static void expect_ok(run_result *r)
-{
-    if (r->code != 0)
-        fail_msg("svsm-sim exited %d\nstdout:\n%s\nstderr:\n%s", r->code, r->out, r->err);
-    assert_non_null(strstr(r->out, "boot OK"));
-}
-
-static void expect_refused(run_result *r, const char *step, const char *reason)
+static void expect_refused(svsm_sim_run *r, const char *step, const char *reason)
 {
     char needle[96];
     snprintf(needle, sizeof(needle), "REFUSED at %s:", step);
@@ -402,8 +372,8 @@ static void test_first_boot_creates_the_vtpm(void **state)
 {
     (void)state;
     fresh_dir(g_vm1_dir, sizeof(g_vm1_dir), "vm1");
-    run_result r = boot(&fx.a, g_vm1_dir, fx.vm1.path, fx.good, NULL);
-    expect_ok(&r);
+    svsm_sim_run r = boot(&fx.a, g_vm1_dir, fx.vm1.path, fx.good, NULL);
+    svsm_sim_expect_boot_ok(&r);
     assert_non_null(strstr(r.out, "manufactured a new vTPM"));
     assert_non_null(strstr(r.out, "REPORT_DATA svsm"));
     assert_non_null(strstr(r.out, "ephemeral P-521 key"));
@@ -429,7 +399,7 @@ static void test_first_boot_creates_the_vtpm(void **state)
     struct stat st;
     assert_int_equal(stat(g_vm1_dir, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0700);
-    run_free(&r);
+    svsm_sim_run_free(&r);
 }
 
 static void test_second_boot_reopens_with_the_same_ek(void **state)
@@ -437,8 +407,8 @@ static void test_second_boot_reopens_with_the_same_ek(void **state)
     (void)state;
     char ek_before[65], counter_before[33], expected_counter[33];
     open_state_with(g_vm1_dir, fx.vm1.key, ek_before, counter_before);
-    run_result r = boot(&fx.a, g_vm1_dir, fx.vm1.path, fx.good, NULL);
-    expect_ok(&r);
+    svsm_sim_run r = boot(&fx.a, g_vm1_dir, fx.vm1.path, fx.good, NULL);
+    svsm_sim_expect_boot_ok(&r);
     assert_non_null(strstr(r.out, "opened"));
     assert_non_null(strstr(r.out, "same as the remembered KBS key"));
     char ek[65];
@@ -456,17 +426,17 @@ static void test_second_boot_reopens_with_the_same_ek(void **state)
     open_state_with(g_vm1_dir, fx.vm1.key, ek_after, counter_after);
     assert_string_equal(ek_after, g_vm1_ek);
     assert_string_equal(counter_after, expected_counter);
-    run_free(&r);
+    svsm_sim_run_free(&r);
 }
 
 static void test_wrong_measurement_is_refused(void **state)
 {
     (void)state;
     snapshot before = take_snapshot(g_vm1_dir);
-    run_result r = boot(&fx.a, g_vm1_dir, fx.vm1.path, fx.bad, NULL);
+    svsm_sim_run r = boot(&fx.a, g_vm1_dir, fx.vm1.path, fx.bad, NULL);
     expect_refused(&r, "resource", "HTTP 403");
     assert_unchanged(g_vm1_dir, &before);
-    run_free(&r);
+    svsm_sim_run_free(&r);
 
     /* A first boot that is refused creates nothing at all. */
     char dir[192];
@@ -474,7 +444,7 @@ static void test_wrong_measurement_is_refused(void **state)
     r = boot(&fx.a, dir, fx.vm2.path, fx.bad, NULL);
     expect_refused(&r, "resource", "HTTP 403");
     assert_false(exists(dir));
-    run_free(&r);
+    svsm_sim_run_free(&r);
 }
 
 static void test_other_server_identity_is_refused(void **state)
@@ -482,10 +452,10 @@ static void test_other_server_identity_is_refused(void **state)
     (void)state;
     /* Server B releases a key for vm1's path, signed with its own KBS key. */
     snapshot before = take_snapshot(g_vm1_dir);
-    run_result r = boot(&fx.b, g_vm1_dir, fx.vm1.path, fx.good, NULL);
+    svsm_sim_run r = boot(&fx.b, g_vm1_dir, fx.vm1.path, fx.good, NULL);
     expect_refused(&r, "KBS binding", "different KBS key");
     assert_unchanged(g_vm1_dir, &before);
-    run_free(&r);
+    svsm_sim_run_free(&r);
 
     /* A pinned KBS key (server A's) refuses server B on a first boot too ... */
     char pinned[256], dir[192];
@@ -496,7 +466,7 @@ static void test_other_server_identity_is_refused(void **state)
     r = boot(&fx.b, dir, fx.vm1.path, fx.good, pin);
     expect_refused(&r, "KBS binding", "different KBS key");
     assert_false(exists(dir));
-    run_free(&r);
+    svsm_sim_run_free(&r);
 
     /* ... and a pin that disagrees with the remembered key is refused before any request. */
     char pinned_b[256];
@@ -507,12 +477,12 @@ static void test_other_server_identity_is_refused(void **state)
     r = boot(&fx.a, g_vm1_dir, fx.vm1.path, fx.good, pin_b);
     expect_refused(&r, "setup", "differs from the KBS key remembered");
     assert_unchanged(g_vm1_dir, &before);
-    run_free(&r);
+    svsm_sim_run_free(&r);
 
     /* With server A's key pinned, server A is accepted. */
     r = boot(&fx.a, g_vm1_dir, fx.vm1.path, fx.good, pin);
-    expect_ok(&r);
-    run_free(&r);
+    svsm_sim_expect_boot_ok(&r);
+    svsm_sim_run_free(&r);
 }
 
 static void test_trustee_flavour_p384(void **state)
@@ -521,8 +491,8 @@ static void test_trustee_flavour_p384(void **state)
     char dir[192];
     fresh_dir(dir, sizeof(dir), "vm2");
     const char *trustee[] = {"--flavour", "trustee", "--tee-key", "p384", NULL};
-    run_result r = boot(&fx.a, dir, fx.vm2.path, fx.good, trustee);
-    expect_ok(&r);
+    svsm_sim_run r = boot(&fx.a, dir, fx.vm2.path, fx.good, trustee);
+    svsm_sim_expect_boot_ok(&r);
     assert_non_null(strstr(r.out, "REPORT_DATA trustee"));
     assert_non_null(strstr(r.out, "ephemeral P-384 key"));
     assert_non_null(strstr(r.out, "manufactured a new vTPM"));
@@ -531,14 +501,14 @@ static void test_trustee_flavour_p384(void **state)
     open_state_with(dir, fx.vm2.key, ek, counter);
     assert_string_equal(ek, printed);
     assert_string_not_equal(ek, g_vm1_ek); /* another vTPM, another EK */
-    run_free(&r);
+    svsm_sim_run_free(&r);
 
     /* The trustee flavour reopens it too (report version 5 this time). */
     const char *again[] = {"--flavour", "trustee", "--report-version", "5", NULL};
     r = boot(&fx.a, dir, fx.vm2.path, fx.good, again);
-    expect_ok(&r);
+    svsm_sim_expect_boot_ok(&r);
     assert_non_null(strstr(r.out, "(same as recorded)"));
-    run_free(&r);
+    svsm_sim_run_free(&r);
 }
 
 static void test_copied_state_of_another_instance_fails_to_open(void **state)
@@ -556,10 +526,10 @@ static void test_copied_state_of_another_instance_fails_to_open(void **state)
     assert_int_equal(vt_file_write_atomic(dst, data, len, 0600, NULL), VTPMCA_OK);
     free(data);
     snapshot before = take_snapshot(dir);
-    run_result r = boot(&fx.a, dir, fx.vm3.path, fx.good, NULL);
+    svsm_sim_run r = boot(&fx.a, dir, fx.vm3.path, fx.good, NULL);
     expect_refused(&r, "vTPM", "wrong persistence key or modified file");
     assert_unchanged(dir, &before);
-    run_free(&r);
+    svsm_sim_run_free(&r);
 }
 
 static void test_tampered_state_is_refused(void **state)
@@ -567,9 +537,9 @@ static void test_tampered_state_is_refused(void **state)
     (void)state;
     char dir[192], path[256];
     fresh_dir(dir, sizeof(dir), "vm3");
-    run_result r = boot(&fx.a, dir, fx.vm3.path, fx.good, NULL);
-    expect_ok(&r);
-    run_free(&r);
+    svsm_sim_run r = boot(&fx.a, dir, fx.vm3.path, fx.good, NULL);
+    svsm_sim_expect_boot_ok(&r);
+    svsm_sim_run_free(&r);
     state_file(dir, "vtpm.state", path, sizeof(path));
     uint8_t *data = NULL;
     size_t len = 0;
@@ -581,7 +551,7 @@ static void test_tampered_state_is_refused(void **state)
     r = boot(&fx.a, dir, fx.vm3.path, fx.good, NULL);
     expect_refused(&r, "vTPM", "modified file");
     assert_unchanged(dir, &before);
-    run_free(&r);
+    svsm_sim_run_free(&r);
 }
 
 static void test_wrapped_key_mode(void **state)
@@ -590,18 +560,18 @@ static void test_wrapped_key_mode(void **state)
     char dir[192];
     fresh_dir(dir, sizeof(dir), "wrapped");
     /* Without the blob the service has nothing to release. */
-    run_result r = boot(&fx.a, dir, fx.wrapped.path, fx.good, NULL);
+    svsm_sim_run r = boot(&fx.a, dir, fx.wrapped.path, fx.good, NULL);
     expect_refused(&r, "resource", NULL);
     assert_false(exists(dir));
-    run_free(&r);
+    svsm_sim_run_free(&r);
 
     const char *wrapped[] = {"--wrapped-key", fx.wrapped_blob_file, NULL};
     r = boot(&fx.a, dir, fx.wrapped.path, fx.good, wrapped);
-    expect_ok(&r);
+    svsm_sim_expect_boot_ok(&r);
     assert_non_null(strstr(r.out, "POST (wrapped key)"));
     char ek[65], counter[33];
     open_state_with(dir, fx.wrapped.key, ek, counter); /* the admin's own key was released */
-    run_free(&r);
+    svsm_sim_run_free(&r);
 }
 
 static void test_rsa_tee_key(void **state)
@@ -610,21 +580,21 @@ static void test_rsa_tee_key(void **state)
     /* A remembered KBS key cannot be checked without a binding: refused. */
     snapshot before = take_snapshot(g_vm1_dir);
     const char *rsa[] = {"--flavour", "trustee", "--tee-key", "rsa", NULL};
-    run_result r = boot(&fx.a, g_vm1_dir, fx.vm1.path, fx.good, rsa);
+    svsm_sim_run r = boot(&fx.a, g_vm1_dir, fx.vm1.path, fx.good, rsa);
     expect_refused(&r, "KBS binding", "no KBS binding");
     assert_unchanged(g_vm1_dir, &before);
-    run_free(&r);
+    svsm_sim_run_free(&r);
 
     /* A first boot works and remembers nothing. */
     char dir[192], path[256];
     fresh_dir(dir, sizeof(dir), "rsa");
     r = boot(&fx.a, dir, fx.vm2.path, fx.good, rsa);
     /* vm2's state lives elsewhere: this directory gets a new vTPM under vm2's key. */
-    expect_ok(&r);
+    svsm_sim_expect_boot_ok(&r);
     assert_non_null(strstr(r.out, "RSA-OAEP-256"));
     state_file(dir, "kbs-key.pem", path, sizeof(path));
     assert_false(exists(path));
-    run_free(&r);
+    svsm_sim_run_free(&r);
 }
 
 static void test_unknown_resource_and_no_server(void **state)
@@ -632,18 +602,18 @@ static void test_unknown_resource_and_no_server(void **state)
     (void)state;
     char dir[192];
     fresh_dir(dir, sizeof(dir), "unknown");
-    run_result r =
+    svsm_sim_run r =
         boot(&fx.a, dir, "vtpmca/persistence-key/00000000000000000000000000000000", fx.good, NULL);
     expect_refused(&r, "resource", "HTTP 404");
     assert_false(exists(dir));
-    run_free(&r);
+    svsm_sim_run_free(&r);
 
     vtpmcad_proc gone = fx.a;
     snprintf(gone.url, sizeof(gone.url), "http://127.0.0.1:1");
     r = boot(&gone, dir, fx.vm1.path, fx.good, NULL);
     expect_refused(&r, "auth", NULL);
     assert_false(exists(dir));
-    run_free(&r);
+    svsm_sim_run_free(&r);
 }
 
 static void test_usage_errors(void **state)
@@ -660,18 +630,18 @@ static void test_usage_errors(void **state)
         {"--bogus", NULL, NULL, NULL},         /* unknown option */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        run_result r = boot(&fx.a, dir, fx.vm1.path, fx.good, cases[i]);
+        svsm_sim_run r = boot(&fx.a, dir, fx.vm1.path, fx.good, cases[i]);
         if (r.code != 2)
             fail_msg("case %zu: exit %d, stderr %s", i, r.code, r.err);
         assert_non_null(strstr(r.err, "svsm-sim boot"));
-        run_free(&r);
+        svsm_sim_run_free(&r);
     }
-    run_result r = boot(&fx.a, dir, "not-a-path", fx.good, NULL);
+    svsm_sim_run r = boot(&fx.a, dir, "not-a-path", fx.good, NULL);
     assert_int_equal(r.code, 2);
-    run_free(&r);
+    svsm_sim_run_free(&r);
     r = boot(&fx.a, dir, fx.vm1.path, "5a5a", NULL); /* measurement too short */
     assert_int_equal(r.code, 2);
-    run_free(&r);
+    svsm_sim_run_free(&r);
     assert_false(exists(dir));
 
     const char *help[] = {"boot", "--help", NULL};

@@ -19,14 +19,14 @@ extern char **environ;
 #define MAX_ARGS 64
 #define LOG_TAIL 200
 
-static double now_s(void)
+double runner_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void sleep_ms(long ms)
+void runner_sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -64,7 +64,7 @@ static pid_t spawn(const char *program, const char *const *args, const char *out
 /* Waits up to timeout_s: the exit status, or -1 (signal, or still running). */
 static int wait_exit(pid_t pid, double timeout_s, int *still_running)
 {
-    double deadline = now_s() + timeout_s;
+    double deadline = runner_now_s() + timeout_s;
     *still_running = 0;
     for (;;) {
         int status = 0;
@@ -73,15 +73,15 @@ static int wait_exit(pid_t pid, double timeout_s, int *still_running)
             return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
         if (done < 0 && errno != EINTR)
             return -1;
-        if (now_s() > deadline) {
+        if (runner_now_s() > deadline) {
             *still_running = 1;
             return -1;
         }
-        sleep_ms(5);
+        runner_sleep_ms(5);
     }
 }
 
-static char *read_text(const char *path)
+char *runner_read_text(const char *path)
 {
     uint8_t *data = NULL;
     size_t len = 0;
@@ -92,7 +92,7 @@ static char *read_text(const char *path)
 
 static vtpmca_err startup_failed(vtpmcad_proc *d, const char *what, vtpmca_diag *diag)
 {
-    char *log = read_text(d->log_path);
+    char *log = runner_read_text(d->log_path);
     size_t len = log != NULL ? strlen(log) : 0;
     vtpmca_err err =
         vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "vtpmcad %s: %s", what,
@@ -126,9 +126,9 @@ vtpmca_err vtpmcad_start(vtpmcad_proc *d, const char *work_dir, const char *name
         return vtpmca_fail(diag, VTPMCA_ERR_IO, "cannot start %s/vtpmcad",
                            vtpmcad_runner_bin_dir());
     }
-    double deadline = now_s() + 15;
+    double deadline = runner_now_s() + 15;
     for (;;) {
-        char *text = read_text(d->port_file);
+        char *text = runner_read_text(d->port_file);
         if (text != NULL && strchr(text, '\n') != NULL) {
             d->port = (unsigned)strtoul(text, NULL, 10);
             free(text);
@@ -140,11 +140,11 @@ vtpmca_err vtpmcad_start(vtpmcad_proc *d, const char *work_dir, const char *name
             d->pid = 0;
             return startup_failed(d, "exited during start-up", diag);
         }
-        if (now_s() > deadline) {
+        if (runner_now_s() > deadline) {
             vtpmcad_stop(d);
             return startup_failed(d, "wrote no port file", diag);
         }
-        sleep_ms(20);
+        runner_sleep_ms(20);
     }
     if (d->port == 0 || d->port > 65535) {
         vtpmcad_stop(d);
@@ -189,9 +189,9 @@ int run_program(const char *program, const char *const *args, double timeout_s, 
         }
     }
     if (out != NULL)
-        *out = read_text(out_path);
+        *out = runner_read_text(out_path);
     if (err != NULL)
-        *err = read_text(err_path);
+        *err = runner_read_text(err_path);
     unlink(out_path);
     unlink(err_path);
     return code;

@@ -36,4 +36,13 @@ int vtpmcad_stop(vtpmcad_proc *d);
 int run_program(const char *program, const char *const *args, double timeout_s, char **out,
                 char **err);
 
+/* Monotonic clock in seconds, for deadlines in tests. */
+double runner_now_s(void);
+
+/* Sleeps ms milliseconds. */
+void runner_sleep_ms(long ms);
+
+/* The whole file (up to 16 MiB) as a malloc'd NUL-terminated string, or NULL. */
+char *runner_read_text(const char *path);
+
 #endif

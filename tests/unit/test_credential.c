@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "vtpmca/ca_client.h"
 #include "vtpmca/credential.h"
 #include "vtpmca/tpm2_marshal.h"
 #include "vtpmca/vtpm.h"
@@ -170,27 +171,14 @@ static void test_kdfe_matches_the_definition(void **state)
  * vtpm_activate_credential needs). */
 static void create_iak(vtpm *tpm, uint32_t *handle, uint8_t *name, size_t *name_len)
 {
-    tpm2_public t;
-    memset(&t, 0, sizeof(t));
-    t.type = TPM2_ALG_ECC;
-    t.name_alg = TPM2_ALG_SHA256;
-    t.object_attributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                          TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-                          TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
-    t.sym_alg = TPM2_ALG_NULL;
-    t.scheme = TPM2_ALG_ECDSA;
-    t.scheme_hash = TPM2_ALG_SHA256;
-    t.curve = TPM2_ECC_NIST_P256;
-    t.kdf = TPM2_ALG_NULL;
     uint8_t buf[256];
-    tpm2_writer w;
-    tpm2_writer_init(&w, buf, sizeof(buf));
-    assert_int_equal(tpm2_put_public(&w, &t), VTPMCA_OK);
+    size_t tmpl_len = 0;
+    assert_int_equal(ca_iak_template(buf, sizeof(buf), &tmpl_len), VTPMCA_OK);
     vtpmca_diag diag = {{0}};
     uint8_t *pub = NULL;
     size_t pub_len = 0;
     assert_int_equal(
-        vtpm_create_primary(tpm, TPM2_RH_ENDORSEMENT, buf, w.len, handle, &pub, &pub_len, &diag),
+        vtpm_create_primary(tpm, TPM2_RH_ENDORSEMENT, buf, tmpl_len, handle, &pub, &pub_len, &diag),
         VTPMCA_OK);
     assert_int_equal(vtpm_object_name(pub, pub_len, name, name_len, &diag), VTPMCA_OK);
     free(pub);

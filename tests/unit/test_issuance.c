@@ -29,6 +29,7 @@
 
 #include "../support/ca_fixture.h"
 #include "../support/kbs_fixture.h"
+#include "vtpmca/ca_client.h"
 #include "vtpmca/c509.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/ek_template.h"
@@ -110,23 +111,10 @@ static issuance *make_engine(bool require_activation, unsigned challenge_capacit
 /* A restricted ECDSA P-256 signing key in the endorsement hierarchy (admin by authValue). */
 static void create_iak(void)
 {
-    tpm2_public t;
-    memset(&t, 0, sizeof(t));
-    t.type = TPM2_ALG_ECC;
-    t.name_alg = TPM2_ALG_SHA256;
-    t.object_attributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                          TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-                          TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
-    t.sym_alg = TPM2_ALG_NULL;
-    t.scheme = TPM2_ALG_ECDSA;
-    t.scheme_hash = TPM2_ALG_SHA256;
-    t.curve = TPM2_ECC_NIST_P256;
-    t.kdf = TPM2_ALG_NULL;
     uint8_t buf[256];
-    tpm2_writer w;
-    tpm2_writer_init(&w, buf, sizeof(buf));
-    assert_int_equal(tpm2_put_public(&w, &t), VTPMCA_OK);
-    assert_int_equal(vtpm_create_primary(g.tpm, TPM2_RH_ENDORSEMENT, buf, w.len, &g.iak_handle,
+    size_t tmpl_len = 0;
+    assert_int_equal(ca_iak_template(buf, sizeof(buf), &tmpl_len), VTPMCA_OK);
+    assert_int_equal(vtpm_create_primary(g.tpm, TPM2_RH_ENDORSEMENT, buf, tmpl_len, &g.iak_handle,
                                          &g.iak_pub, &g.iak_pub_len, NULL),
                      VTPMCA_OK);
 }

@@ -8,7 +8,6 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "../support/ca_fixture.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/jwe.h"
@@ -52,8 +52,7 @@ static int group_setup(void **state)
     g.rsa2048 = gen_rsa(2048);
     g.rsa3072 = gen_rsa(3072);
     g.rsa2048_other = gen_rsa(2048);
-    snprintf(g.dir, sizeof(g.dir), "/tmp/vtpmca-test-jwe-XXXXXX");
-    return g.p256 && g.p384 && g.p521 && g.p521_other && mkdtemp(g.dir) != NULL ? 0 : -1;
+    return g.p256 && g.p384 && g.p521 && g.p521_other && ca_fixture_tmpdir(g.dir, sizeof(g.dir), "test-jwe") == 0 ? 0 : -1;
 }
 
 static int group_teardown(void **state)
@@ -63,19 +62,7 @@ static int group_teardown(void **state)
                         g.rsa2048, g.rsa3072, g.rsa2048_other};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         EVP_PKEY_free(keys[i]);
-    DIR *dir = opendir(g.dir);
-    if (dir == NULL)
-        return -1;
-    struct dirent *entry;
-    while ((entry = readdir(dir)) != NULL) {
-        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-            continue;
-        char path[512];
-        snprintf(path, sizeof(path), "%s/%s", g.dir, entry->d_name);
-        unlink(path);
-    }
-    closedir(dir);
-    return rmdir(g.dir);
+    return ca_fixture_rmtree(g.dir);
 }
 
 /* The public half of a key, as a recipient would receive it. */

@@ -8,7 +8,6 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +21,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "../support/ca_fixture.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/jwe.h"
@@ -50,8 +50,7 @@ static int group_setup(void **state)
     g.tee521 = EVP_EC_gen("P-521");
     g.tee521_other = EVP_EC_gen("P-521");
     g.tee384 = EVP_EC_gen("P-384");
-    snprintf(g.dir, sizeof(g.dir), "/tmp/vtpmca-test-kbs-XXXXXX");
-    return g.tee521 && g.tee521_other && g.tee384 && mkdtemp(g.dir) != NULL ? 0 : -1;
+    return g.tee521 && g.tee521_other && g.tee384 && ca_fixture_tmpdir(g.dir, sizeof(g.dir), "test-kbs") == 0 ? 0 : -1;
 }
 
 static int group_teardown(void **state)
@@ -60,19 +59,7 @@ static int group_teardown(void **state)
     EVP_PKEY *keys[] = {g.kbs384, g.kbs384_other, g.kbs256, g.tee521, g.tee521_other, g.tee384};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         EVP_PKEY_free(keys[i]);
-    DIR *dir = opendir(g.dir);
-    if (dir == NULL)
-        return -1;
-    struct dirent *entry;
-    while ((entry = readdir(dir)) != NULL) {
-        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-            continue;
-        char path[512];
-        snprintf(path, sizeof(path), "%s/%s", g.dir, entry->d_name);
-        unlink(path);
-    }
-    closedir(dir);
-    return rmdir(g.dir);
+    return ca_fixture_rmtree(g.dir);
 }
 
 static json_t *load_json(const char *text)

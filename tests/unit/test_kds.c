@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "../support/kds_standin.h"
+#include "../support/vtpmcad_runner.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/kds.h"
 
@@ -41,13 +42,6 @@ static int teardown(void **state)
     free(fx->vcek);
     free(fx);
     return 0;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static void fill_chip(uint8_t chip[64], uint8_t first)
@@ -284,10 +278,10 @@ static void test_timeout(void **state)
     uint8_t *der = NULL;
     size_t der_len = 0;
     vtpmca_diag diag = {{0}};
-    double start = now_seconds();
+    double start = runner_now_s();
     assert_int_equal(kds_fetch_vcek(kds, SNP_PRODUCT_MILAN, chip, &tcb, &der, &der_len, &diag),
                      VTPMCA_ERR_NETWORK);
-    double elapsed = now_seconds() - start;
+    double elapsed = runner_now_s() - start;
     kds_standin_set_delay_ms(fx->standin, 0);
     assert_true(elapsed >= 0.25);
     assert_true(elapsed < 1.5);
@@ -319,10 +313,10 @@ static void test_rate_limit(void **state)
     assert_int_equal(kds_fetch_vcek(kds, SNP_PRODUCT_MILAN, chip_b, &tcb, &der, &der_len, &diag),
                      VTPMCA_ERR_NOT_FOUND);
     /* Bucket empty: a third distinct request is refused at once, without waiting. */
-    double start = now_seconds();
+    double start = runner_now_s();
     assert_int_equal(kds_fetch_vcek(kds, SNP_PRODUCT_MILAN, chip_c, &tcb, &der, &der_len, &diag),
                      VTPMCA_ERR_LIMIT);
-    assert_true(now_seconds() - start < 0.1);
+    assert_true(runner_now_s() - start < 0.1);
     assert_null(der);
     assert_int_equal(kds_standin_request_count(fx->standin), before + 2);
 

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../support/ca_fixture.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/keyvault.h"
@@ -25,16 +26,13 @@ static unsigned g_counter;
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(g_tmp, sizeof(g_tmp), "/tmp/vtpmca-keyvault-XXXXXX");
-    return mkdtemp(g_tmp) != NULL ? 0 : -1;
+    return ca_fixture_tmpdir(g_tmp, sizeof(g_tmp), "keyvault");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_tmp);
-    return system(cmd) == 0 ? 0 : -1;
+    return ca_fixture_rmtree(g_tmp);
 }
 
 static void fresh_path(char *path, size_t size)

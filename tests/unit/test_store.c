@@ -7,7 +7,6 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -19,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/ca_fixture.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/store.h"
 
@@ -30,26 +30,13 @@ static int g_db_counter;
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(g_dir, sizeof(g_dir), "/tmp/vtpmca-test-store-XXXXXX");
-    return mkdtemp(g_dir) == NULL ? -1 : 0;
+    return ca_fixture_tmpdir(g_dir, sizeof(g_dir), "test-store");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    DIR *dir = opendir(g_dir);
-    if (dir == NULL)
-        return -1;
-    struct dirent *entry;
-    while ((entry = readdir(dir)) != NULL) {
-        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-            continue;
-        char path[512];
-        snprintf(path, sizeof(path), "%s/%s", g_dir, entry->d_name);
-        unlink(path);
-    }
-    closedir(dir);
-    return rmdir(g_dir);
+    return ca_fixture_rmtree(g_dir);
 }
 
 /* A fresh database path for one test. */

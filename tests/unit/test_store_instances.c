@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/ca_fixture.h"
 #include "vtpmca/store.h"
 
 static char g_dir[64];
@@ -26,16 +27,13 @@ static int g_db_counter;
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(g_dir, sizeof(g_dir), "/tmp/vtpmca-test-instances-XXXXXX");
-    return mkdtemp(g_dir) == NULL ? -1 : 0;
+    return ca_fixture_tmpdir(g_dir, sizeof(g_dir), "test-instances");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ca_fixture_rmtree(g_dir);
 }
 
 /* A fresh store with fleets "prod" and "test"; `path` receives the database file name. */

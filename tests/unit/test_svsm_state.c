@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../support/ca_fixture.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/svsm_state.h"
 
@@ -32,16 +33,13 @@ static unsigned g_counter;
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(g_tmp, sizeof(g_tmp), "/tmp/vtpmca-svsm-state-XXXXXX");
-    return mkdtemp(g_tmp) != NULL ? 0 : -1;
+    return ca_fixture_tmpdir(g_tmp, sizeof(g_tmp), "svsm-state");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_tmp);
-    return system(cmd) == 0 ? 0 : -1;
+    return ca_fixture_rmtree(g_tmp);
 }
 
 static void fresh_path(char *path, size_t size)

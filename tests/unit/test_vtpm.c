@@ -17,6 +17,7 @@
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 
+#include "vtpmca/ca_client.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/tpm2_marshal.h"
 #include "vtpmca/vtpm.h"
@@ -111,22 +112,9 @@ static const struct {
  * vtpm_activate_credential requires). */
 static size_t iak_like_template(uint8_t *buf, size_t cap)
 {
-    tpm2_public t;
-    memset(&t, 0, sizeof(t));
-    t.type = TPM2_ALG_ECC;
-    t.name_alg = TPM2_ALG_SHA256;
-    t.object_attributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                          TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-                          TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT;
-    t.sym_alg = TPM2_ALG_NULL;
-    t.scheme = TPM2_ALG_ECDSA;
-    t.scheme_hash = TPM2_ALG_SHA256;
-    t.curve = TPM2_ECC_NIST_P256;
-    t.kdf = TPM2_ALG_NULL;
-    tpm2_writer w;
-    assert_int_equal(tpm2_writer_init(&w, buf, cap), VTPMCA_OK);
-    assert_int_equal(tpm2_put_public(&w, &t), VTPMCA_OK);
-    return w.len;
+    size_t len = 0;
+    assert_int_equal(ca_iak_template(buf, cap, &len), VTPMCA_OK);
+    return len;
 }
 
 static void create_ek_bytes(vtpm *tpm, vtpm_ek_kind kind, uint32_t *handle, uint8_t **pub,

@@ -2,18 +2,17 @@
  * answer bodies go through the server's message code (ca/issuance_wire.c). */
 #include "vtpmca/ca_client.h"
 
-#include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
 #include "vtpmca/c509.h"
+#include "vtpmca/http_client.h"
 #include "vtpmca/tpm2_marshal.h"
 
 #define URL_MAX 512
@@ -21,10 +20,8 @@
 #define CONNECT_TIMEOUT_MS 5000L
 
 struct ca_client {
-    CURL *curl;
-    char *base_url;
+    vt_http http;
     issuance_encoding encoding;
-    long timeout_ms;
     long last_status;
     char last_error[48];
 };
@@ -37,25 +34,16 @@ vtpmca_err ca_client_new(const char *base_url, issuance_encoding encoding, long 
     if (base_url == NULL || out == NULL || timeout_ms < 0 ||
         (encoding != ISSUANCE_ENC_JSON && encoding != ISSUANCE_ENC_CBOR))
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "ca client: bad arguments");
-    if (strncmp(base_url, "http://", 7) != 0 && strncmp(base_url, "https://", 8) != 0)
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
-                           "server URL must start with http:// or https://");
-    size_t len = strlen(base_url);
-    while (len > 0 && base_url[len - 1] == '/')
-        len--;
-    if (len + 64 > URL_MAX)
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "server URL is too long");
     ca_client *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "ca client: out of memory");
-    c->base_url = strndup(base_url, len);
-    c->curl = curl_easy_init();
-    c->encoding = encoding;
-    c->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
-    if (c->base_url == NULL || c->curl == NULL) {
-        ca_client_free(c);
-        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "cannot set up libcurl");
+    vtpmca_err err = vt_http_init(&c->http, base_url, URL_MAX, timeout_ms, DEFAULT_TIMEOUT_MS,
+                                  CONNECT_TIMEOUT_MS, "ca client", diag);
+    if (err != VTPMCA_OK) {
+        free(c);
+        return err;
     }
+    c->encoding = encoding;
     *out = c;
     return VTPMCA_OK;
 }
@@ -64,9 +52,7 @@ void ca_client_free(ca_client *client)
 {
     if (client == NULL)
         return;
-    if (client->curl != NULL)
-        curl_easy_cleanup(client->curl);
-    free(client->base_url);
+    vt_http_cleanup(&client->http);
     free(client);
 }
 
@@ -82,30 +68,6 @@ const char *ca_client_last_error(const ca_client *client)
 
 /* ---- transport ---- */
 
-typedef struct {
-    uint8_t *data;
-    size_t len;
-    bool too_big;
-} response_body;
-
-static size_t on_body(char *data, size_t size, size_t n, void *user)
-{
-    response_body *body = user;
-    size_t chunk = size * n;
-    if (body->len + chunk > CA_CLIENT_RESPONSE_MAX) {
-        body->too_big = true;
-        return 0; /* makes libcurl abort the transfer */
-    }
-    uint8_t *bigger = realloc(body->data, body->len + chunk + 1);
-    if (bigger == NULL)
-        return 0;
-    body->data = bigger;
-    memcpy(body->data + body->len, data, chunk);
-    body->len += chunk;
-    body->data[body->len] = '\0';
-    return chunk;
-}
-
 vtpmca_err ca_client_post_raw(ca_client *client, const char *path, const char *content_type,
                               const uint8_t *body, size_t len, long *status, uint8_t **reply,
                               size_t *reply_len, vtpmca_diag *diag)
@@ -116,61 +78,33 @@ vtpmca_err ca_client_post_raw(ca_client *client, const char *path, const char *c
         *reply_len = 0;
     if (client == NULL || path == NULL || status == NULL || (body == NULL && len > 0))
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "ca client: bad arguments");
-    *status = 0;
-    char url[URL_MAX];
-    int n = snprintf(url, sizeof(url), "%s%s", client->base_url, path);
-    if (n < 0 || (size_t)n >= sizeof(url))
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "URL too long");
-    const char *accept = client->encoding == ISSUANCE_ENC_CBOR ? "Accept: application/cbor"
-                                                               : "Accept: application/json";
-    struct curl_slist *headers = curl_slist_append(NULL, accept);
     char type_header[96];
-    if (content_type != NULL && headers != NULL) {
+    if (content_type != NULL)
         snprintf(type_header, sizeof(type_header), "Content-Type: %s", content_type);
-        headers = curl_slist_append(headers, type_header);
-    }
-    response_body response = {0};
-    CURL *curl = client->curl;
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, client->timeout_ms);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body != NULL ? (const char *)body : "");
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    CURLcode rc = headers != NULL ? curl_easy_perform(curl) : CURLE_OUT_OF_MEMORY;
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
-    curl_slist_free_all(headers);
-    vtpmca_err err = VTPMCA_OK;
-    if (response.too_big)
-        err = vtpmca_fail(diag, VTPMCA_ERR_LIMIT, "%s: the answer is larger than %d bytes", path,
-                          CA_CLIENT_RESPONSE_MAX);
-    else if (rc != CURLE_OK)
-        err = vtpmca_fail(diag, VTPMCA_ERR_NETWORK, "%s: %s", path, curl_easy_strerror(rc));
-    if (err == VTPMCA_OK) {
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status);
-        client->last_status = *status;
-    }
-    if (err == VTPMCA_OK && reply != NULL) {
-        *reply = response.data;
+    const char *headers[] = {client->encoding == ISSUANCE_ENC_CBOR ? "Accept: application/cbor"
+                                                                   : "Accept: application/json",
+                             content_type != NULL ? type_header : NULL, NULL};
+    const vt_http_request request = {.path = path,
+                                     .label = path,
+                                     .headers = headers,
+                                     .body = body,
+                                     .body_len = len,
+                                     .reply_max = CA_CLIENT_RESPONSE_MAX,
+                                     .too_big_err = VTPMCA_ERR_LIMIT};
+    uint8_t *answer = NULL;
+    size_t answer_len = 0;
+    vtpmca_err err = vt_http_perform(&client->http, &request, status, &answer, &answer_len, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    client->last_status = *status;
+    if (reply != NULL) {
+        *reply = answer;
         if (reply_len != NULL)
-            *reply_len = response.len;
-        response.data = NULL;
+            *reply_len = answer_len;
+        answer = NULL;
     }
-    free(response.data);
-    return err;
-}
-
-/* Keeps printable ASCII only: server text ends up on terminals and in logs. */
-static void printable_copy(const char *in, char *out, size_t out_size)
-{
-    size_t j = 0;
-    for (size_t i = 0; in != NULL && in[i] != '\0' && j + 1 < out_size; i++)
-        out[j++] = isprint((unsigned char)in[i]) ? in[i] : '?';
-    out[j] = '\0';
+    free(answer);
+    return VTPMCA_OK;
 }
 
 static vtpmca_err status_error(ca_client *client, long status, const uint8_t *body, size_t len,
@@ -184,12 +118,9 @@ static vtpmca_err status_error(ca_client *client, long status, const uint8_t *bo
                      : status >= 500                ? VTPMCA_ERR_NETWORK
                                                     : VTPMCA_ERR_PARSE;
     /* Refusals are JSON {"error","message"} whatever the request's encoding. */
-    json_t *doc = body != NULL ? json_loadb((const char *)body, len, 0, NULL) : NULL;
     char message[160] = "";
-    printable_copy(json_string_value(json_object_get(doc, "error")), client->last_error,
-                   sizeof(client->last_error));
-    printable_copy(json_string_value(json_object_get(doc, "message")), message, sizeof(message));
-    json_decref(doc);
+    vt_http_error_members(body, len, client->last_error, sizeof(client->last_error), message,
+                          sizeof(message));
     if (client->last_error[0] == '\0' && message[0] == '\0')
         return vtpmca_fail(diag, err, "%s: HTTP %ld", step, status);
     return vtpmca_fail(diag, err, "%s: HTTP %ld %s: %s", step, status, client->last_error, message);

@@ -1,7 +1,6 @@
 /* KBS protocol 0.4.0 client (the SVSM host proxy's side), over libcurl. */
 #include "vtpmca/kbs_client.h"
 
-#include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include "vtpmca/encoding.h"
+#include "vtpmca/http_client.h"
 #include "vtpmca/jwe.h"
 #include "vtpmca/store.h"
 
@@ -21,9 +21,7 @@
 #define URL_MAX 2048
 
 struct kbs_client {
-    CURL *curl;
-    char *base_url;
-    long timeout_ms;
+    vt_http http;
     long last_status;
     char *nonce_b64;
     uint8_t *nonce;
@@ -163,25 +161,19 @@ vtpmca_err kbs_client_new(const char *base_url, long timeout_ms, kbs_client **ou
     if (base_url == NULL || out == NULL || timeout_ms < 0)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs client: missing argument");
     *out = NULL;
-    if (strncmp(base_url, "http://", 7) != 0 && strncmp(base_url, "https://", 8) != 0)
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
-                           "server URL must start with http:// or https://");
-    size_t len = strlen(base_url);
-    while (len > 0 && base_url[len - 1] == '/')
-        len--;
-    if (len + 64 > URL_MAX)
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "server URL is too long");
     kbs_client *client = calloc(1, sizeof(*client));
     if (client == NULL)
         return VTPMCA_ERR_NOMEM;
-    client->base_url = strndup(base_url, len);
-    client->curl = curl_easy_init();
-    client->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
+    vtpmca_err err = vt_http_init(&client->http, base_url, URL_MAX, timeout_ms, DEFAULT_TIMEOUT_MS,
+                                  CONNECT_TIMEOUT_MS, "kbs client", diag);
+    if (err != VTPMCA_OK) {
+        free(client);
+        return err;
+    }
     /* An empty cookie file turns on libcurl's in-memory cookie store for this handle. */
-    if (client->base_url == NULL || client->curl == NULL ||
-        curl_easy_setopt(client->curl, CURLOPT_COOKIEFILE, "") != CURLE_OK) {
+    if (curl_easy_setopt(client->http.curl, CURLOPT_COOKIEFILE, "") != CURLE_OK) {
         kbs_client_free(client);
-        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "cannot set up libcurl");
+        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "kbs client: cannot set up libcurl");
     }
     *out = client;
     return VTPMCA_OK;
@@ -191,9 +183,7 @@ void kbs_client_free(kbs_client *client)
 {
     if (client == NULL)
         return;
-    if (client->curl != NULL)
-        curl_easy_cleanup(client->curl);
-    free(client->base_url);
+    vt_http_cleanup(&client->http);
     free(client->nonce_b64);
     free(client->nonce);
     free(client);
@@ -220,41 +210,7 @@ vtpmca_err kbs_client_nonce(const kbs_client *client, const uint8_t **nonce, siz
     return VTPMCA_OK;
 }
 
-typedef struct {
-    char *data;
-    size_t len;
-    bool too_big;
-} response_body;
-
-static size_t on_body(char *data, size_t size, size_t n, void *user)
-{
-    response_body *body = user;
-    size_t chunk = size * n;
-    if (body->len + chunk > KBS_CLIENT_RESPONSE_MAX) {
-        body->too_big = true;
-        return 0; /* makes libcurl abort the transfer */
-    }
-    char *bigger = realloc(body->data, body->len + chunk + 1);
-    if (bigger == NULL)
-        return 0;
-    body->data = bigger;
-    memcpy(body->data + body->len, data, chunk);
-    body->len += chunk;
-    body->data[body->len] = '\0';
-    return chunk;
-}
-
-/* Copies a server-supplied string into out, keeping printable ASCII only (it ends up on a
- * terminal and in logs). */
-static void printable_copy(const char *in, char *out, size_t out_size)
-{
-    size_t j = 0;
-    for (size_t i = 0; in != NULL && in[i] != '\0' && j + 1 < out_size; i++)
-        out[j++] = isprint((unsigned char)in[i]) ? in[i] : '?';
-    out[j] = '\0';
-}
-
-static vtpmca_err status_error(long status, const response_body *body, const char *step,
+static vtpmca_err status_error(long status, const uint8_t *body, size_t len, const char *step,
                                vtpmca_diag *diag)
 {
     vtpmca_err err = status == 401 || status == 403 ? VTPMCA_ERR_POLICY
@@ -262,11 +218,8 @@ static vtpmca_err status_error(long status, const response_body *body, const cha
                      : status == 413                ? VTPMCA_ERR_LIMIT
                      : status >= 500                ? VTPMCA_ERR_NETWORK
                                                     : VTPMCA_ERR_PARSE;
-    json_t *doc = body->data != NULL ? json_loadb(body->data, body->len, 0, NULL) : NULL;
     char error[48] = "", message[160] = "";
-    printable_copy(json_string_value(json_object_get(doc, "error")), error, sizeof(error));
-    printable_copy(json_string_value(json_object_get(doc, "message")), message, sizeof(message));
-    json_decref(doc);
+    vt_http_error_members(body, len, error, sizeof(error), message, sizeof(message));
     if (error[0] == '\0' && message[0] == '\0')
         return vtpmca_fail(diag, err, "%s: HTTP %ld", step, status);
     return vtpmca_fail(diag, err, "%s: HTTP %ld %s: %s", step, status, error, message);
@@ -279,50 +232,29 @@ static vtpmca_err perform(kbs_client *client, const char *path, const json_t *bo
 {
     *reply = NULL;
     client->last_status = 0;
-    char url[URL_MAX];
-    int n = snprintf(url, sizeof(url), "%s%s", client->base_url, path);
-    if (n < 0 || (size_t)n >= sizeof(url))
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "%s: URL too long", step);
     char *text = NULL;
     if (body != NULL && (text = json_dumps(body, JSON_COMPACT)) == NULL)
         return VTPMCA_ERR_NOMEM;
-    struct curl_slist *headers = curl_slist_append(NULL, "Accept: application/json");
-    if (body != NULL && headers != NULL)
-        headers = curl_slist_append(headers, "Content-Type: application/json");
-    response_body response = {0};
-    CURL *curl = client->curl;
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, client->timeout_ms);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
-    if (body != NULL) {
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, text);
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(text));
-    } else {
-        curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
-    }
-    CURLcode rc = headers != NULL ? curl_easy_perform(curl) : CURLE_OUT_OF_MEMORY;
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
-    curl_slist_free_all(headers);
+    const char *headers[] = {"Accept: application/json",
+                             body != NULL ? "Content-Type: application/json" : NULL, NULL};
+    const vt_http_request request = {.path = path,
+                                     .label = step,
+                                     .headers = headers,
+                                     .get = body == NULL,
+                                     .body = text,
+                                     .body_len = text != NULL ? strlen(text) : 0,
+                                     .reply_max = KBS_CLIENT_RESPONSE_MAX,
+                                     .too_big_err = VTPMCA_ERR_LIMIT};
+    uint8_t *answer = NULL;
+    size_t answer_len = 0;
+    vtpmca_err err =
+        vt_http_perform(&client->http, &request, &client->last_status, &answer, &answer_len, diag);
     free(text);
-    vtpmca_err err = VTPMCA_OK;
-    if (response.too_big)
-        err = vtpmca_fail(diag, VTPMCA_ERR_LIMIT, "%s: the reply is larger than %d bytes", step,
-                          KBS_CLIENT_RESPONSE_MAX);
-    else if (rc != CURLE_OK)
-        err = vtpmca_fail(diag, VTPMCA_ERR_NETWORK, "%s: %s", step, curl_easy_strerror(rc));
+    if (err == VTPMCA_OK && client->last_status != 200)
+        err = status_error(client->last_status, answer, answer_len, step, diag);
     if (err == VTPMCA_OK) {
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &client->last_status);
-        if (client->last_status != 200)
-            err = status_error(client->last_status, &response, step, diag);
-    }
-    if (err == VTPMCA_OK) {
-        *reply = response.data != NULL
-                     ? json_loadb(response.data, response.len, JSON_REJECT_DUPLICATES, NULL)
+        *reply = answer != NULL
+                     ? json_loadb((const char *)answer, answer_len, JSON_REJECT_DUPLICATES, NULL)
                      : NULL;
         if (!json_is_object(*reply)) {
             json_decref(*reply);
@@ -330,7 +262,7 @@ static vtpmca_err perform(kbs_client *client, const char *path, const json_t *bo
             err = vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s: the reply is not a JSON object", step);
         }
     }
-    free(response.data);
+    free(answer);
     return err;
 }
 
@@ -389,7 +321,7 @@ vtpmca_err kbs_client_auth(kbs_client *client, vtpmca_diag *diag)
             diag, VTPMCA_ERR_PARSE,
             "POST /kbs/v0/auth: the nonce must be 1..%d bytes of padded standard base64",
             KBS_CLIENT_NONCE_MAX);
-    else if (!has_session_cookie(client->curl))
+    else if (!has_session_cookie(client->http.curl))
         err = vtpmca_fail(diag, VTPMCA_ERR_PARSE, "POST /kbs/v0/auth: the reply set no %s cookie",
                           KBS_COOKIE_NAME);
     if (err == VTPMCA_OK && (client->nonce_b64 = strdup(nonce)) == NULL)

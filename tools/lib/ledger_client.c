@@ -1,16 +1,16 @@
 /* Rollback ledger protocol client (the SVSM's side), over libcurl. */
 #include "vtpmca/ledger_client.h"
 
-#include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cbor.h>
-#include <curl/curl.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+
+#include "vtpmca/http_client.h"
 
 #define DEFAULT_TIMEOUT_MS 30000L
 #define CONNECT_TIMEOUT_MS 10000L
@@ -19,12 +19,10 @@
 #define REQUEST_NONCE_LEN 32
 
 struct ledger_client {
-    CURL *curl;
-    char *base_url;
+    vt_http http;
     char instance[STORE_INSTANCE_ID_MAX + 1];
     uint8_t key[LEDGER_KEY_LEN];
     ledger_format format;
-    long timeout_ms;
     long last_status;
 };
 
@@ -38,32 +36,19 @@ vtpmca_err ledger_client_new(const char *base_url, const char *instance,
     if (base_url == NULL || out == NULL || timeout_ms < 0 ||
         (format != LEDGER_FORMAT_JSON && format != LEDGER_FORMAT_CBOR))
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "ledger client: bad argument");
-    if (strncmp(base_url, "http://", 7) != 0 && strncmp(base_url, "https://", 8) != 0)
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
-                           "ledger client: the server URL must start with http:// or https://");
-    size_t len = strlen(base_url);
-    while (len > 0 && base_url[len - 1] == '/')
-        len--;
-    if (len + 64 > URL_MAX)
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "ledger client: server URL too long");
     ledger_client *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "ledger client: out of memory");
-    vtpmca_err err =
-        ledger_key_derive(persistence_key, persistence_key_len, instance, c->key, diag);
+    vtpmca_err err = vt_http_init(&c->http, base_url, URL_MAX, timeout_ms, DEFAULT_TIMEOUT_MS,
+                                  CONNECT_TIMEOUT_MS, "ledger client", diag);
+    if (err == VTPMCA_OK)
+        err = ledger_key_derive(persistence_key, persistence_key_len, instance, c->key, diag);
     if (err != VTPMCA_OK) {
         ledger_client_free(c);
         return err;
     }
     snprintf(c->instance, sizeof(c->instance), "%s", instance);
     c->format = format;
-    c->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
-    c->base_url = strndup(base_url, len);
-    c->curl = curl_easy_init();
-    if (c->base_url == NULL || c->curl == NULL) {
-        ledger_client_free(c);
-        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "ledger client: cannot set up libcurl");
-    }
     *out = c;
     return VTPMCA_OK;
 }
@@ -72,9 +57,7 @@ void ledger_client_free(ledger_client *c)
 {
     if (c == NULL)
         return;
-    if (c->curl != NULL)
-        curl_easy_cleanup(c->curl);
-    free(c->base_url);
+    vt_http_cleanup(&c->http);
     OPENSSL_clear_free(c, sizeof(*c));
 }
 
@@ -88,26 +71,7 @@ long ledger_client_last_status(const ledger_client *c)
 typedef struct {
     uint8_t *data;
     size_t len;
-    bool too_big;
 } response_body;
-
-static size_t on_body(char *data, size_t size, size_t n, void *user)
-{
-    response_body *body = user;
-    size_t chunk = size * n;
-    if (body->len + chunk > RESPONSE_MAX) {
-        body->too_big = true;
-        return 0; /* makes libcurl abort the transfer */
-    }
-    uint8_t *bigger = realloc(body->data, body->len + chunk + 1);
-    if (bigger == NULL)
-        return 0;
-    body->data = bigger;
-    memcpy(body->data + body->len, data, chunk);
-    body->len += chunk;
-    body->data[body->len] = 0;
-    return chunk;
-}
 
 typedef struct {
     long status;
@@ -121,58 +85,30 @@ static vtpmca_err post(ledger_client *c, const char *path, const uint8_t *body, 
 {
     memset(x, 0, sizeof(*x));
     c->last_status = 0;
-    char url[URL_MAX];
-    snprintf(url, sizeof(url), "%s%s", c->base_url, path);
-    struct curl_slist *headers = curl_slist_append(
-        NULL, c->format == LEDGER_FORMAT_CBOR ? "Content-Type: " LEDGER_CBOR_CONTENT_TYPE
-                                              : "Content-Type: " LEDGER_JSON_CONTENT_TYPE);
-    CURL *curl = c->curl;
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &x->body);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, (const char *)body);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    CURLcode rc = headers != NULL ? curl_easy_perform(curl) : CURLE_OUT_OF_MEMORY;
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, NULL);
-    curl_slist_free_all(headers);
-    if (x->body.too_big)
-        return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s: the answer is larger than %d bytes", path,
-                           RESPONSE_MAX);
-    if (rc != CURLE_OK)
-        return vtpmca_fail(diag, VTPMCA_ERR_NETWORK, "%s: %s", path, curl_easy_strerror(rc));
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &x->status);
+    const char *headers[] = {c->format == LEDGER_FORMAT_CBOR
+                                 ? "Content-Type: " LEDGER_CBOR_CONTENT_TYPE
+                                 : "Content-Type: " LEDGER_JSON_CONTENT_TYPE,
+                             NULL};
+    const vt_http_request request = {.path = path,
+                                     .label = path,
+                                     .headers = headers,
+                                     .body = body,
+                                     .body_len = len,
+                                     .reply_max = RESPONSE_MAX,
+                                     .too_big_err = VTPMCA_ERR_PARSE};
+    vtpmca_err err =
+        vt_http_perform(&c->http, &request, &x->status, &x->body.data, &x->body.len, diag);
+    if (err != VTPMCA_OK)
+        return err;
     c->last_status = x->status;
-    const char *type = NULL;
-    curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &type);
-    x->cbor = type != NULL &&
-              strncmp(type, LEDGER_CBOR_CONTENT_TYPE, strlen(LEDGER_CBOR_CONTENT_TYPE)) == 0;
+    x->cbor = vt_http_content_type_is(&c->http, LEDGER_CBOR_CONTENT_TYPE);
     return VTPMCA_OK;
-}
-
-/* Copies a server string for a diag: printable ASCII only. */
-static void printable_copy(const char *in, char *out, size_t out_size)
-{
-    size_t j = 0;
-    for (size_t i = 0; in != NULL && in[i] != '\0' && j + 1 < out_size; i++)
-        out[j++] = isprint((unsigned char)in[i]) ? in[i] : '?';
-    out[j] = '\0';
 }
 
 /* The members of an error answer {"error","message"} (always JSON), printable. */
 static void error_of(const exchange *x, char error[48], char message[200])
 {
-    json_t *doc = x->body.data != NULL && !x->cbor
-                      ? json_loadb((const char *)x->body.data, x->body.len, 0, NULL)
-                      : NULL;
-    printable_copy(json_string_value(json_object_get(doc, "error")), error, 48);
-    printable_copy(json_string_value(json_object_get(doc, "message")), message, 200);
-    json_decref(doc);
+    vt_http_error_members(!x->cbor ? x->body.data : NULL, x->body.len, error, 48, message, 200);
 }
 
 /* A non-MACed error answer. */
@@ -206,7 +142,7 @@ static vtpmca_err exchange_signed(ledger_client *c, const char *path, ledger_msg
     vtpmca_err err = ledger_msg_sign(kind, req, c->key, diag);
     if (err == VTPMCA_OK)
         err = ledger_msg_encode(kind, c->format, req, &body, &len, diag);
-    exchange x;
+    exchange x = {0};
     if (err == VTPMCA_OK)
         err = post(c, path, body, len, &x, diag);
     free(body);
@@ -314,7 +250,7 @@ vtpmca_err ledger_client_statement(ledger_client *c, const uint8_t *nonce, size_
     req.nonce_len = nonce_len;
     uint8_t *body = NULL;
     size_t len = 0;
-    exchange x;
+    exchange x = {0};
     vtpmca_err err =
         ledger_msg_encode(LEDGER_MSG_STATEMENT_REQUEST, c->format, &req, &body, &len, diag);
     if (err == VTPMCA_OK)

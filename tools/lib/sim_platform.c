@@ -13,6 +13,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
+#include "vtpmca/cli_util.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/snp_testsigner.h"
@@ -115,24 +116,15 @@ vtpmca_err sim_chip_id_random(snp_product product, uint8_t out[SIM_CHIP_ID_LEN],
     return VTPMCA_OK;
 }
 
-static vtpmca_err platform_path(const char *dir, const char *file, char *out, size_t out_size,
-                                vtpmca_diag *diag)
-{
-    int n = snprintf(out, out_size, "%s/%s", dir, file);
-    if (n < 0 || (size_t)n >= out_size)
-        return vtpmca_fail(diag, VTPMCA_ERR_LIMIT, "platform path %s/%s is too long", dir, file);
-    return VTPMCA_OK;
-}
-
 vtpmca_err sim_platform_create(const char *dir, const char *test_root_dir,
                                const sim_platform_params *params, vtpmca_diag *diag)
 {
     if (dir == NULL || test_root_dir == NULL || params == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "platform create: missing argument");
     char cert_path[PATH_MAX], key_path[PATH_MAX];
-    vtpmca_err err = platform_path(dir, SIM_PLATFORM_VCEK_FILE, cert_path, sizeof(cert_path), diag);
+    vtpmca_err err = vt_path_join(dir, SIM_PLATFORM_VCEK_FILE, cert_path, sizeof(cert_path), diag);
     if (err == VTPMCA_OK)
-        err = platform_path(dir, SIM_PLATFORM_VCEK_KEY_FILE, key_path, sizeof(key_path), diag);
+        err = vt_path_join(dir, SIM_PLATFORM_VCEK_KEY_FILE, key_path, sizeof(key_path), diag);
     if (err != VTPMCA_OK)
         return err;
     /* A platform is a chip: replacing its key would silently make another machine. */
@@ -188,9 +180,9 @@ vtpmca_err sim_platform_load(const char *dir, sim_platform **out, vtpmca_diag *d
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "platform load: missing argument");
     *out = NULL;
     char cert_path[PATH_MAX], key_path[PATH_MAX];
-    vtpmca_err err = platform_path(dir, SIM_PLATFORM_VCEK_FILE, cert_path, sizeof(cert_path), diag);
+    vtpmca_err err = vt_path_join(dir, SIM_PLATFORM_VCEK_FILE, cert_path, sizeof(cert_path), diag);
     if (err == VTPMCA_OK)
-        err = platform_path(dir, SIM_PLATFORM_VCEK_KEY_FILE, key_path, sizeof(key_path), diag);
+        err = vt_path_join(dir, SIM_PLATFORM_VCEK_KEY_FILE, key_path, sizeof(key_path), diag);
     if (err != VTPMCA_OK)
         return err;
     uint8_t *der = NULL;

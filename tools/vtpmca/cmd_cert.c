@@ -30,7 +30,6 @@ typedef struct {
      * metadata after the change. */
     vtpmca_err (*revoke)(void *ctx, const char *serial, crl_reason reason, store_cert *revoked,
                          vtpmca_diag *diag);
-    void (*close)(void *ctx);
 } cert_ops;
 
 /* ---- Offline: the store opened from --db. ---- */
@@ -70,16 +69,10 @@ static vtpmca_err local_revoke(void *ctx, const char *serial, crl_reason reason,
     return VTPMCA_OK;
 }
 
-static void local_close(void *ctx)
-{
-    store_close(ctx);
-}
-
 static const cert_ops local_ops = {
     .list = local_list,
     .get = local_get,
     .revoke = local_revoke,
-    .close = local_close,
 };
 
 /* ---- Remote: the daemon's admin API. ---- */
@@ -210,56 +203,29 @@ static vtpmca_err remote_revoke(void *ctx, const char *serial, crl_reason reason
     return err;
 }
 
-static void remote_close(void *ctx)
-{
-    cli_remote_close(ctx);
-}
-
 static const cert_ops remote_ops = {
     .list = remote_list,
     .get = remote_get,
     .revoke = remote_revoke,
-    .close = remote_close,
 };
 
+/* cli_admin opens and closes the --server or --db backend; these operations run on it. */
 typedef struct {
+    cli_admin admin;
     const cert_ops *ops;
-    void *ctx;
 } cert_backend;
 
-/* --server (or VTPMCA_SERVER without --db) for the daemon's admin API, else --db. */
 static vtpmca_err backend_open(const cli_opts *opts, cert_backend *out, vtpmca_diag *diag)
 {
-    bool remote = false;
-    cli_remote_config cfg;
-    vtpmca_err err = cli_remote_config_from_opts(opts, &remote, &cfg, diag);
-    if (err != VTPMCA_OK)
-        return err;
-    if (remote) {
-        cli_remote *client = NULL;
-        err = cli_remote_open(&cfg, &client, diag);
-        if (err != VTPMCA_OK)
-            return err;
-        out->ops = &remote_ops;
-        out->ctx = client;
-        return VTPMCA_OK;
-    }
-    if (opts->value[CLI_OPT_DB] == NULL)
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
-                           "missing --db FILE (offline) or --server URL (the daemon's admin API; "
-                           "or set VTPMCA_SERVER)");
-    store *st = NULL;
-    err = cli_open_store(opts->value[CLI_OPT_DB], false, &st, diag);
-    if (err != VTPMCA_OK)
-        return err;
-    out->ops = &local_ops;
-    out->ctx = st;
-    return VTPMCA_OK;
+    vtpmca_err err = cli_admin_open(opts, false, &out->admin, diag);
+    if (err == VTPMCA_OK)
+        out->ops = cli_admin_is_remote(&out->admin) ? &remote_ops : &local_ops;
+    return err;
 }
 
 static void backend_close(cert_backend *backend)
 {
-    backend->ops->close(backend->ctx);
+    cli_admin_close(&backend->admin);
 }
 
 /* ---- Output ---- */
@@ -319,8 +285,8 @@ int cmd_cert_list(const cli_command *cmd, const cli_opts *opts)
     for (bool more = err == VTPMCA_OK; more;) {
         store_cert *page = NULL;
         size_t n = 0;
-        err = backend.ops->list(backend.ctx, instance, after[0] ? after : NULL, STORE_LIST_MAX,
-                                &page, &n, &diag);
+        err = backend.ops->list(backend.admin.ctx, instance, after[0] ? after : NULL,
+                                STORE_LIST_MAX, &page, &n, &diag);
         for (size_t i = 0; err == VTPMCA_OK && i < n; i++) {
             if (list != NULL) {
                 if (json_array_append_new(list, server_admin_cert_json(&page[i], false)) != 0)
@@ -483,7 +449,7 @@ int cmd_cert_show(const cli_command *cmd, const cli_opts *opts)
         return cli_fail_diag(cmd, err, &diag, NULL);
     store_cert cert;
     memset(&cert, 0, sizeof(cert));
-    err = backend.ops->get(backend.ctx, serial, &cert, &diag);
+    err = backend.ops->get(backend.admin.ctx, serial, &cert, &diag);
     backend_close(&backend);
     if (err != VTPMCA_OK)
         return cli_fail_diag(cmd, err, &diag, "no certificate %s", serial);
@@ -543,7 +509,7 @@ int cmd_cert_revoke(const cli_command *cmd, const cli_opts *opts)
         return cli_fail_diag(cmd, err, &diag, NULL);
     store_cert cert;
     memset(&cert, 0, sizeof(cert));
-    err = backend.ops->revoke(backend.ctx, serial, reason, &cert, &diag);
+    err = backend.ops->revoke(backend.admin.ctx, serial, reason, &cert, &diag);
     backend_close(&backend);
     if (err != VTPMCA_OK)
         return cli_fail_diag(cmd, err, &diag, "cannot revoke certificate %s", serial);

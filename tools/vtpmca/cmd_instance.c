@@ -377,6 +377,54 @@ static const char *text_of(const json_t *object, const char *key)
     return value != NULL ? value : "-";
 }
 
+/* The commands on one instance (args[0]) that share a shape: call, then print the answer. */
+typedef enum {
+    INSTANCE_SHOW,
+    INSTANCE_ENABLE,
+    INSTANCE_DISABLE,
+    INSTANCE_REENROLL,
+    INSTANCE_DELETE
+} instance_action;
+
+/* Runs action on instance opts->args[0]. Returns true when the command is finished (an error,
+ * or --json printed) with *exit_code set; false leaves *out for the caller to print as text. */
+static bool instance_action_run(const cli_command *cmd, const cli_opts *opts,
+                                instance_action action, json_t **out, int *exit_code)
+{
+    const char *id = opts->args[0];
+    vtpmca_diag diag = {{0}};
+    backend b;
+    *out = NULL;
+    vtpmca_err err = backend_open(opts, &b, &diag);
+    if (err == VTPMCA_OK) {
+        switch (action) {
+        case INSTANCE_SHOW:
+            err = b.ops->get(b.admin.ctx, id, out, &diag);
+            break;
+        case INSTANCE_ENABLE:
+        case INSTANCE_DISABLE:
+            err = b.ops->set_disabled(b.admin.ctx, id, action == INSTANCE_DISABLE, out, &diag);
+            break;
+        case INSTANCE_REENROLL:
+            err = b.ops->reenroll(b.admin.ctx, id, out, &diag);
+            break;
+        case INSTANCE_DELETE:
+            err = b.ops->remove(b.admin.ctx, id, out, &diag);
+            break;
+        }
+        cli_admin_close(&b.admin);
+    }
+    if (err != VTPMCA_OK) {
+        *exit_code = cli_fail_diag(cmd, err, &diag, NULL);
+        return true;
+    }
+    if (opts->json) {
+        *exit_code = cli_print_json_result(cmd, *out);
+        return true;
+    }
+    return false;
+}
+
 int cmd_instance_enroll(const cli_command *cmd, const cli_opts *opts)
 {
     enroll_request req = {.instance_id = opts->args[0],
@@ -466,18 +514,10 @@ int cmd_instance_wrap_key(const cli_command *cmd, const cli_opts *opts)
 
 int cmd_instance_show(const cli_command *cmd, const cli_opts *opts)
 {
-    vtpmca_diag diag = {{0}};
-    backend b;
-    json_t *out = NULL;
-    vtpmca_err err = backend_open(opts, &b, &diag);
-    if (err == VTPMCA_OK) {
-        err = b.ops->get(b.admin.ctx, opts->args[0], &out, &diag);
-        cli_admin_close(&b.admin);
-    }
-    if (err != VTPMCA_OK)
-        return cli_fail_diag(cmd, err, &diag, NULL);
-    if (opts->json)
-        return cli_print_json_result(cmd, out);
+    json_t *out;
+    int exit_code;
+    if (instance_action_run(cmd, opts, INSTANCE_SHOW, &out, &exit_code))
+        return exit_code;
     const char *host_data = json_string_value(json_object_get(out, "host_data"));
     printf("instance:      %s\nfleet:         %s\nresource path: %s\nkey mode:      %s\n"
            "host_data:     %s\nstatus:        %s\ncreated:       %s\n",
@@ -543,18 +583,11 @@ int cmd_instance_set_disabled(const cli_command *cmd, const cli_opts *opts)
 {
     const char *id = opts->args[0];
     const bool disable = strcmp(cmd->name, "disable") == 0;
-    vtpmca_diag diag = {{0}};
-    backend b;
-    json_t *out = NULL;
-    vtpmca_err err = backend_open(opts, &b, &diag);
-    if (err == VTPMCA_OK) {
-        err = b.ops->set_disabled(b.admin.ctx, id, disable, &out, &diag);
-        cli_admin_close(&b.admin);
-    }
-    if (err != VTPMCA_OK)
-        return cli_fail_diag(cmd, err, &diag, NULL);
-    if (opts->json)
-        return cli_print_json_result(cmd, out);
+    json_t *out;
+    int exit_code;
+    if (instance_action_run(cmd, opts, disable ? INSTANCE_DISABLE : INSTANCE_ENABLE, &out,
+                            &exit_code))
+        return exit_code;
     json_decref(out);
     printf("%s instance %s\n", disable ? "disabled" : "enabled", id);
     return CLI_EXIT_OK;
@@ -563,18 +596,10 @@ int cmd_instance_set_disabled(const cli_command *cmd, const cli_opts *opts)
 int cmd_instance_reenroll(const cli_command *cmd, const cli_opts *opts)
 {
     const char *id = opts->args[0];
-    vtpmca_diag diag = {{0}};
-    backend b;
-    json_t *out = NULL;
-    vtpmca_err err = backend_open(opts, &b, &diag);
-    if (err == VTPMCA_OK) {
-        err = b.ops->reenroll(b.admin.ctx, id, &out, &diag);
-        cli_admin_close(&b.admin);
-    }
-    if (err != VTPMCA_OK)
-        return cli_fail_diag(cmd, err, &diag, NULL);
-    if (opts->json)
-        return cli_print_json_result(cmd, out);
+    json_t *out;
+    int exit_code;
+    if (instance_action_run(cmd, opts, INSTANCE_REENROLL, &out, &exit_code))
+        return exit_code;
     json_decref(out);
     printf("instance %s may present another EK at its next certification\n", id);
     return CLI_EXIT_OK;
@@ -583,18 +608,10 @@ int cmd_instance_reenroll(const cli_command *cmd, const cli_opts *opts)
 int cmd_instance_delete(const cli_command *cmd, const cli_opts *opts)
 {
     const char *id = opts->args[0];
-    vtpmca_diag diag = {{0}};
-    backend b;
-    json_t *out = NULL;
-    vtpmca_err err = backend_open(opts, &b, &diag);
-    if (err == VTPMCA_OK) {
-        err = b.ops->remove(b.admin.ctx, id, &out, &diag);
-        cli_admin_close(&b.admin);
-    }
-    if (err != VTPMCA_OK)
-        return cli_fail_diag(cmd, err, &diag, NULL);
-    if (opts->json)
-        return cli_print_json_result(cmd, out);
+    json_t *out;
+    int exit_code;
+    if (instance_action_run(cmd, opts, INSTANCE_DELETE, &out, &exit_code))
+        return exit_code;
     json_int_t revoked = json_integer_value(json_object_get(out, "certificates_revoked"));
     printf("deleted instance %s and its key; %lld certificate%s revoked\n", id, (long long)revoked,
            revoked == 1 ? "" : "s");
