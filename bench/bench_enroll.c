@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vtpmca/bench_util.h"
 #include "vtpmca/admin_auth.h"
 #include "vtpmca/enrollment_bulk.h"
 #include "vtpmca/fileio.h"
@@ -38,13 +39,6 @@ static void die(const char *what, const vtpmca_diag *diag)
     fprintf(stderr, "bench_enroll: %s%s%s\n", what, diag != NULL ? ": " : "",
             diag != NULL ? diag->msg : "");
     exit(1);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* "instance,fleet" and N rows: the smallest useful document (paths generated). */
@@ -94,7 +88,7 @@ static double run_offline(const char *dir, const char *csv, size_t len, size_t r
         keyvault_open(key, true, &vault, &diag) != VTPMCA_OK ||
         store_fleet_create(st, FLEET, "bench", &diag) != VTPMCA_OK)
         die("offline setup", &diag);
-    double start = now_s();
+    double start = vt_bench_now_s();
     bulk_doc doc;
     bulk_result *results = NULL;
     size_t n = 0;
@@ -103,7 +97,7 @@ static double run_offline(const char *dir, const char *csv, size_t len, size_t r
     if (bulk_enroll(st, vault, &doc, 0, doc.n_rows, "cli:bench", false, &results, &n, &diag) !=
         VTPMCA_OK)
         die("enrolling offline", &diag);
-    double seconds = now_s() - start;
+    double seconds = vt_bench_now_s() - start;
     if (n != rows || count_instances(st) != rows)
         die("offline: not every instance was enrolled", NULL);
     bulk_results_free(results, n);
@@ -191,9 +185,9 @@ static double run_api(const char *dir, const char *csv, size_t len, size_t rows)
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT, 120L);
-    double start = now_s();
+    double start = vt_bench_now_s();
     CURLcode rc = curl_easy_perform(curl);
-    double seconds = now_s() - start;
+    double seconds = vt_bench_now_s() - start;
     long status = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     curl_slist_free_all(headers);

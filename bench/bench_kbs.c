@@ -114,43 +114,18 @@ static void die(const char *what, const vtpmca_diag *diag)
 static void make_platform(void)
 {
     vtpmca_diag diag = {{0}};
-    snp_test_root *root = NULL;
-    if (snp_test_root_new(SNP_PRODUCT_MILAN, 2048, &root, &diag) != VTPMCA_OK ||
-        snp_test_root_save(root, env.roots, &diag) != VTPMCA_OK)
-        die("test root", &diag);
-    snp_test_cert_params params = {.kind = SNP_SIGNER_VCEK,
-                                   .tcb = {.bootloader = 3, .snp = 8, .microcode = 115}};
-    RAND_bytes(params.chip_id, sizeof(params.chip_id));
-    uint8_t *der = NULL;
-    size_t der_len = 0;
-    if (snp_test_issue_cert(root, &params, &env.vcek_key, &der, &der_len, &diag) != VTPMCA_OK)
-        die("VCEK", &diag);
-    snp_test_root_free(root);
-    if (snp_test_report_defaults(&env.template, SNP_PRODUCT_MILAN, 3, params.chip_id,
-                                 &params.tcb) != VTPMCA_OK)
-        die("report template", NULL);
-    memset(env.template.measurement, MEASUREMENT_BYTE, sizeof(env.template.measurement));
+    vt_bench_platform platform;
+    const char *step = NULL;
+    if (vt_bench_platform_make(env.roots, MEASUREMENT_BYTE, &platform, &step, &diag) != VTPMCA_OK)
+        die(step, &diag);
+    env.template = platform.template;
+    env.vcek_key = platform.vcek_key;
+    platform.vcek_key = NULL; /* env's now */
     env.vcek_ec = EVP_PKEY_get1_EC_KEY(env.vcek_key);
 
     store *st = NULL;
     keyvault *vault = NULL;
-    char path[192], measurement[97], policy[160];
-    snprintf(path, sizeof(path), "%s/vtpmca.db", env.state);
-    uint64_t tcb_raw = 0;
-    snp_tcb_encode(&params.tcb, SNP_PRODUCT_MILAN, &tcb_raw);
-    vt_hex_encode(env.template.measurement, 48, measurement, sizeof(measurement));
-    snprintf(policy, sizeof(policy), "{\"measurements\":[\"%s\"]}", measurement);
-    vtpmca_err err = store_open(path, &st, &diag);
-    if (err == VTPMCA_OK)
-        err = store_vcek_put(st, "Milan", "vcek", params.chip_id, tcb_raw, der, der_len, "import",
-                             &diag);
-    if (err == VTPMCA_OK)
-        err = store_fleet_create(st, "bench", "bench_kbs", &diag);
-    if (err == VTPMCA_OK)
-        err = store_policy_put(st, "bench", policy, "bench", NULL, &diag);
-    snprintf(path, sizeof(path), "%s/master.key", env.state);
-    if (err == VTPMCA_OK)
-        err = keyvault_open(path, true, &vault, &diag);
+    vtpmca_err err = vt_bench_store_make(env.state, &platform, "bench_kbs", &st, &vault, &diag);
     enroll_request req = {.instance_id = "bench-svsm",
                           .fleet = "bench",
                           .mode = STORE_KEY_GENERATED,
@@ -163,7 +138,7 @@ static void make_platform(void)
     snprintf(env.resource_path, sizeof(env.resource_path), "%s", res.resource_path);
     keyvault_free(vault);
     store_close(st);
-    free(der);
+    vt_bench_platform_free(&platform);
 }
 
 static void start_daemon(const bench_options *opt)

@@ -11,7 +11,6 @@
  * Usage: bench_ledger [--threads N] [--seconds S] [--instances N] [--dir DIR]
  * Without --dir a fresh directory is made (and removed) in the current directory. */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -22,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vtpmca/bench_util.h"
 #include "vtpmca/ledger.h"
 #include "vtpmca/log.h"
 #include "vtpmca/store.h"
@@ -45,13 +45,6 @@ struct worker {
     char failure[256];
     pthread_t thread;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int parse_args(int argc, char **argv, struct options *o)
 {
@@ -83,35 +76,6 @@ static int parse_args(int argc, char **argv, struct options *o)
     }
     if (o->instances < o->threads)
         o->instances = o->threads; /* every thread owns at least one instance */
-    return 0;
-}
-
-/* Appends 4 KiB and fsyncs, for about a second: the one-fsync-per-advance ceiling. */
-static int measure_fsync_rate(const char *dir, double *per_second)
-{
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/fsync-probe", dir);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        fprintf(stderr, "bench_ledger: cannot create %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    static const char block[4096];
-    unsigned long n = 0;
-    double start = now_s(), elapsed = 0;
-    while (elapsed < 1.0) {
-        if (write(fd, block, sizeof(block)) != (ssize_t)sizeof(block) || fsync(fd) != 0) {
-            fprintf(stderr, "bench_ledger: write+fsync failed: %s\n", strerror(errno));
-            close(fd);
-            unlink(path);
-            return -1;
-        }
-        n++;
-        elapsed = now_s() - start;
-    }
-    close(fd);
-    unlink(path);
-    *per_second = (double)n / elapsed;
     return 0;
 }
 
@@ -150,9 +114,9 @@ static void *advance_loop(void *arg)
 
         ledger_result res;
         vtpmca_diag diag = {{0}};
-        double t0 = now_s();
+        double t0 = vt_bench_now_s();
         vtpmca_err err = ledger_advance(w->l, id, counter, root, sizeof(root), &res, &diag);
-        double t1 = now_s();
+        double t1 = vt_bench_now_s();
         if (err != VTPMCA_OK || res.outcome != LEDGER_ACCEPTED) {
             if (w->failures++ == 0)
                 snprintf(w->failure, sizeof(w->failure), "%s", diag.msg);
@@ -175,12 +139,6 @@ static void *advance_loop(void *arg)
     return NULL;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
 static void remove_db_files(const char *dir)
 {
     const char *names[] = {"ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm"};
@@ -194,8 +152,11 @@ static void remove_db_files(const char *dir)
 static int run(const struct options *o, const char *dir)
 {
     double fsync_rate = 0;
-    if (measure_fsync_rate(dir, &fsync_rate) != 0)
+    vtpmca_diag why = {{0}};
+    if (vt_bench_fsync_rate(dir, &fsync_rate, &why) != VTPMCA_OK) {
+        fprintf(stderr, "bench_ledger: %s\n", why.msg);
         return 1;
+    }
     printf("fsync rate:          %.0f /s (append 4 KiB + fsync, %.3f ms each) in %s\n", fsync_rate,
            1000.0 / fsync_rate, dir);
 
@@ -225,7 +186,7 @@ static int run(const struct options *o, const char *dir)
     }
     ledger_stats before;
     ledger_get_stats(l, &before);
-    double start = now_s();
+    double start = vt_bench_now_s();
     unsigned started = 0;
     for (unsigned t = 0; t < o->threads; t++) {
         workers[t] = (struct worker){
@@ -234,12 +195,12 @@ static int run(const struct options *o, const char *dir)
             break;
         started++;
     }
-    while (now_s() - start < o->seconds && started == o->threads)
+    while (vt_bench_now_s() - start < o->seconds && started == o->threads)
         usleep(20000);
     atomic_store(&stop, true);
     for (unsigned t = 0; t < started; t++)
         pthread_join(workers[t].thread, NULL);
-    double elapsed = now_s() - start;
+    double elapsed = vt_bench_now_s() - start;
     ledger_stats after;
     ledger_get_stats(l, &after);
     ledger_close(l);
@@ -261,7 +222,7 @@ static int run(const struct options *o, const char *dir)
             memcpy(all + pos, workers[t].latencies_us, workers[t].count * sizeof(*all));
             pos += workers[t].count;
         }
-        qsort(all, total, sizeof(*all), cmp_u32);
+        qsort(all, total, sizeof(*all), vt_bench_cmp_u32);
         uint32_t p50 = all[total / 2], p99 = all[(total * 99) / 100], max = all[total - 1];
         double rate = (double)total / elapsed;
         uint64_t commits = after.commits - before.commits;

@@ -25,8 +25,6 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,9 +32,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,6 +40,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "vtpmca/bench_util.h"
 #include "vtpmca/enrollment.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/keyvault.h"
@@ -51,8 +48,6 @@
 #include "vtpmca/ledger_protocol.h"
 #include "vtpmca/log.h"
 #include "vtpmca/store.h"
-
-extern char **environ;
 
 enum { GOAL_PER_SECOND = 20000, GOAL_P99_US = 10000, BUF_SIZE = 4096, WARMUP_MS = 700 };
 
@@ -89,13 +84,6 @@ struct run_stats {
     uint64_t failures;
     char failure[256];
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int parse_args(int argc, char **argv, struct options *o)
 {
@@ -142,32 +130,6 @@ static int parse_args(int argc, char **argv, struct options *o)
     }
     if (o->ledger_workers == 0)
         o->ledger_workers = o->connections > 1024 ? 1024 : o->connections;
-    return 0;
-}
-
-/* Appends 4 KiB and fsyncs, for about a second: the one-fsync-per-advance ceiling. */
-static int measure_fsync_rate(const char *dir, double *per_second)
-{
-    char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/fsync-probe", dir);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -1;
-    static const char block[4096];
-    unsigned long n = 0;
-    double start = now_s(), elapsed = 0;
-    while (elapsed < 1.0) {
-        if (write(fd, block, sizeof(block)) != (ssize_t)sizeof(block) || fsync(fd) != 0) {
-            close(fd);
-            unlink(path);
-            return -1;
-        }
-        n++;
-        elapsed = now_s() - start;
-    }
-    close(fd);
-    unlink(path);
-    *per_second = (double)n / elapsed;
     return 0;
 }
 
@@ -241,63 +203,13 @@ static pid_t start_daemon(const struct options *o, const char *dir, unsigned *po
                           "0",        "--port-file",        port_file, "--ledger-workers",
                           workers,    "--threads",          threads,   "--log-level",
                           "warn",     "--connection-limit", "4096",    NULL};
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    pid_t pid = -1;
-    int rc = posix_spawn(&pid, o->vtpmcad, &actions, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) {
-        fprintf(stderr, "bench_ledger_http: cannot start %s: %s\n", o->vtpmcad, strerror(rc));
+    pid_t pid = 0;
+    vtpmca_diag diag = {{0}};
+    if (vt_bench_start_vtpmcad(argv, log, false, port_file, 15, &pid, port, &diag) != VTPMCA_OK) {
+        fprintf(stderr, "bench_ledger_http: %s\n", diag.msg);
         return -1;
     }
-    for (int i = 0; i < 1500; i++) {
-        uint8_t *text = NULL;
-        size_t len = 0;
-        if (vt_file_read(port_file, 64, &text, &len, NULL) == VTPMCA_OK &&
-            memchr(text, '\n', len) != NULL) {
-            *port = (unsigned)strtoul((const char *)text, NULL, 10);
-            free(text);
-            return pid;
-        }
-        free(text);
-        if (waitpid(pid, NULL, WNOHANG) == pid) {
-            fprintf(stderr, "bench_ledger_http: vtpmcad exited; see %s\n", log);
-            return -1;
-        }
-        usleep(10000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    fprintf(stderr, "bench_ledger_http: vtpmcad wrote no port file\n");
-    return -1;
-}
-
-/* utime + stime of a process, in seconds (/proc/<pid>/stat fields 14 and 15). */
-static double process_cpu_s(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    unsigned long long utime = 0, stime = 0;
-    if (p == NULL ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
-        return 0;
-    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static double self_cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    return pid;
 }
 
 static size_t on_metrics(char *data, size_t size, size_t n, void *user)
@@ -489,7 +401,7 @@ static int run_load(struct conn *conns, unsigned n, ledger_format format, int ep
             continue;
         if (prepare_request(&conns[i], format) != 0 || send_pending(&conns[i]) != 0)
             return -1;
-        conns[i].sent_at = now_s();
+        conns[i].sent_at = vt_bench_now_s();
         conns[i].busy = true;
     }
     unsigned in_flight = n;
@@ -498,7 +410,7 @@ static int run_load(struct conn *conns, unsigned n, ledger_format format, int ep
         int ready = epoll_wait(ep, events, 256, 1000);
         if (ready < 0 && errno != EINTR)
             return -1;
-        double t = now_s();
+        double t = vt_bench_now_s();
         stopping = stopping || t >= until;
         for (int k = 0; k < ready; k++) {
             struct conn *c = events[k].data.ptr;
@@ -530,7 +442,7 @@ static int run_load(struct conn *conns, unsigned n, ledger_format format, int ep
                          body);
                 fail(s, what);
             } else if (c->sent_at >= record_from) {
-                record(s, (now_s() - c->sent_at) * 1e6);
+                record(s, (vt_bench_now_s() - c->sent_at) * 1e6);
             }
             if (stopping) {
                 c->busy = false;
@@ -539,16 +451,10 @@ static int run_load(struct conn *conns, unsigned n, ledger_format format, int ep
             }
             if (prepare_request(c, format) != 0 || send_pending(c) != 0)
                 return -1;
-            c->sent_at = now_s();
+            c->sent_at = vt_bench_now_s();
         }
     }
     return 0;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
 }
 
 static void report(const struct options *o, const struct run_stats *s, double elapsed,
@@ -562,7 +468,7 @@ static void report(const struct options *o, const struct run_stats *s, double el
         return;
     }
     memcpy(sorted, s->latencies_us, s->count * sizeof(*sorted));
-    qsort(sorted, s->count, sizeof(*sorted), cmp_u32);
+    qsort(sorted, s->count, sizeof(*sorted), vt_bench_cmp_u32);
     uint32_t p50 = sorted[s->count / 2], p99 = sorted[(s->count * 99) / 100],
              max = sorted[s->count - 1];
     free(sorted);
@@ -606,7 +512,7 @@ static int run(const struct options *o, const char *dir)
         return 1;
     }
     double fsync_rate = 0;
-    if (measure_fsync_rate(dir, &fsync_rate) != 0) {
+    if (vt_bench_fsync_rate(dir, &fsync_rate, NULL) != VTPMCA_OK) {
         fprintf(stderr, "bench_ledger_http: cannot measure the fsync rate in %s\n", dir);
         free(conns);
         return 1;
@@ -629,15 +535,17 @@ static int run(const struct options *o, const char *dir)
     struct run_stats s = {0};
     if (opened == o->connections) {
         /* Warm-up: every instance's first advance (a new engine cache entry, a key lookup). */
-        double t0 = now_s();
+        double t0 = vt_bench_now_s();
         if (run_load(conns, o->connections, o->format, ep, INFINITY, t0 + WARMUP_MS / 1000.0, &s) ==
             0) {
             char *m0 = fetch_metrics(port);
-            double c0 = self_cpu_s(), d0 = process_cpu_s(pid), start = now_s();
+            double c0 = vt_bench_self_cpu_s(), d0 = vt_bench_process_cpu_s(pid),
+                   start = vt_bench_now_s();
             int load =
                 run_load(conns, o->connections, o->format, ep, start, start + o->seconds, &s);
-            double elapsed = now_s() - start;
-            double client_cpu = self_cpu_s() - c0, server_cpu = process_cpu_s(pid) - d0;
+            double elapsed = vt_bench_now_s() - start;
+            double client_cpu = vt_bench_self_cpu_s() - c0,
+                   server_cpu = vt_bench_process_cpu_s(pid) - d0;
             char *m1 = fetch_metrics(port);
             if (load == 0) {
                 report(o, &s, elapsed, fsync_rate, client_cpu, server_cpu, m0, m1);
@@ -656,8 +564,7 @@ static int run(const struct options *o, const char *dir)
         close(conns[i].fd);
     if (ep >= 0)
         close(ep);
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
+    vt_bench_stop_vtpmcad(&pid);
     OPENSSL_cleanse(conns, o->connections * sizeof(*conns));
     free(conns);
     free(s.latencies_us);

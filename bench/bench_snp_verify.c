@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vtpmca/bench_util.h"
 #include "vtpmca/log.h"
 #include "vtpmca/snp_report.h"
 #include "vtpmca/snp_roots.h"
@@ -79,18 +80,6 @@ typedef struct {
     bool failed;
 } worker;
 
-static double clock_s(clockid_t clock)
-{
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double now_s(void)
-{
-    return clock_s(CLOCK_MONOTONIC);
-}
-
 /* ---- The three operations ---- */
 
 static bool op_openssl_floor(bench_ctx *ctx, unsigned index)
@@ -143,11 +132,11 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     unsigned index = w->first_report;
-    double start = now_s(), cpu_start = clock_s(CLOCK_THREAD_CPUTIME_ID);
+    double start = vt_bench_now_s(), cpu_start = vt_bench_thread_cpu_s();
     while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
-        double t0 = now_s();
+        double t0 = vt_bench_now_s();
         bool ok = w->op(w->ctx, index);
-        double t1 = now_s();
+        double t1 = vt_bench_now_s();
         if (!ok || !push_latency(&w->latency_us, &w->n_latency, &w->cap_latency, (t1 - t0) * 1e6)) {
             w->failed = true;
             break;
@@ -155,8 +144,8 @@ static void *worker_main(void *arg)
         w->ops++;
         index = (index + 1) % w->ctx->n_reports;
     }
-    w->elapsed_s = now_s() - start;
-    w->cpu_s = clock_s(CLOCK_THREAD_CPUTIME_ID) - cpu_start;
+    w->elapsed_s = vt_bench_now_s() - start;
+    w->cpu_s = vt_bench_thread_cpu_s() - cpu_start;
     return NULL;
 }
 
@@ -197,12 +186,6 @@ static bool run_round(bench_ctx *ctx, bench_op op, unsigned threads, double seco
     free(workers);
     result->failed = result->failed || !ok;
     return ok;
-}
-
-static int compare_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 /* Nearest-rank percentile of sorted samples. */
@@ -532,7 +515,7 @@ int main(int argc, char **argv)
             after.cache_hits - before.cache_hits, after.cache_misses - before.cache_misses,
             after.store_hits - before.store_hits, after.kds_fetches - before.kds_fetches};
         for (int i = 0; i < 3; i++)
-            qsort(phases[i]->latency_us, phases[i]->n_latency, sizeof(double), compare_double);
+            qsort(phases[i]->latency_us, phases[i]->n_latency, sizeof(double), vt_bench_cmp_double);
         double floor_rate = per_core_rate(&floor_phase);
         double ratio = floor_rate > 0 ? per_core_rate(&warm) / floor_rate : 0;
         bool pass = ratio >= GOAL_RATIO;

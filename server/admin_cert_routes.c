@@ -56,34 +56,20 @@ json_t *server_admin_cert_json(const store_cert *cert, bool with_bytes)
 
 /* ---- Handlers ---- */
 
-/* Strictly decimal 1..STORE_LIST_MAX. */
-static bool parse_limit(const char *text, size_t *out)
-{
-    if (text == NULL || text[0] == '\0' || strlen(text) > 5)
-        return false;
-    size_t value = 0;
-    for (const char *p = text; *p != '\0'; p++) {
-        if (*p < '0' || *p > '9')
-            return false;
-        value = value * 10 + (size_t)(*p - '0');
-    }
-    if (value == 0 || value > STORE_LIST_MAX)
-        return false;
-    *out = value;
-    return true;
-}
-
 static void handle_cert_list(admin_call *call, server_response *response)
 {
     const char *instance = admin_query_value(call, "instance");
     const char *after = admin_query_value(call, "after");
     const char *limit_text = admin_query_value(call, "limit");
-    size_t limit = SERVER_ADMIN_CERTS_PAGE_DEFAULT;
-    if (limit_text != NULL && !parse_limit(limit_text, &limit)) {
+    uint64_t limit_value = SERVER_ADMIN_CERTS_PAGE_DEFAULT;
+    /* At most five digits, as this route has always required (STORE_LIST_MAX has five). */
+    if (limit_text != NULL && (strlen(limit_text) > 5 ||
+                               !admin_parse_decimal(limit_text, 1, STORE_LIST_MAX, &limit_value))) {
         server_response_error(response, 400, "invalid_request", "limit must be 1 to %d",
                               STORE_LIST_MAX);
         return;
     }
+    size_t limit = (size_t)limit_value;
     vtpmca_diag diag = {{0}};
     if (instance != NULL && store_check_instance_id(instance, &diag) != VTPMCA_OK) {
         server_response_error(response, 400, "invalid_request", "instance: %s", diag.msg);

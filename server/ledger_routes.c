@@ -1,8 +1,8 @@
 /* HTTP glue of the rollback ledger (docs/protocol.md, "Rollback ledger: protocol"): POST
  * /v1/ledger/{advance,query,statement} hand their JSON or CBOR body to the transport-neutral
  * service (attest/ledger_protocol.c) and send its answer. Also sets up the ledger engine (its
- * refusals audited), and notices releases to wrapped-key mode instances so the service can
- * keep their ledger keys.
+ * refusals audited), and is the key release hook for wrapped-key mode instances, so the
+ * service can keep their ledger keys.
  *
  * An advance or a query waits for the engine's group commit. The HTTP worker threads must not
  * wait (each serves many connections), so the handlers defer their answer
@@ -16,14 +16,11 @@
 #include <string.h>
 
 #include "app_internal.h"
-#include "vtpmca/encoding.h"
 #include "vtpmca/kbs_binding.h"
 #include "vtpmca/keyvault.h"
 #include "vtpmca/ledger.h"
 #include "vtpmca/ledger_protocol.h"
 #include "vtpmca/log.h"
-
-#define RESOURCE_PREFIX "/kbs/v0/resource/"
 
 typedef vtpmca_err (*ledger_op_fn)(ledger_service *service, ledger_format format,
                                    const uint8_t *body, size_t len, ledger_reply *reply);

@@ -3,7 +3,7 @@
  * libcurl and with tokens signed here, and the real vtpmca CLI in remote mode (a subprocess)
  * compared with offline mode on a database file. Then the same over HTTPS with a test CA and
  * server certificate made with the openssl command line. */
-#define _XOPEN_SOURCE 700 /* nftw */
+#define _XOPEN_SOURCE 700 /* POSIX (mkdtemp, strdup, ...) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +12,6 @@
 #include <cmocka.h>
 
 #include <curl/curl.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <pwd.h>
@@ -25,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/ca_fixture.h"
 #include "../support/http_capture.h"
 #include "../support/vtpmcad_runner.h"
 #include "vtpmca/admin_auth.h"
@@ -58,12 +58,6 @@ static struct {
 } fx;
 
 /* ---- helpers ---- */
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 static void write_text(const char *path, const char *text, mode_t mode)
 {
@@ -146,8 +140,7 @@ static int group_setup(void **state)
 {
     (void)state;
     memset(&fx, 0, sizeof(fx));
-    snprintf(fx.dir, sizeof(fx.dir), "/tmp/vtpmca-admin-api-XXXXXX");
-    if (mkdtemp(fx.dir) == NULL)
+    if (ca_fixture_tmpdir(fx.dir, sizeof(fx.dir), "admin-api") != 0)
         return -1;
     snprintf(fx.keys_dir, sizeof(fx.keys_dir), "%s/admins", fx.dir);
     char auditors[160];
@@ -239,7 +232,7 @@ static int group_teardown(void **state)
         free(fx.sent_tokens[i]);
     free(fx.sent_tokens);
     curl_global_cleanup();
-    nftw(fx.dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    ca_fixture_rmtree(fx.dir);
     return rc;
 }
 
@@ -266,7 +259,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *user)
 {
     http_result *r = user;
     size_t len = size * n;
-    http_capture_header(data, len, "WWW-Authenticate", r->www_authenticate, sizeof(r->www_authenticate));
+    http_capture_header(data, len, "WWW-Authenticate", r->www_authenticate,
+                        sizeof(r->www_authenticate));
     http_capture_header(data, len, "Allow", r->allow, sizeof(r->allow));
     http_capture_header(data, len, "Content-Type", r->content_type, sizeof(r->content_type));
     return len;

@@ -5,7 +5,7 @@
  * peers) and the rollback ledger (show, clear, require-admin-clear of an instance whose
  * ledger was advanced and locked through ledger.h before the daemon started). Every refusal:
  * no token, an expired token, the auditor role on writes, bad input (nothing changes). */
-#define _XOPEN_SOURCE 700 /* nftw */
+#define _XOPEN_SOURCE 700 /* POSIX (mkdtemp, strdup, ...) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +14,6 @@
 #include <cmocka.h>
 
 #include <curl/curl.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -29,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/ca_fixture.h"
 #include "../support/http_capture.h"
 #include "../support/vtpmcad_runner.h"
 #include "vtpmca/admin_auth.h"
@@ -52,12 +52,6 @@ static struct {
 } fx;
 
 /* ---- setup ---- */
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 static EVP_PKEY *make_admin_key(admin_key_type type, const char *name, const char *pub_dir)
 {
@@ -126,8 +120,7 @@ static int group_setup(void **state)
     (void)state;
     memset(&fx, 0, sizeof(fx));
     vtpmca_log_setup(VTPMCA_LOG_ERROR, VTPMCA_LOG_LOGFMT, 2); /* the setup's store and ledger */
-    snprintf(fx.dir, sizeof(fx.dir), "/tmp/vtpmca-admin-fleet-XXXXXX");
-    if (mkdtemp(fx.dir) == NULL)
+    if (ca_fixture_tmpdir(fx.dir, sizeof(fx.dir), "admin-fleet") != 0)
         return -1;
     char auditors[160];
     snprintf(fx.keys_dir, sizeof(fx.keys_dir), "%s/admins", fx.dir);
@@ -171,7 +164,7 @@ static int group_teardown(void **state)
     EVP_PKEY_free(fx.alice);
     EVP_PKEY_free(fx.audrey);
     curl_global_cleanup();
-    nftw(fx.dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    ca_fixture_rmtree(fx.dir);
     return rc;
 }
 
@@ -196,7 +189,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *user)
 {
     http_result *r = user;
     http_capture_header(data, size * n, "Content-Type", r->content_type, sizeof(r->content_type));
-    http_capture_header(data, size * n, "X-Vtpmca-Next-After", r->next_after, sizeof(r->next_after));
+    http_capture_header(data, size * n, "X-Vtpmca-Next-After", r->next_after,
+                        sizeof(r->next_after));
     return size * n;
 }
 

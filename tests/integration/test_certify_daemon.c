@@ -73,13 +73,6 @@ static struct {
 
 /* ---- helpers ---- */
 
-static void fill_measurement(char out[97], const char *byte_hex)
-{
-    for (int i = 0; i < 48; i++)
-        memcpy(out + 2 * i, byte_hex, 2);
-    out[96] = '\0';
-}
-
 static void prepare_state(const char *state_dir, store **st_out, keyvault **vault_out)
 {
     vtpmca_diag diag = {{0}};
@@ -133,7 +126,7 @@ static void enroll(store *st, const keyvault *vault, const char *id, vm *out)
 }
 
 static svsm_sim_run boot(const vtpmcad_proc *server, const vm *v, const char *measurement,
-                       const char *const *extra)
+                         const char *const *extra)
 {
     svsm_sim_boot_opts opts = {server->url, fx.platform, v->state, v->path, measurement};
     return svsm_sim_boot(&opts, extra);
@@ -224,23 +217,12 @@ static int group_setup(void **state)
     snprintf(fx.platform, sizeof(fx.platform), "%s/platform", fx.dir);
     snprintf(fx.server_state, sizeof(fx.server_state), "%s/server", fx.dir);
     snprintf(fx.bare_state, sizeof(fx.bare_state), "%s/bare", fx.dir);
-    fill_measurement(fx.good, "5a");
-    fill_measurement(fx.bad, "ee");
+    svsm_sim_fill_measurement(fx.good, "5a");
+    svsm_sim_fill_measurement(fx.bad, "ee");
     vtpmca_diag diag = {{0}};
-    snp_test_root *root = NULL;
-    if (snp_test_root_new(SNP_PRODUCT_MILAN, 2048, &root, &diag) != VTPMCA_OK ||
-        snp_test_root_save(root, fx.roots, &diag) != VTPMCA_OK) {
-        fprintf(stderr, "test root: %s\n", diag.msg);
-        return -1;
-    }
-    snp_test_root_free(root);
-    const char *init[] = {"platform-init", "--platform", fx.platform, "--test-root", fx.roots,
-                          "--product",     "milan",      "--chip-id", CHIP_ID,       NULL};
-    char *out = NULL, *err = NULL;
-    int code = run_program("svsm-sim", init, 30, &out, &err);
-    free(out);
-    free(err);
-    if (code != 0 || sim_platform_load(fx.platform, &fx.sim, &diag) != VTPMCA_OK)
+    if (svsm_sim_save_test_root(fx.roots) != 0 ||
+        svsm_sim_platform_init(fx.platform, fx.roots, CHIP_ID) != 0 ||
+        sim_platform_load(fx.platform, &fx.sim, &diag) != VTPMCA_OK)
         return -1;
 
     store *st = NULL;

@@ -3,7 +3,7 @@
  * prepared with the store API beforehand (fleets, policies, the genuine Milan VCEKs); a
  * synthetic report comes from a test-only root that one daemon trusts through
  * --extra-roots-dir and a second daemon, started without it, refuses. */
-#define _XOPEN_SOURCE 700 /* nftw */
+#define _XOPEN_SOURCE 700 /* POSIX (mkdtemp, strdup, ...) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <signal.h>
 #include <spawn.h>
@@ -29,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/ca_fixture.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/server_config.h"
@@ -179,8 +179,8 @@ static json_t *http_json(const vtpmcad_proc *d, const char *method, const char *
     return doc;
 }
 
-static json_t *verify(const vtpmcad_proc *d, const char *fleet, const char *report, const char *vcek,
-                      int policy_version)
+static json_t *verify(const vtpmcad_proc *d, const char *fleet, const char *report,
+                      const char *vcek, int policy_version)
 {
     json_t *req = json_pack("{s:s, s:s}", "fleet", fleet, "report", report);
     if (vcek != NULL)
@@ -329,8 +329,7 @@ static int group_setup(void **state)
 {
     (void)state;
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    snprintf(fx.dir, sizeof(fx.dir), "/tmp/vtpmca-daemon-XXXXXX");
-    if (mkdtemp(fx.dir) == NULL)
+    if (ca_fixture_tmpdir(fx.dir, sizeof(fx.dir), "daemon") != 0)
         return -1;
     snprintf(fx.state_dir, sizeof(fx.state_dir), "%s/state", fx.dir);
     snprintf(fx.db, sizeof(fx.db), "%s/vtpmca.db", fx.state_dir);
@@ -378,14 +377,6 @@ static int group_setup(void **state)
     return 0;
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int group_teardown(void **state)
 {
     (void)state;
@@ -400,7 +391,7 @@ static int group_teardown(void **state)
     free(fx.synthetic_vcek_b64);
     free(fx.synthetic_vcek);
     curl_global_cleanup();
-    return nftw(fx.dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return ca_fixture_rmtree(fx.dir);
 }
 
 /* ---- tests ---- */

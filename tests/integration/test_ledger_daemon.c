@@ -255,15 +255,7 @@ static int group_setup(void **state)
     snprintf(g.sim_state, sizeof(g.sim_state), "%s/sim-vm", g.fx.dir);
     for (int i = 0; i < 48; i++)
         snprintf(g.measurement + 2 * i, 3, "%02x", KBS_FIXTURE_MEASUREMENT);
-    const char *init[] = {"platform-init", "--platform", g.platform, "--test-root",
-                          g.fx.roots_dir,  "--product",  "milan",    NULL};
-    char *out = NULL, *err = NULL;
-    int code = run_program("svsm-sim", init, 30, &out, &err);
-    if (code != 0)
-        fprintf(stderr, "platform-init exited %d: %s%s\n", code, out ? out : "", err ? err : "");
-    free(out);
-    free(err);
-    if (code != 0 || prepare_database() != 0)
+    if (svsm_sim_platform_init(g.platform, g.fx.roots_dir, NULL) != 0 || prepare_database() != 0)
         return -1;
     const char *extra[] = {"--extra-roots-dir", g.fx.roots_dir, "--threads", "4", NULL};
     if (vtpmcad_start(&g.d, g.fx.dir, "vtpmcad", g.state_dir, extra, &diag) != VTPMCA_OK) {

@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../support/ca_fixture.h"
 #include "../support/vtpmcad_runner.h"
 #include "../support/svsm_sim_runner.h"
 #include "vtpmca/encoding.h"
@@ -116,7 +117,7 @@ static void assert_unchanged(const char *state_dir, snapshot *before)
 
 /* svsm-sim boot against `server` with the common options and `extra` (NULL-terminated). */
 static svsm_sim_run boot(const vtpmcad_proc *server, const char *state_dir, const char *resource,
-                       const char *measurement, const char *const *extra)
+                         const char *measurement, const char *const *extra)
 {
     svsm_sim_boot_opts opts = {server->url, fx.platform, state_dir, resource, measurement};
     return svsm_sim_boot(&opts, extra);
@@ -215,13 +216,6 @@ static EVP_PKEY *daemon_kbs_key(const char *state_dir, const char *out_path)
 
 /* ---- fixture ---- */
 
-static void fill_measurement(char out[97], const char *byte_hex)
-{
-    for (int i = 0; i < 48; i++)
-        memcpy(out + 2 * i, byte_hex, 2);
-    out[96] = '\0';
-}
-
 static void enroll(store *st, const keyvault *vault, const char *id, const char *path,
                    store_key_mode mode, enrolled *out)
 {
@@ -284,34 +278,18 @@ static void prepare_state(const char *state_dir, store **st_out, keyvault **vaul
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(fx.dir, sizeof(fx.dir), "/tmp/vtpmca-svsm-boot-XXXXXX");
-    if (mkdtemp(fx.dir) == NULL)
+    if (ca_fixture_tmpdir(fx.dir, sizeof(fx.dir), "svsm-boot") != 0)
         return -1;
     snprintf(fx.roots, sizeof(fx.roots), "%s/test-root", fx.dir);
     snprintf(fx.platform, sizeof(fx.platform), "%s/platform", fx.dir);
     snprintf(fx.state_a, sizeof(fx.state_a), "%s/server-a", fx.dir);
     snprintf(fx.state_b, sizeof(fx.state_b), "%s/server-b", fx.dir);
-    fill_measurement(fx.good, "5a");
-    fill_measurement(fx.bad, "ee");
+    svsm_sim_fill_measurement(fx.good, "5a");
+    svsm_sim_fill_measurement(fx.bad, "ee");
     vtpmca_diag diag = {{0}};
-
-    snp_test_root *root = NULL;
-    if (snp_test_root_new(SNP_PRODUCT_MILAN, 2048, &root, &diag) != VTPMCA_OK ||
-        snp_test_root_save(root, fx.roots, &diag) != VTPMCA_OK) {
-        fprintf(stderr, "test root: %s\n", diag.msg);
+    if (svsm_sim_save_test_root(fx.roots) != 0 ||
+        svsm_sim_platform_init(fx.platform, fx.roots, CHIP_ID) != 0)
         return -1;
-    }
-    snp_test_root_free(root);
-    const char *init[] = {"platform-init", "--platform", fx.platform, "--test-root", fx.roots,
-                          "--product",     "milan",      "--chip-id", CHIP_ID,       NULL};
-    char *out = NULL, *err = NULL;
-    int code = run_program("svsm-sim", init, 30, &out, &err);
-    if (code != 0 || out == NULL || strstr(out, "vtpmca snp import-vcek") == NULL) {
-        fprintf(stderr, "platform-init exited %d: %s%s\n", code, out ? out : "", err ? err : "");
-        return -1;
-    }
-    free(out);
-    free(err);
 
     store *st = NULL;
     keyvault *vault = NULL;
@@ -357,9 +335,7 @@ static int group_teardown(void **state)
 {
     (void)state;
     int a = vtpmcad_stop(&fx.a), b = vtpmcad_stop(&fx.b);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx.dir);
-    int rm = system(cmd);
+    int rm = ca_fixture_rmtree(fx.dir);
     return a == 0 && b == 0 && rm == 0 ? 0 : -1;
 }
 

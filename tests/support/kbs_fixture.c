@@ -7,6 +7,7 @@
 
 #include <openssl/crypto.h>
 
+#include "ca_fixture.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/enrollment.h"
 #include "vtpmca/fileio.h"
@@ -84,8 +85,7 @@ static vtpmca_err enroll_all(kbs_fixture *fx, store *st, const keyvault *vault, 
 vtpmca_err kbs_fixture_create(kbs_fixture *fx, vtpmca_diag *diag)
 {
     memset(fx, 0, sizeof(*fx));
-    snprintf(fx->dir, sizeof(fx->dir), "/tmp/vtpmca-kbs-XXXXXX");
-    if (mkdtemp(fx->dir) == NULL)
+    if (ca_fixture_tmpdir(fx->dir, sizeof(fx->dir), "kbs") != 0)
         return vtpmca_fail(diag, VTPMCA_ERR_IO, "mkdtemp failed");
     snprintf(fx->roots_dir, sizeof(fx->roots_dir), "%s/roots", fx->dir);
     snprintf(fx->db_path, sizeof(fx->db_path), "%s/state/vtpmca.db", fx->dir);
@@ -123,9 +123,7 @@ void kbs_fixture_destroy(kbs_fixture *fx)
     free(fx->vcek_der);
     free(fx->wrapped_blob);
     if (fx->dir[0] != '\0') {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-        if (system(cmd) != 0)
+        if (ca_fixture_rmtree(fx->dir) != 0)
             fprintf(stderr, "cannot remove %s\n", fx->dir);
     }
     memset(fx, 0, sizeof(*fx));

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ca_fixture.h"
 #include "snp_policy_fixture.h"
 #include "vtpmca/fileio.h"
 
@@ -26,8 +27,7 @@ static int open_store_and_cache(keys_env *env)
 int keys_env_open(keys_env *env)
 {
     memset(env, 0, sizeof(*env));
-    snprintf(env->dir, sizeof(env->dir), "/tmp/vtpmca-keys-XXXXXX");
-    if (mkdtemp(env->dir) == NULL)
+    if (ca_fixture_tmpdir(env->dir, sizeof(env->dir), "keys") != 0)
         return -1;
     snprintf(env->db_path, sizeof(env->db_path), "%s/vtpmca.db", env->dir);
     snprintf(env->key_path, sizeof(env->key_path), "%s/master.key", env->dir);
@@ -67,9 +67,7 @@ void keys_env_close(keys_env *env)
     store_close(env->st);
     keyvault_free(env->vault);
     if (env->dir[0] != '\0') {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", env->dir);
-        if (system(cmd) != 0)
+        if (ca_fixture_rmtree(env->dir) != 0)
             fprintf(stderr, "keys fixture: could not remove %s\n", env->dir);
     }
     memset(env, 0, sizeof(*env));
@@ -98,4 +96,23 @@ bool keys_db_contains(const keys_env *env, const uint8_t *needle, size_t len)
             return true;
     }
     return false;
+}
+
+int keys_env_setup(void **state)
+{
+    keys_env *env = calloc(1, sizeof(*env));
+    if (env == NULL || keys_env_open(env) != 0) {
+        free(env);
+        return -1;
+    }
+    *state = env;
+    return 0;
+}
+
+int keys_env_teardown(void **state)
+{
+    keys_env *env = *state;
+    keys_env_close(env);
+    free(env);
+    return 0;
 }

@@ -31,6 +31,11 @@ typedef struct {
 int keys_env_open(keys_env *env);
 void keys_env_close(keys_env *env);
 
+/* cmocka per-test setup and teardown: *state is a keys_env opened by keys_env_open (and
+ * closed and freed by keys_env_teardown). */
+int keys_env_setup(void **state);
+int keys_env_teardown(void **state);
+
 /* Closes and reopens the store (e.g. so every write is in the files, or to check what
  * survives). The policy cache is recreated too. 0 on success. */
 int keys_env_reopen(keys_env *env);

@@ -1,6 +1,13 @@
 /* TEST-ONLY fixtures for policy and EAR tests (see snp_policy_fixture.h). */
 #include "snp_policy_fixture.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,4 +131,21 @@ vtpmca_err fixture_genuine_evidence(const char *file_name, snp_evidence *out, vt
         (err = snp_tcb_decode(r->launch_tcb, out->product, &out->launch_tcb)) != VTPMCA_OK)
         return vtpmca_fail(diag, err, "%s: TCB does not decode for Milan", file_name);
     return VTPMCA_OK;
+}
+
+snp_policy *fixture_strict_policy_with(const char *overrides)
+{
+    json_t *doc = fixture_strict_policy();
+    assert_non_null(doc);
+    if (overrides != NULL) {
+        json_t *extra = json_loads(overrides, 0, NULL);
+        assert_non_null(extra);
+        assert_int_equal(json_object_update(doc, extra), 0);
+        json_decref(extra);
+    }
+    snp_policy *policy = NULL;
+    vtpmca_diag diag = {{0}};
+    if (fixture_parse_policy(doc, &policy, &diag) != VTPMCA_OK)
+        fail_msg("policy did not parse: %s", diag.msg);
+    return policy;
 }

@@ -37,6 +37,10 @@ json_t *fixture_strict_policy(void);
 /* Serialises `doc` (the reference is consumed) and parses it with snp_policy_from_json. */
 vtpmca_err fixture_parse_policy(json_t *doc, snp_policy **out, vtpmca_diag *diag);
 
+/* The strict policy with `overrides` (a JSON object text, may be NULL) merged in, parsed;
+ * fails the test (cmocka) if any step fails. */
+snp_policy *fixture_strict_policy_with(const char *overrides);
+
 /* Claims that pass the strict policy: version 3, the FIXTURE_* values, guest policy with
  * the reserved bit and SINGLE_SOCKET, platform SMT off, VMPL 0, guest SVN 2, every TCB
  * {bootloader 3, tee 1, snp 8, microcode 115, fmc 2 on Turin (0 elsewhere)} with raw fields

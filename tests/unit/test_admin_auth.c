@@ -3,7 +3,7 @@
  * replay, role), key files and directories, and cross-checks with the openssl command line:
  * tokens whose signature the openssl CLI made verify, and ours verify with the openssl CLI.
  * Also the daemon's configuration keys for admin keys and TLS. */
-#define _XOPEN_SOURCE 700 /* nftw */
+#define _XOPEN_SOURCE 700 /* POSIX (mkdtemp, strdup, ...) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +11,6 @@
 
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <jansson.h>
 #include <openssl/bn.h>
 #include <openssl/ec.h>
@@ -26,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/ca_fixture.h"
 #include "vtpmca/admin_auth.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/fileio.h"
@@ -40,12 +40,6 @@ static struct {
     time_t now;
     unsigned jti_counter;
 } fx;
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 static char *public_pem(EVP_PKEY *key)
 {
@@ -78,8 +72,7 @@ static admin_auth *standard_auth(void)
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(fx.dir, sizeof(fx.dir), "/tmp/vtpmca-admin-auth-XXXXXX");
-    if (mkdtemp(fx.dir) == NULL)
+    if (ca_fixture_tmpdir(fx.dir, sizeof(fx.dir), "admin-auth") != 0)
         return -1;
     if (admin_key_generate(ADMIN_KEY_ED25519, &fx.alice, NULL) != VTPMCA_OK ||
         admin_key_generate(ADMIN_KEY_P256, &fx.bob, NULL) != VTPMCA_OK ||
@@ -98,7 +91,7 @@ static int group_teardown(void **state)
     EVP_PKEY_free(fx.audrey);
     EVP_PKEY_free(fx.eve);
     EVP_PKEY_free(fx.rsa);
-    return nftw(fx.dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return ca_fixture_rmtree(fx.dir);
 }
 
 /* Each test gets a fresh key set (so a fresh replay cache) and a fixed "now". */

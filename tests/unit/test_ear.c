@@ -157,23 +157,6 @@ static const ear_case *find_case(const char *name)
     return NULL;
 }
 
-static snp_policy *strict_policy_with(const char *overrides)
-{
-    json_t *doc = fixture_strict_policy();
-    assert_non_null(doc);
-    if (overrides != NULL) {
-        json_t *extra = json_loads(overrides, 0, NULL);
-        assert_non_null(extra);
-        assert_int_equal(json_object_update(doc, extra), 0);
-        json_decref(extra);
-    }
-    snp_policy *policy = NULL;
-    vtpmca_diag diag = {{0}};
-    if (fixture_parse_policy(doc, &policy, &diag) != VTPMCA_OK)
-        fail_msg("policy did not parse: %s", diag.msg);
-    return policy;
-}
-
 static void make_case(const ear_case *c, snp_evidence *evidence, snp_verdict *verdict)
 {
     assert_int_equal(fixture_evidence(SNP_PRODUCT_MILAN, evidence), VTPMCA_OK);
@@ -191,7 +174,7 @@ static void make_case(const ear_case *c, snp_evidence *evidence, snp_verdict *ve
             VTPMCA_OK);
         return;
     }
-    snp_policy *policy = strict_policy_with(c->overrides);
+    snp_policy *policy = fixture_strict_policy_with(c->overrides);
     assert_int_equal(snp_policy_evaluate(policy, evidence, verdict), VTPMCA_OK);
     snp_policy_free(policy);
 }
@@ -297,7 +280,8 @@ static void test_ear_shape(void **state)
     json_t *verifier = json_object_get(ear, "ear.verifier-id");
     assert_int_equal(json_object_size(verifier), 2);
     assert_string_equal(json_string_value(json_object_get(verifier, "developer")), "vtpmca");
-    assert_string_equal(json_string_value(json_object_get(verifier, "build")), "vtpmca " VTPMCA_VERSION);
+    assert_string_equal(json_string_value(json_object_get(verifier, "build")),
+                        "vtpmca " VTPMCA_VERSION);
     json_t *submods = json_object_get(ear, "submods");
     assert_int_equal(json_object_size(submods), 1);
     json_t *submod = json_object_get(submods, "SEV-SNP");

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../support/ca_fixture.h"
 #include "../support/snp_policy_fixture.h"
 #include "vtpmca/ear.h"
 #include "vtpmca/ear_token.h"
@@ -40,9 +41,8 @@ static int group_setup(void **state)
     g.p384 = EVP_EC_gen("P-384");
     g.p384_other = EVP_EC_gen("P-384");
     g.tee = EVP_EC_gen("P-521");
-    snprintf(g.tmp, sizeof(g.tmp), "/tmp/vtpmca-token-XXXXXX");
     if (g.p256 == NULL || g.p384 == NULL || g.p384_other == NULL || g.tee == NULL ||
-        mkdtemp(g.tmp) == NULL)
+        ca_fixture_tmpdir(g.tmp, sizeof(g.tmp), "token") != 0)
         return -1;
     return fixture_evidence(SNP_PRODUCT_MILAN, &g.evidence) == VTPMCA_OK ? 0 : -1;
 }
@@ -54,9 +54,7 @@ static int group_teardown(void **state)
     EVP_PKEY_free(g.p384);
     EVP_PKEY_free(g.p384_other);
     EVP_PKEY_free(g.tee);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g.tmp);
-    return system(cmd) == 0 ? 0 : -1;
+    return ca_fixture_rmtree(g.tmp);
 }
 
 static json_t *tee_jwk(void)

@@ -19,24 +19,6 @@
 #include "vtpmca/enrollment.h"
 #include "vtpmca/key_release.h"
 
-static int setup(void **state)
-{
-    keys_env *env = calloc(1, sizeof(*env));
-    if (env == NULL || keys_env_open(env) != 0) {
-        free(env);
-        return -1;
-    }
-    *state = env;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    keys_env_close(*state);
-    free(*state);
-    return 0;
-}
-
 static enroll_request request(const char *id, store_key_mode mode)
 {
     return (enroll_request){.instance_id = id, .fleet = KEYS_FLEET, .mode = mode, .actor = "alice"};
@@ -419,14 +401,19 @@ static void test_bulk_batch(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_generated_enrollment, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_paths_and_keys_unique, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_key_never_stored_in_clear, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_wrapped_mode_wrap_and_release, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_generated_enrollment, keys_env_setup,
+                                        keys_env_teardown),
+        cmocka_unit_test_setup_teardown(test_paths_and_keys_unique, keys_env_setup,
+                                        keys_env_teardown),
+        cmocka_unit_test_setup_teardown(test_key_never_stored_in_clear, keys_env_setup,
+                                        keys_env_teardown),
+        cmocka_unit_test_setup_teardown(test_wrapped_mode_wrap_and_release, keys_env_setup,
+                                        keys_env_teardown),
         cmocka_unit_test(test_key_context),
-        cmocka_unit_test_setup_teardown(test_rejections, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_batch_all_or_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bulk_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rejections, keys_env_setup, keys_env_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_all_or_nothing, keys_env_setup,
+                                        keys_env_teardown),
+        cmocka_unit_test_setup_teardown(test_bulk_batch, keys_env_setup, keys_env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

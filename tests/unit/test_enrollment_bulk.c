@@ -269,25 +269,6 @@ static void test_jsonl(void **state)
 
 /* ---- Enrollment ---- */
 
-static int env_setup(void **state)
-{
-    keys_env *env = calloc(1, sizeof(*env));
-    if (env == NULL || keys_env_open(env) != 0) {
-        free(env);
-        return -1;
-    }
-    *state = env;
-    return 0;
-}
-
-static int env_teardown(void **state)
-{
-    keys_env *env = *state;
-    keys_env_close(env);
-    free(env);
-    return 0;
-}
-
 static size_t count(store *st)
 {
     store_instance *items = NULL;
@@ -515,8 +496,10 @@ int main(void)
         cmocka_unit_test(test_csv_bad_rows),
         cmocka_unit_test(test_csv_bad_documents),
         cmocka_unit_test(test_jsonl),
-        cmocka_unit_test_setup_teardown(test_enroll_all_or_nothing, env_setup, env_teardown),
-        cmocka_unit_test_setup_teardown(test_delete_retires_for_good, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_enroll_all_or_nothing, keys_env_setup,
+                                        keys_env_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_retires_for_good, keys_env_setup,
+                                        keys_env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,7 +52,10 @@ static int group_setup(void **state)
     g.rsa2048 = gen_rsa(2048);
     g.rsa3072 = gen_rsa(3072);
     g.rsa2048_other = gen_rsa(2048);
-    return g.p256 && g.p384 && g.p521 && g.p521_other && ca_fixture_tmpdir(g.dir, sizeof(g.dir), "test-jwe") == 0 ? 0 : -1;
+    return g.p256 && g.p384 && g.p521 && g.p521_other &&
+                   ca_fixture_tmpdir(g.dir, sizeof(g.dir), "test-jwe") == 0
+               ? 0
+               : -1;
 }
 
 static int group_teardown(void **state)

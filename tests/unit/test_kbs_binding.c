@@ -50,7 +50,10 @@ static int group_setup(void **state)
     g.tee521 = EVP_EC_gen("P-521");
     g.tee521_other = EVP_EC_gen("P-521");
     g.tee384 = EVP_EC_gen("P-384");
-    return g.tee521 && g.tee521_other && g.tee384 && ca_fixture_tmpdir(g.dir, sizeof(g.dir), "test-kbs") == 0 ? 0 : -1;
+    return g.tee521 && g.tee521_other && g.tee384 &&
+                   ca_fixture_tmpdir(g.dir, sizeof(g.dir), "test-kbs") == 0
+               ? 0
+               : -1;
 }
 
 static int group_teardown(void **state)

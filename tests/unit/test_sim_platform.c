@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../support/ca_fixture.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/sim_platform.h"
 #include "vtpmca/snp_roots.h"
@@ -30,8 +31,7 @@ static struct {
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(g.dir, sizeof(g.dir), "/tmp/vtpmca-sim-platform-XXXXXX");
-    if (mkdtemp(g.dir) == NULL)
+    if (ca_fixture_tmpdir(g.dir, sizeof(g.dir), "sim-platform") != 0)
         return -1;
     snprintf(g.roots, sizeof(g.roots), "%s/test-root", g.dir);
     snp_test_root *milan = NULL, *turin = NULL;
@@ -53,9 +53,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g.dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return ca_fixture_rmtree(g.dir);
 }
 
 static void fresh_dir(char *out, size_t size)

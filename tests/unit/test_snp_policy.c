@@ -19,25 +19,6 @@
 
 /* ---- helpers ---- */
 
-/* Parses the strict policy with `overrides` (a JSON object text, may be NULL) merged in. */
-static snp_policy *strict_policy_with(const char *overrides)
-{
-    json_t *doc = fixture_strict_policy();
-    assert_non_null(doc);
-    if (overrides != NULL) {
-        json_t *extra = json_loads(overrides, 0, NULL);
-        assert_non_null(extra);
-        assert_int_equal(json_object_update(doc, extra), 0);
-        json_decref(extra);
-    }
-    snp_policy *policy = NULL;
-    vtpmca_diag diag = {{0}};
-    vtpmca_err err = fixture_parse_policy(doc, &policy, &diag);
-    if (err != VTPMCA_OK)
-        fail_msg("policy did not parse: %s", diag.msg);
-    return policy;
-}
-
 static snp_policy *parse_text(const char *text)
 {
     snp_policy *policy = NULL;
@@ -307,7 +288,7 @@ static void test_bad_arguments(void **state)
     assert_int_equal(snp_policy_from_json("{}", 2, NULL, NULL), VTPMCA_ERR_INVALID_ARG);
     assert_null(policy);
 
-    policy = strict_policy_with(NULL);
+    policy = fixture_strict_policy_with(NULL);
     char *text = NULL;
     assert_int_equal(snp_policy_to_json(NULL, &text), VTPMCA_ERR_INVALID_ARG);
     assert_int_equal(snp_policy_to_json(policy, NULL), VTPMCA_ERR_INVALID_ARG);
@@ -580,7 +561,7 @@ static void test_every_rule(void **state)
     for (size_t i = 0; i < sizeof(rule_cases) / sizeof(rule_cases[0]); i++) {
         const rule_case *c = &rule_cases[i];
         print_message("case: %s\n", c->name);
-        snp_policy *policy = strict_policy_with(c->overrides);
+        snp_policy *policy = fixture_strict_policy_with(c->overrides);
         snp_evidence evidence;
         assert_int_equal(fixture_evidence(c->product, &evidence), VTPMCA_OK);
         if (c->change != NULL)
@@ -600,7 +581,7 @@ static void test_every_rule(void **state)
 static void test_failure_details(void **state)
 {
     (void)state;
-    snp_policy *policy = strict_policy_with(NULL);
+    snp_policy *policy = fixture_strict_policy_with(NULL);
     snp_evidence evidence;
     assert_int_equal(fixture_evidence(SNP_PRODUCT_MILAN, &evidence), VTPMCA_OK);
     set_other_measurement(&evidence);
@@ -630,7 +611,7 @@ static void test_failure_details(void **state)
 static void test_every_rule_fails_at_once(void **state)
 {
     (void)state;
-    snp_policy *policy = strict_policy_with("{\"products\":[\"Genoa\"]}");
+    snp_policy *policy = fixture_strict_policy_with("{\"products\":[\"Genoa\"]}");
     snp_evidence evidence;
     assert_int_equal(fixture_evidence(SNP_PRODUCT_TURIN, &evidence), VTPMCA_OK);
     evidence_change changes[] = {set_version_2,

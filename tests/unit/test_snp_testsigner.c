@@ -1,7 +1,7 @@
 /* Tests for the TEST-ONLY SEV-SNP signer (tools/lib/snp_testsigner.c) and the snp-testroot
  * tool: certificate structure against AMD's genuine certificates, cross-checks with the
  * openssl CLI, report layout and signatures checked with OpenSSL, and the verifier's parser. */
-#define _XOPEN_SOURCE 700 /* nftw */
+#define _XOPEN_SOURCE 700 /* POSIX (mkdtemp, strdup, ...) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +12,6 @@
 
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,6 +25,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "../support/ca_fixture.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/snp_report.h"
@@ -69,8 +69,7 @@ static void fill_pattern(uint8_t *buf, size_t len, uint8_t seed)
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(fx.dir, sizeof(fx.dir), "/tmp/vtpmca-test-snp-testsigner-XXXXXX");
-    if (mkdtemp(fx.dir) == NULL)
+    if (ca_fixture_tmpdir(fx.dir, sizeof(fx.dir), "test-snp-testsigner") != 0)
         return -1;
     for (size_t i = 0; i < PRODUCT_COUNT; i++) {
         vtpmca_diag diag = {""};
@@ -82,20 +81,12 @@ static int group_setup(void **state)
     return 0;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int group_teardown(void **state)
 {
     (void)state;
     for (size_t i = 0; i < PRODUCT_COUNT; i++)
         snp_test_root_free(fx.roots[i]);
-    return nftw(fx.dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return ca_fixture_rmtree(fx.dir);
 }
 
 /* ---- helpers ---- */

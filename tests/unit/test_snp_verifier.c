@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/ca_fixture.h"
 #include "../support/kds_standin.h"
 #include "vtpmca/fileio.h"
 #include "vtpmca/snp_policy.h"
@@ -58,8 +59,7 @@ static int group_setup(void **state)
 {
     (void)state;
     vtpmca_diag diag = {{0}};
-    snprintf(g.tmp, sizeof(g.tmp), "/tmp/vtpmca-verifier-XXXXXX");
-    if (mkdtemp(g.tmp) == NULL)
+    if (ca_fixture_tmpdir(g.tmp, sizeof(g.tmp), "verifier") != 0)
         return -1;
     snprintf(g.roots_dir, sizeof(g.roots_dir), "%s/roots", g.tmp);
     if (vt_mkdir_p(g.roots_dir, 0700, &diag) != VTPMCA_OK)
@@ -99,9 +99,7 @@ static int group_teardown(void **state)
         free(g.genuine_report[i].data);
         free(g.genuine_vcek[i].data);
     }
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g.tmp);
-    return system(cmd) == 0 ? 0 : -1;
+    return ca_fixture_rmtree(g.tmp);
 }
 
 /* ---- helpers ---- */

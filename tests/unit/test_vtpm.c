@@ -108,8 +108,8 @@ static const struct {
 };
 #define EK_KINDS (sizeof(EK_EXPECT) / sizeof(EK_EXPECT[0]))
 
-/* A restricted ECDSA P-256 signing key like an IAK, whose admin role takes its authValue (as
- * vtpm_activate_credential requires). */
+/* The IAK template of ca_iak_template: a restricted ECDSA P-256 signing key whose admin role
+ * takes its authValue (as vtpm_activate_credential requires). */
 static size_t iak_like_template(uint8_t *buf, size_t cap)
 {
     size_t len = 0;

@@ -116,15 +116,23 @@ vtpmca_err sim_chip_id_random(snp_product product, uint8_t out[SIM_CHIP_ID_LEN],
     return VTPMCA_OK;
 }
 
+/* <dir>/vcek.der and <dir>/vcek.key.pem. */
+static vtpmca_err platform_paths(const char *dir, char cert_path[PATH_MAX], char key_path[PATH_MAX],
+                                 vtpmca_diag *diag)
+{
+    vtpmca_err err = vt_path_join(dir, SIM_PLATFORM_VCEK_FILE, cert_path, PATH_MAX, diag);
+    if (err == VTPMCA_OK)
+        err = vt_path_join(dir, SIM_PLATFORM_VCEK_KEY_FILE, key_path, PATH_MAX, diag);
+    return err;
+}
+
 vtpmca_err sim_platform_create(const char *dir, const char *test_root_dir,
                                const sim_platform_params *params, vtpmca_diag *diag)
 {
     if (dir == NULL || test_root_dir == NULL || params == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "platform create: missing argument");
     char cert_path[PATH_MAX], key_path[PATH_MAX];
-    vtpmca_err err = vt_path_join(dir, SIM_PLATFORM_VCEK_FILE, cert_path, sizeof(cert_path), diag);
-    if (err == VTPMCA_OK)
-        err = vt_path_join(dir, SIM_PLATFORM_VCEK_KEY_FILE, key_path, sizeof(key_path), diag);
+    vtpmca_err err = platform_paths(dir, cert_path, key_path, diag);
     if (err != VTPMCA_OK)
         return err;
     /* A platform is a chip: replacing its key would silently make another machine. */
@@ -180,9 +188,7 @@ vtpmca_err sim_platform_load(const char *dir, sim_platform **out, vtpmca_diag *d
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "platform load: missing argument");
     *out = NULL;
     char cert_path[PATH_MAX], key_path[PATH_MAX];
-    vtpmca_err err = vt_path_join(dir, SIM_PLATFORM_VCEK_FILE, cert_path, sizeof(cert_path), diag);
-    if (err == VTPMCA_OK)
-        err = vt_path_join(dir, SIM_PLATFORM_VCEK_KEY_FILE, key_path, sizeof(key_path), diag);
+    vtpmca_err err = platform_paths(dir, cert_path, key_path, diag);
     if (err != VTPMCA_OK)
         return err;
     uint8_t *der = NULL;

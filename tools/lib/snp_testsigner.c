@@ -250,6 +250,22 @@ static vtpmca_err add_kds_extension(X509 *cert, const char *oid_suffix, const ui
     return err;
 }
 
+/* Adds an extension from a value's DER (from i2d_*: der_len <= 0 means encoding failed);
+ * frees der. */
+static vtpmca_err add_kds_encoded(X509 *cert, const char *oid_suffix, unsigned char *der,
+                                  int der_len, const char *type, vtpmca_diag *diag)
+{
+    if (der_len <= 0) {
+        OPENSSL_free(der);
+        char what[64];
+        snprintf(what, sizeof(what), "encoding a KDS %s extension", type);
+        return openssl_fail(diag, what);
+    }
+    vtpmca_err err = add_kds_extension(cert, oid_suffix, der, (size_t)der_len, diag);
+    OPENSSL_free(der);
+    return err;
+}
+
 /* An extension whose value is a DER INTEGER, as AMD encodes structVersion and the SPLs. */
 static vtpmca_err add_kds_integer(X509 *cert, const char *oid_suffix, long value, vtpmca_diag *diag)
 {
@@ -259,11 +275,7 @@ static vtpmca_err add_kds_integer(X509 *cert, const char *oid_suffix, long value
     if (integer != NULL && ASN1_INTEGER_set(integer, value))
         der_len = i2d_ASN1_INTEGER(integer, &der);
     ASN1_INTEGER_free(integer);
-    if (der_len <= 0)
-        return openssl_fail(diag, "encoding a KDS INTEGER extension");
-    vtpmca_err err = add_kds_extension(cert, oid_suffix, der, (size_t)der_len, diag);
-    OPENSSL_free(der);
-    return err;
+    return add_kds_encoded(cert, oid_suffix, der, der_len, "INTEGER", diag);
 }
 
 /* An extension whose value is a DER IA5String (productName, csp_id). */
@@ -276,11 +288,7 @@ static vtpmca_err add_kds_ia5string(X509 *cert, const char *oid_suffix, const ch
     if (ia5 != NULL && ASN1_STRING_set(ia5, text, -1))
         der_len = i2d_ASN1_IA5STRING(ia5, &der);
     ASN1_IA5STRING_free(ia5);
-    if (der_len <= 0)
-        return openssl_fail(diag, "encoding a KDS IA5String extension");
-    vtpmca_err err = add_kds_extension(cert, oid_suffix, der, (size_t)der_len, diag);
-    OPENSSL_free(der);
-    return err;
+    return add_kds_encoded(cert, oid_suffix, der, der_len, "IA5String", diag);
 }
 
 /* The VCEK/VLEK extensions in the order of AMD's genuine VCEKs: structVersion, productName,

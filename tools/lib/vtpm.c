@@ -375,40 +375,40 @@ static vtpmca_err get_state_locked(const char *fn, uint8_t **out, size_t *len, v
     return VTPMCA_OK;
 }
 
-vtpmca_err vtpm_save_state(vtpm *tpm, uint8_t **out, size_t *len, vtpmca_diag *diag)
+/* The permanent state, after a TPM2_Shutdown(CLEAR) when shutdown_first. */
+static vtpmca_err export_state(vtpm *tpm, bool shutdown_first, const char *fn, uint8_t **out,
+                               size_t *len, vtpmca_diag *diag)
 {
     if (out == NULL || len == NULL)
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "vtpm_save_state: NULL argument");
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "%s: NULL argument", fn);
     *out = NULL;
     *len = 0;
     vtpmca_err err = lock_open(tpm, diag);
     if (err != VTPMCA_OK)
         return err;
-    err = get_state_locked("vtpm_save_state", out, len, diag);
+    if (shutdown_first) {
+        uint8_t buf[SMALL_COMMAND];
+        tpm2_writer w;
+        tpm2_response resp;
+        tpm2_writer_init(&w, buf, sizeof(buf));
+        tpm2_command_begin(&w, TPM2_ST_NO_SESSIONS, TPM2_CC_SHUTDOWN);
+        tpm2_put_u16(&w, TPM2_SU_CLEAR);
+        err = run_locked(tpm, &w, "TPM2_Shutdown", &resp, NULL, diag);
+    }
+    if (err == VTPMCA_OK)
+        err = get_state_locked(fn, out, len, diag);
     unlock();
     return err;
 }
 
+vtpmca_err vtpm_save_state(vtpm *tpm, uint8_t **out, size_t *len, vtpmca_diag *diag)
+{
+    return export_state(tpm, false, "vtpm_save_state", out, len, diag);
+}
+
 vtpmca_err vtpm_shutdown_state(vtpm *tpm, uint8_t **out, size_t *len, vtpmca_diag *diag)
 {
-    if (out == NULL || len == NULL)
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "vtpm_shutdown_state: NULL argument");
-    *out = NULL;
-    *len = 0;
-    vtpmca_err err = lock_open(tpm, diag);
-    if (err != VTPMCA_OK)
-        return err;
-    uint8_t buf[SMALL_COMMAND];
-    tpm2_writer w;
-    tpm2_response resp;
-    tpm2_writer_init(&w, buf, sizeof(buf));
-    tpm2_command_begin(&w, TPM2_ST_NO_SESSIONS, TPM2_CC_SHUTDOWN);
-    tpm2_put_u16(&w, TPM2_SU_CLEAR);
-    err = run_locked(tpm, &w, "TPM2_Shutdown", &resp, NULL, diag);
-    if (err == VTPMCA_OK)
-        err = get_state_locked("vtpm_shutdown_state", out, len, diag);
-    unlock();
-    return err;
+    return export_state(tpm, true, "vtpm_shutdown_state", out, len, diag);
 }
 
 vtpmca_err vtpm_transact(vtpm *tpm, const uint8_t *cmd, size_t cmd_len, uint8_t **resp,
@@ -789,24 +789,37 @@ vtpmca_err vtpm_nv_define_write(vtpm *tpm, uint32_t nv_index, const uint8_t *dat
     return err;
 }
 
-vtpmca_err vtpm_nv_read_public(vtpm *tpm, uint32_t nv_index, uint32_t *attributes,
-                               size_t *data_size, vtpmca_diag *diag)
+/* Checks nv_index, takes the TPM lock and reads the index's public area. On success the
+ * lock is held (the caller unlocks); on failure it is not. */
+static vtpmca_err nv_begin(vtpm *tpm, uint32_t nv_index, const char *fn, uint32_t *attributes,
+                           size_t *size, vtpmca_diag *diag)
 {
-    vtpmca_err err = check_nv_index(nv_index, "vtpm_nv_read_public", diag);
+    vtpmca_err err = check_nv_index(nv_index, fn, diag);
     if (err != VTPMCA_OK)
         return err;
     err = lock_open(tpm, diag);
     if (err != VTPMCA_OK)
         return err;
+    err = nv_read_public_locked(tpm, nv_index, attributes, size, diag);
+    if (err != VTPMCA_OK)
+        unlock();
+    return err;
+}
+
+vtpmca_err vtpm_nv_read_public(vtpm *tpm, uint32_t nv_index, uint32_t *attributes,
+                               size_t *data_size, vtpmca_diag *diag)
+{
     uint32_t attrs = 0;
     size_t size = 0;
-    err = nv_read_public_locked(tpm, nv_index, &attrs, &size, diag);
+    vtpmca_err err = nv_begin(tpm, nv_index, "vtpm_nv_read_public", &attrs, &size, diag);
+    if (err != VTPMCA_OK)
+        return err;
     unlock();
-    if (err == VTPMCA_OK && attributes != NULL)
+    if (attributes != NULL)
         *attributes = attrs;
-    if (err == VTPMCA_OK && data_size != NULL)
+    if (data_size != NULL)
         *data_size = size;
-    return err;
+    return VTPMCA_OK;
 }
 
 vtpmca_err vtpm_nv_read(vtpm *tpm, uint32_t nv_index, uint8_t **data, size_t *len,
@@ -818,21 +831,14 @@ vtpmca_err vtpm_nv_read(vtpm *tpm, uint32_t nv_index, uint8_t **data, size_t *le
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "vtpm_nv_read: NULL argument");
     *data = NULL;
     *len = 0;
-    vtpmca_err err = check_nv_index(nv_index, "vtpm_nv_read", diag);
-    if (err != VTPMCA_OK)
-        return err;
-    err = lock_open(tpm, diag);
-    if (err != VTPMCA_OK)
-        return err;
     uint32_t attributes = 0;
     size_t size = 0;
-    uint8_t *out = NULL;
-    err = nv_read_public_locked(tpm, nv_index, &attributes, &size, diag);
-    if (err == VTPMCA_OK) {
-        out = malloc(size > 0 ? size : 1);
-        if (out == NULL)
-            err = vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "vtpm_nv_read: out of memory");
-    }
+    vtpmca_err err = nv_begin(tpm, nv_index, "vtpm_nv_read", &attributes, &size, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    uint8_t *out = malloc(size > 0 ? size : 1);
+    if (out == NULL)
+        err = vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "vtpm_nv_read: out of memory");
     for (size_t offset = 0; err == VTPMCA_OK && offset < size; offset += TPM2_MAX_NV_BUFFER) {
         size_t chunk = size - offset < TPM2_MAX_NV_BUFFER ? size - offset : TPM2_MAX_NV_BUFFER;
         uint8_t buf[SMALL_COMMAND];
@@ -869,17 +875,12 @@ vtpmca_err vtpm_nv_read(vtpm *tpm, uint32_t nv_index, uint8_t **data, size_t *le
 
 vtpmca_err vtpm_nv_undefine(vtpm *tpm, uint32_t nv_index, vtpmca_diag *diag)
 {
-    vtpmca_err err = check_nv_index(nv_index, "vtpm_nv_undefine", diag);
-    if (err != VTPMCA_OK)
-        return err;
-    err = lock_open(tpm, diag);
-    if (err != VTPMCA_OK)
-        return err;
     uint32_t attributes = 0;
     size_t size = 0;
-    err = nv_read_public_locked(tpm, nv_index, &attributes, &size, diag);
-    if (err == VTPMCA_OK)
-        err = nv_undefine_locked(tpm, nv_index, attributes, diag);
+    vtpmca_err err = nv_begin(tpm, nv_index, "vtpm_nv_undefine", &attributes, &size, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    err = nv_undefine_locked(tpm, nv_index, attributes, diag);
     unlock();
     return err;
 }
