@@ -39,7 +39,11 @@ typedef struct {
 
 struct issuance {
     issuance_config config;
+    /* Trusted KBS key fingerprints; replaced at run time when an admin trusts or untrusts a
+     * peer key, so they are read under trusted_lock. */
+    pthread_rwlock_t trusted_lock;
     uint8_t (*trusted)[ISSUANCE_KBS_KEY_HASH_LEN];
+    size_t n_trusted;
     pthread_rwlock_t url_lock;
     char base_url[EK_PROFILE_BASE_URL_MAX + 1]; /* "" until set */
     issuance_table *challenges, *activations, *proofs;
@@ -239,16 +243,11 @@ vtpmca_err issuance_new(const issuance_config *config, issuance **out, vtpmca_di
     pthread_rwlock_init(&e->url_lock, NULL);
     for (int i = 0; i < INSTANCE_LOCKS; i++)
         pthread_mutex_init(&e->instance_locks[i], NULL);
-    vtpmca_err err = VTPMCA_OK;
-    if (c->n_trusted_kbs_keys > 0) {
-        e->trusted = malloc(c->n_trusted_kbs_keys * ISSUANCE_KBS_KEY_HASH_LEN);
-        if (e->trusted == NULL)
-            err = vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "issuance: out of memory");
-        else
-            memcpy(e->trusted, c->trusted_kbs_keys,
-                   c->n_trusted_kbs_keys * ISSUANCE_KBS_KEY_HASH_LEN);
-    }
+    pthread_rwlock_init(&e->trusted_lock, NULL);
+    vtpmca_err err =
+        issuance_set_trusted_kbs_keys(e, c->trusted_kbs_keys, c->n_trusted_kbs_keys, diag);
     c->trusted_kbs_keys = NULL; /* the caller's array is not kept */
+    c->n_trusted_kbs_keys = 0;  /* e->n_trusted is the live count */
     if (err == VTPMCA_OK &&
         (issuance_table_new(c->challenge_capacity, 0, &e->challenges) != VTPMCA_OK ||
          issuance_table_new(c->activation_capacity, sizeof(pending_activation), &e->activations) !=
@@ -282,7 +281,30 @@ void issuance_free(issuance *engine)
     for (int i = 0; i < INSTANCE_LOCKS; i++)
         pthread_mutex_destroy(&engine->instance_locks[i]);
     pthread_rwlock_destroy(&engine->url_lock);
+    pthread_rwlock_destroy(&engine->trusted_lock);
     free(engine);
+}
+
+vtpmca_err issuance_set_trusted_kbs_keys(issuance *engine,
+                                         const uint8_t (*keys)[ISSUANCE_KBS_KEY_HASH_LEN], size_t n,
+                                         vtpmca_diag *diag)
+{
+    if (engine == NULL || (keys == NULL && n > 0))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "issuance: bad trusted KBS keys");
+    uint8_t(*copy)[ISSUANCE_KBS_KEY_HASH_LEN] = NULL;
+    if (n > 0) {
+        copy = malloc(n * ISSUANCE_KBS_KEY_HASH_LEN);
+        if (copy == NULL)
+            return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "issuance: out of memory");
+        memcpy(copy, keys, n * ISSUANCE_KBS_KEY_HASH_LEN);
+    }
+    pthread_rwlock_wrlock(&engine->trusted_lock);
+    uint8_t(*old)[ISSUANCE_KBS_KEY_HASH_LEN] = engine->trusted;
+    engine->trusted = copy;
+    engine->n_trusted = n;
+    pthread_rwlock_unlock(&engine->trusted_lock);
+    free(old);
+    return VTPMCA_OK;
 }
 
 vtpmca_err issuance_set_base_url(issuance *engine, const char *base_url, vtpmca_diag *diag)
@@ -536,8 +558,10 @@ static vtpmca_err check_static(certify_ctx *c, vtpmca_diag *diag)
     if (EVP_Digest(rq->kbs_key, rq->kbs_key_len, c->kbs_hash, NULL, EVP_sha256(), NULL) != 1)
         return vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "certify: SHA-256 failed");
     bool trusted = false;
-    for (size_t i = 0; i < c->e->config.n_trusted_kbs_keys; i++)
+    pthread_rwlock_rdlock(&c->e->trusted_lock);
+    for (size_t i = 0; i < c->e->n_trusted; i++)
         trusted |= CRYPTO_memcmp(c->e->trusted[i], c->kbs_hash, ISSUANCE_KBS_KEY_HASH_LEN) == 0;
+    pthread_rwlock_unlock(&c->e->trusted_lock);
     if (trusted)
         return VTPMCA_OK;
     if (!is_canonical_spki(rq->kbs_key, rq->kbs_key_len))

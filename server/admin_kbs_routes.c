@@ -1,9 +1,9 @@
 /* The admin API's KBS key routes: this service's KBS public key (the key its SVSMs remember
  * and bind into their certification requests), and the peer KBS public keys it trusts for
- * EK/IAK certification. Peer keys are PEM files in trusted_kbs_keys_dir, where the
- * certification setup reads them at start (server/ca_routes.c): trusting writes
- * <fingerprint>.pem there atomically, untrusting removes the file that holds the key. The
- * directory functions are shared with `vtpmca kbs-key` offline (server_admin.h). */
+ * EK/IAK certification. Peer keys are PEM files in trusted_kbs_keys_dir: trusting writes
+ * <fingerprint>.pem there atomically, untrusting removes the file that holds the key, and
+ * either reloads the issuance engine's trusted set at once (server_certify_reload_trusted).
+ * The directory functions are shared with `vtpmca kbs-key` offline (server_admin.h). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -304,6 +304,8 @@ static void handle_trusted_add(admin_call *call, server_response *response)
                                      json_string_value(pem), json_string_length(pem), &out, &diag)
             : vtpmca_fail(&diag, VTPMCA_ERR_PARSE, "'pem' must be a string");
     json_decref(body);
+    if (err == VTPMCA_OK)
+        err = server_certify_reload_trusted(call->app, &diag);
     bool already = json_is_true(json_object_get(out, "already_trusted"));
     if (err == VTPMCA_OK)
         snprintf(call->audit_detail, sizeof(call->audit_detail), "KBS key %.64s%s",
@@ -320,6 +322,8 @@ static void handle_trusted_remove(admin_call *call, server_response *response)
     json_t *out = NULL;
     vtpmca_diag diag = {{0}};
     vtpmca_err err = server_admin_kbs_untrust(dir, call->params[0], &out, &diag);
+    if (err == VTPMCA_OK)
+        err = server_certify_reload_trusted(call->app, &diag);
     if (err == VTPMCA_OK)
         snprintf(call->audit_detail, sizeof(call->audit_detail), "KBS key %.64s",
                  json_string_value(json_object_get(out, "fingerprint")));

@@ -118,6 +118,9 @@ void server_handle_ca_activate_finish(void *ctx, const server_request *request,
 /* Builds app->certify when app->ca is open; runs after server_kbs_setup (the own KBS key is
  * trusted) and server_ca_setup. */
 vtpmca_err server_certify_setup(server_app *app, vtpmca_diag *diag);
+/* Re-reads this service's and the trusted peers' KBS keys into the issuance engine, after an
+ * admin changed trusted_kbs_keys_dir. */
+vtpmca_err server_certify_reload_trusted(server_app *app, vtpmca_diag *diag);
 /* Once listening on `port`: without ca_base_url, issued certificates point at this address. */
 void server_certify_started(server_app *app, unsigned port);
 void server_certify_free(server_certify *certify);

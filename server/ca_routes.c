@@ -101,6 +101,21 @@ static vtpmca_err trusted_kbs_keys(const server_config *cfg,
     return err;
 }
 
+vtpmca_err server_certify_reload_trusted(server_app *app, vtpmca_diag *diag)
+{
+    if (app == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "certify: missing argument");
+    if (app->certify == NULL)
+        return VTPMCA_OK; /* no CA: nothing checks KBS keys */
+    uint8_t keys[TRUSTED_KBS_KEYS_MAX][ISSUANCE_KBS_KEY_HASH_LEN];
+    size_t n = 0;
+    vtpmca_err err = trusted_kbs_keys(&app->config, keys, &n, diag);
+    if (err == VTPMCA_OK)
+        err = issuance_set_trusted_kbs_keys(
+            app->certify->engine, (const uint8_t(*)[ISSUANCE_KBS_KEY_HASH_LEN])keys, n, diag);
+    return err;
+}
+
 vtpmca_err server_certify_setup(server_app *app, vtpmca_diag *diag)
 {
     if (app == NULL)

@@ -140,6 +140,13 @@ typedef struct issuance issuance;
 vtpmca_err issuance_new(const issuance_config *config, issuance **out, vtpmca_diag *diag);
 void issuance_free(issuance *engine);
 
+/* Replaces the trusted KBS key fingerprints (SHA-256 of the DER SubjectPublicKeyInfo), e.g.
+ * after an admin trusted or untrusted a peer KBS key; requests in flight see the old or the
+ * new set, never a mix. */
+vtpmca_err issuance_set_trusted_kbs_keys(issuance *engine,
+                                         const uint8_t (*keys)[ISSUANCE_KBS_KEY_HASH_LEN], size_t n,
+                                         vtpmca_diag *diag);
+
 /* Sets (or replaces) the base URL of CRL distribution points and AIA in issued certificates,
  * e.g. once the daemon knows its port. The string is copied. */
 vtpmca_err issuance_set_base_url(issuance *engine, const char *base_url, vtpmca_diag *diag);
