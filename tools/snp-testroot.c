@@ -3,7 +3,6 @@
  * Exit status: 0 success, 1 operation failed, 2 usage error. */
 #include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,17 +91,9 @@ static const char REPORT_USAGE[] =
     "  --vlek               the report names the VLEK as its signing key\n"
     "  --out FILE           the report, binary\n";
 
-static int usage_error(const char *command, const char *fmt, ...) VTPMCA_PRINTF(2, 3);
-
+#define TOOL "snp-testroot"
 /* One clear line naming the problem, then where to find the usage. */
-static int usage_error(const char *command, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int code = vt_cli_usage_verror("snp-testroot", command, fmt, ap);
-    va_end(ap);
-    return code;
-}
+#define usage_error(command, ...) vt_cli_usage_error(TOOL, command, __VA_ARGS__)
 
 static bool parse_product(const char *text, snp_product *out)
 {
@@ -153,7 +144,7 @@ static int cmd_init(int argc, char **argv)
             fputs(INIT_USAGE, stdout);
             return EXIT_SUCCESS;
         default:
-            return vt_cli_bad_option("snp-testroot", "init", opt, argv);
+            return vt_cli_bad_option(TOOL, "init", opt, argv);
         }
     }
     snp_product product;
@@ -180,7 +171,7 @@ static int cmd_init(int argc, char **argv)
         err = snp_test_root_save(root, dir, &diag);
     snp_test_root_free(root);
     if (err != VTPMCA_OK)
-        return vt_cli_failed("snp-testroot", "init", err, &diag);
+        return vt_cli_failed(TOOL, "init", err, &diag);
     printf("wrote a %s test root (RSA-%lu) to %s\n", snp_product_name(product), bits, dir);
     return EXIT_SUCCESS;
 }
@@ -229,7 +220,7 @@ static int cmd_cert(int argc, char **argv)
             fputs(CERT_USAGE, stdout);
             return EXIT_SUCCESS;
         default:
-            return vt_cli_bad_option("snp-testroot", "cert", opt, argv);
+            return vt_cli_bad_option(TOOL, "cert", opt, argv);
         }
     }
     if (optind != argc)
@@ -276,7 +267,7 @@ static int cmd_cert(int argc, char **argv)
     EVP_PKEY_free(key);
     snp_test_root_free(root);
     if (err != VTPMCA_OK)
-        return vt_cli_failed("snp-testroot", "cert", err, &diag);
+        return vt_cli_failed(TOOL, "cert", err, &diag);
     printf("wrote %s %s (%s) and its key %s\n", snp_product_name(product), vlek ? "VLEK" : "VCEK",
            out_path, key_path);
     return EXIT_SUCCESS;
@@ -351,7 +342,7 @@ static int cmd_report(int argc, char **argv)
             fputs(REPORT_USAGE, stdout);
             return EXIT_SUCCESS;
         default:
-            return vt_cli_bad_option("snp-testroot", "report", opt, argv);
+            return vt_cli_bad_option(TOOL, "report", opt, argv);
         }
     }
     if (optind != argc)
@@ -411,7 +402,7 @@ static int cmd_report(int argc, char **argv)
         err = vt_file_write_atomic(out_path, wire, sizeof(wire), 0644, &diag);
     EVP_PKEY_free(key);
     if (err != VTPMCA_OK)
-        return vt_cli_failed("snp-testroot", "report", err, &diag);
+        return vt_cli_failed(TOOL, "report", err, &diag);
     printf("wrote %s (version %lu, %s, signed by the %s)\n", out_path, version,
            snp_product_name(product), vlek ? "VLEK" : "VCEK");
     return EXIT_SUCCESS;

@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,16 +127,8 @@ static const char BOOT_USAGE[] =
 
 /* ---- shared helpers ---- */
 
-static int usage_error(const char *command, const char *fmt, ...) VTPMCA_PRINTF(2, 3);
-
-static int usage_error(const char *command, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int code = vt_cli_usage_verror("svsm-sim", command, fmt, ap);
-    va_end(ap);
-    return code;
-}
+#define TOOL "svsm-sim"
+#define usage_error(command, ...) vt_cli_usage_error(TOOL, command, __VA_ARGS__)
 
 static void print_hex(const uint8_t *data, size_t len)
 {
@@ -191,7 +182,7 @@ static int cmd_platform_init(int argc, char **argv)
             fputs(PLATFORM_INIT_USAGE, stdout);
             return EXIT_SUCCESS;
         default:
-            return vt_cli_bad_option("svsm-sim", "platform-init", opt, argv);
+            return vt_cli_bad_option(TOOL, "platform-init", opt, argv);
         }
     }
     if (optind != argc)
@@ -220,7 +211,7 @@ static int cmd_platform_init(int argc, char **argv)
     if (err == VTPMCA_OK)
         err = sim_platform_create(dir, root_dir, &params, &diag);
     if (err != VTPMCA_OK)
-        return vt_cli_failed("svsm-sim", "platform-init", err, &diag);
+        return vt_cli_failed(TOOL, "platform-init", err, &diag);
     printf("platform: simulated %s chip (TEST)\n", snp_product_name(params.product));
     printf("  chip id  ");
     print_hex(params.chip_id, sizeof(params.chip_id));
@@ -437,7 +428,7 @@ static int parse_boot_options(int argc, char **argv, boot_options *opt)
             fputs(BOOT_USAGE, stdout);
             return EXIT_SUCCESS;
         default:
-            return vt_cli_bad_option("svsm-sim", "boot", c, argv);
+            return vt_cli_bad_option(TOOL, "boot", c, argv);
         }
     }
     if (optind != argc)

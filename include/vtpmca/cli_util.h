@@ -3,7 +3,6 @@
 #ifndef VTPMCA_CLI_UTIL_H
 #define VTPMCA_CLI_UTIL_H
 
-#include <stdarg.h>
 #include <stddef.h>
 
 #include "vtpmca/err.h"
@@ -16,9 +15,6 @@
  * VT_CLI_EXIT_USAGE. */
 int vt_cli_usage_error(const char *tool, const char *command, const char *fmt, ...)
     VTPMCA_PRINTF(3, 4);
-/* The same with a va_list, for a tool's own wrapper that fixes tool. */
-int vt_cli_usage_verror(const char *tool, const char *command, const char *fmt, va_list ap)
-    VTPMCA_PRINTF(3, 0);
 
 /* For getopt_long run with opterr = 0 and an optstring starting with ':' (so a bad option is
  * reported once, in the tool's format): reports the option getopt_long just returned opt

@@ -5,21 +5,15 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-int vt_cli_usage_verror(const char *tool, const char *command, const char *fmt, va_list ap)
-{
-    fprintf(stderr, "%s %s: ", tool, command);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n(run '%s %s --help' for usage)\n", tool, command);
-    return VT_CLI_EXIT_USAGE;
-}
-
 int vt_cli_usage_error(const char *tool, const char *command, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int code = vt_cli_usage_verror(tool, command, fmt, ap);
+    fprintf(stderr, "%s %s: ", tool, command);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(run '%s %s --help' for usage)\n", tool, command);
     va_end(ap);
-    return code;
+    return VT_CLI_EXIT_USAGE;
 }
 
 int vt_cli_bad_option(const char *tool, const char *command, int opt, char **argv)
