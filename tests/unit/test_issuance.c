@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include <openssl/sha.h>
+
 #include <cbor.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -1024,6 +1026,22 @@ static void test_engine_config_and_base_url(void **state)
     assert_int_equal(issuance_set_base_url(e, "ftp://x", &diag), VTPMCA_ERR_INVALID_ARG);
     assert_int_equal(issuance_set_base_url(e, "http://127.0.0.1:9", &diag), VTPMCA_OK);
     /* No KBS key is trusted by this engine. */
+    build(&in, (certify_spec){0}, e);
+    expect_refusal(e, &in, ISSUANCE_UNTRUSTED_KBS_KEY, NULL);
+    /* Trusting the key at run time (as the admin API does) takes effect at once... */
+    uint8_t fingerprint[1][ISSUANCE_KBS_KEY_HASH_LEN];
+    assert_non_null(SHA256(in.rq.kbs_key, in.rq.kbs_key_len, fingerprint[0]));
+    assert_int_equal(issuance_set_trusted_kbs_keys(
+                         e, (const uint8_t(*)[ISSUANCE_KBS_KEY_HASH_LEN])fingerprint, 1, &diag),
+                     VTPMCA_OK);
+    build(&in, (certify_spec){0}, e);
+    issuance_certify_result res = run(e, &in);
+    assert_int_equal(res.outcome, ISSUANCE_OK);
+    issuance_certify_result_clear(&res);
+    /* ...and so does untrusting it. */
+    assert_int_equal(issuance_set_trusted_kbs_keys(e, NULL, 0, &diag), VTPMCA_OK);
+    assert_int_equal(issuance_set_trusted_kbs_keys(NULL, NULL, 0, &diag), VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(issuance_set_trusted_kbs_keys(e, NULL, 1, &diag), VTPMCA_ERR_INVALID_ARG);
     build(&in, (certify_spec){0}, e);
     expect_refusal(e, &in, ISSUANCE_UNTRUSTED_KBS_KEY, NULL);
     issuance_free(e);
