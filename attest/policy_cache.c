@@ -33,7 +33,7 @@ struct policy_cache {
     unsigned refresh_ms;
     pthread_mutex_t lock;
     cached_policy **entries; /* capacity slots */
-    uint64_t *last_used;            /* access tick per slot, for LRU eviction */
+    uint64_t *last_used;     /* access tick per slot, for LRU eviction */
     size_t n_entries;
     latest_entry *latest; /* capacity slots */
     size_t n_latest;
@@ -47,8 +47,7 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-vtpmca_err policy_cache_new(store *st, unsigned capacity, unsigned refresh_ms,
-                                   policy_cache **out)
+vtpmca_err policy_cache_new(store *st, unsigned capacity, unsigned refresh_ms, policy_cache **out)
 {
     if (st == NULL || capacity == 0 || out == NULL)
         return VTPMCA_ERR_INVALID_ARG;
@@ -117,8 +116,7 @@ size_t policy_cache_size(policy_cache *cache)
 }
 
 /* Caller holds the lock. Returns a new reference or NULL. */
-static cached_policy *find_locked(policy_cache *cache, const char *fleet,
-                                         uint32_t version)
+static cached_policy *find_locked(policy_cache *cache, const char *fleet, uint32_t version)
 {
     for (size_t i = 0; i < cache->n_entries; i++) {
         cached_policy *e = cache->entries[i];
@@ -208,8 +206,7 @@ static vtpmca_err explain_missing(policy_cache *cache, const char *fleet, uint32
 }
 
 vtpmca_err policy_cache_get(policy_cache *cache, const char *fleet, uint32_t version,
-                                   cached_policy **out, policy_lookup *lookup,
-                                   vtpmca_diag *diag)
+                            cached_policy **out, policy_lookup *lookup, vtpmca_diag *diag)
 {
     if (cache == NULL || fleet == NULL || out == NULL || lookup == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "policy cache: missing argument");

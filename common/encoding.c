@@ -123,8 +123,8 @@ static int b64_value(char c, const char *alphabet)
     return p != NULL ? (int)(p - alphabet) : -1;
 }
 
-vtpmca_err vt_b64_decode_alloc(const char *in, size_t in_len, vt_b64_variant variant,
-                               uint8_t **out, size_t *out_len)
+vtpmca_err vt_b64_decode_alloc(const char *in, size_t in_len, vt_b64_variant variant, uint8_t **out,
+                               size_t *out_len)
 {
     if ((in == NULL && in_len > 0) || out == NULL || out_len == NULL)
         return VTPMCA_ERR_INVALID_ARG;
@@ -207,8 +207,7 @@ vtpmca_err vt_decode_flexible(const uint8_t *in, size_t in_len, size_t expect_le
     vtpmca_err err = vt_hex_decode_alloc(text, n, out, out_len);
     if (err == VTPMCA_ERR_PARSE) {
         int url = strpbrk(text, "-_") != NULL;
-        err = vt_b64_decode_alloc(text, n, url ? VT_B64_URL_NOPAD : VT_B64_STD_NOPAD, out,
-                                  out_len);
+        err = vt_b64_decode_alloc(text, n, url ? VT_B64_URL_NOPAD : VT_B64_STD_NOPAD, out, out_len);
     }
     free(text);
     return err;

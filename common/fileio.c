@@ -89,8 +89,8 @@ vtpmca_err vt_file_write_atomic(const char *path, const void *data, size_t len, 
     snprintf(tmp, tmp_len, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        vtpmca_err e = vtpmca_fail(diag, VTPMCA_ERR_IO, "cannot create temp file for %s: %s",
-                                   path, strerror(errno));
+        vtpmca_err e = vtpmca_fail(diag, VTPMCA_ERR_IO, "cannot create temp file for %s: %s", path,
+                                   strerror(errno));
         free(tmp);
         return e;
     }
@@ -134,8 +134,8 @@ vtpmca_err vt_mkdir_p(const char *path, mode_t mode, vtpmca_diag *diag)
             char saved = *p;
             *p = '\0';
             if (mkdir(copy, mode) != 0 && errno != EEXIST) {
-                vtpmca_err e = vtpmca_fail(diag, VTPMCA_ERR_IO, "mkdir %s: %s", copy,
-                                           strerror(errno));
+                vtpmca_err e =
+                    vtpmca_fail(diag, VTPMCA_ERR_IO, "mkdir %s: %s", copy, strerror(errno));
                 free(copy);
                 return e;
             }

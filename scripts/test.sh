@@ -6,6 +6,12 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
 
+echo "== format (clang-format, .clang-format) =="
+if ! git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror; then
+  echo "scripts/test.sh: run clang-format -i on the files above" >&2
+  exit 1
+fi
+
 jobs=$(nproc)
 run_suite() {
   local dir=$1

@@ -128,7 +128,7 @@ static void policy_lookup_failed(server_app *app, server_response *response, vtp
     if (err == VTPMCA_ERR_NOT_FOUND) {
         const char *code = lookup == POLICY_UNKNOWN_FLEET ? "unknown_fleet"
                            : lookup == POLICY_NO_POLICY   ? "no_policy"
-                                                                 : "unknown_policy_version";
+                                                          : "unknown_policy_version";
         bad_request(app, response, 404, code, diag->msg);
     } else if (err == VTPMCA_ERR_INVALID_ARG) {
         bad_request(app, response, 400, "invalid_request", diag->msg);
@@ -230,8 +230,8 @@ void server_handle_snp_verify(void *ctx, const server_request *request, server_r
         goto out;
     }
     policy_lookup lookup;
-    vtpmca_err err = policy_cache_get(app->policies, vr.fleet, vr.policy_version, &policy,
-                                             &lookup, &diag);
+    vtpmca_err err =
+        policy_cache_get(app->policies, vr.fleet, vr.policy_version, &policy, &lookup, &diag);
     if (err != VTPMCA_OK) {
         policy_lookup_failed(app, response, err, lookup, &diag);
         goto out;

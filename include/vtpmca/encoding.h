@@ -18,9 +18,9 @@ vtpmca_err vt_hex_decode_alloc(const char *in, size_t in_len, uint8_t **out, siz
 vtpmca_err vt_hex_decode_fixed(const char *in, uint8_t *out, size_t out_len);
 
 typedef enum {
-    VT_B64_STD,         /* RFC 4648 section 4, padding required */
-    VT_B64_STD_NOPAD,   /* section 4, padding optional on input, omitted on output */
-    VT_B64_URL_NOPAD,   /* section 5, padding optional on input, omitted on output */
+    VT_B64_STD,       /* RFC 4648 section 4, padding required */
+    VT_B64_STD_NOPAD, /* section 4, padding optional on input, omitted on output */
+    VT_B64_URL_NOPAD, /* section 5, padding optional on input, omitted on output */
 } vt_b64_variant;
 
 /* Encodes into a malloc'd NUL-terminated string. */
@@ -28,8 +28,8 @@ vtpmca_err vt_b64_encode_alloc(const uint8_t *in, size_t len, vt_b64_variant var
 
 /* Strictly decodes base64 of the given variant into a malloc'd buffer. Rejects characters
  * of the other alphabet, bad padding and non-zero trailing bits. */
-vtpmca_err vt_b64_decode_alloc(const char *in, size_t in_len, vt_b64_variant variant,
-                               uint8_t **out, size_t *out_len);
+vtpmca_err vt_b64_decode_alloc(const char *in, size_t in_len, vt_b64_variant variant, uint8_t **out,
+                               size_t *out_len);
 
 /* Decodes data that may be raw binary, hex, or base64 (standard or url-safe), as the CLI
  * accepts for reports and certificates. `expect_len`, when non-zero, is the decoded length

@@ -6,19 +6,19 @@
 
 typedef enum {
     VTPMCA_OK = 0,
-    VTPMCA_ERR_INVALID_ARG,  /* the caller broke the function's contract (NULL, bad size) */
-    VTPMCA_ERR_NOMEM,        /* an allocation failed */
-    VTPMCA_ERR_IO,           /* a file or socket operation failed */
-    VTPMCA_ERR_PARSE,        /* input is malformed */
-    VTPMCA_ERR_UNSUPPORTED,  /* input is well formed but uses something we do not support */
-    VTPMCA_ERR_CRYPTO,       /* a signature, chain or key check failed */
-    VTPMCA_ERR_NOT_FOUND,    /* the looked-up object does not exist */
-    VTPMCA_ERR_POLICY,       /* evidence is genuine but the policy rejects it */
-    VTPMCA_ERR_CONFLICT,     /* the object exists already or changed concurrently */
-    VTPMCA_ERR_STORE,        /* the database failed */
-    VTPMCA_ERR_NETWORK,      /* a remote service failed or timed out */
-    VTPMCA_ERR_LIMIT,        /* a size, rate or count limit was hit */
-    VTPMCA_ERR_INTERNAL,     /* a bug or an unexpected library failure */
+    VTPMCA_ERR_INVALID_ARG, /* the caller broke the function's contract (NULL, bad size) */
+    VTPMCA_ERR_NOMEM,       /* an allocation failed */
+    VTPMCA_ERR_IO,          /* a file or socket operation failed */
+    VTPMCA_ERR_PARSE,       /* input is malformed */
+    VTPMCA_ERR_UNSUPPORTED, /* input is well formed but uses something we do not support */
+    VTPMCA_ERR_CRYPTO,      /* a signature, chain or key check failed */
+    VTPMCA_ERR_NOT_FOUND,   /* the looked-up object does not exist */
+    VTPMCA_ERR_POLICY,      /* evidence is genuine but the policy rejects it */
+    VTPMCA_ERR_CONFLICT,    /* the object exists already or changed concurrently */
+    VTPMCA_ERR_STORE,       /* the database failed */
+    VTPMCA_ERR_NETWORK,     /* a remote service failed or timed out */
+    VTPMCA_ERR_LIMIT,       /* a size, rate or count limit was hit */
+    VTPMCA_ERR_INTERNAL,    /* a bug or an unexpected library failure */
 } vtpmca_err;
 
 /* Stable lower-case name of an error code, e.g. "parse"; used in JSON errors. */
@@ -38,8 +38,7 @@ typedef struct {
 
 /* Formats a message into diag (if non-NULL) and returns err, so callers can write
  * `return vtpmca_fail(d, VTPMCA_ERR_PARSE, "bad version %u", v);`. */
-vtpmca_err vtpmca_fail(vtpmca_diag *diag, vtpmca_err err, const char *fmt, ...)
-    VTPMCA_PRINTF(3, 4);
+vtpmca_err vtpmca_fail(vtpmca_diag *diag, vtpmca_err err, const char *fmt, ...) VTPMCA_PRINTF(3, 4);
 
 /* Clears a diagnostic (no-op on NULL). */
 void vtpmca_diag_clear(vtpmca_diag *diag);

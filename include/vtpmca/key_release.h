@@ -17,13 +17,12 @@
 typedef struct key_release key_release;
 
 typedef struct {
-    store *store;          /* instances and the audit log; not owned */
-    const keyvault *vault; /* master key; not owned */
+    store *store;           /* instances and the audit log; not owned */
+    const keyvault *vault;  /* master key; not owned */
     policy_cache *policies; /* fleet policies; not owned */
 } key_release_config;
 
-vtpmca_err key_release_new(const key_release_config *config, key_release **out,
-                           vtpmca_diag *diag);
+vtpmca_err key_release_new(const key_release_config *config, key_release **out, vtpmca_diag *diag);
 void key_release_free(key_release *kr);
 
 /* Called (with ctx) after a wrapped-key mode instance's key was granted and audited, the one
@@ -37,11 +36,11 @@ vtpmca_err key_release_set_wrapped_hook(key_release *kr, key_release_hook hook, 
 
 typedef enum {
     KEY_RELEASE_GRANTED = 0,
-    KEY_RELEASE_UNKNOWN_RESOURCE,   /* no enrolled instance at that resource path */
-    KEY_RELEASE_DISABLED,           /* the instance is disabled */
-    KEY_RELEASE_NO_POLICY,          /* the instance's fleet has no policy */
-    KEY_RELEASE_POLICY_REJECTED,    /* evidence fails the fleet policy (see verdict) */
-    KEY_RELEASE_HOST_DATA_MISMATCH, /* enrolled host_data differs from the attested one */
+    KEY_RELEASE_UNKNOWN_RESOURCE,    /* no enrolled instance at that resource path */
+    KEY_RELEASE_DISABLED,            /* the instance is disabled */
+    KEY_RELEASE_NO_POLICY,           /* the instance's fleet has no policy */
+    KEY_RELEASE_POLICY_REJECTED,     /* evidence fails the fleet policy (see verdict) */
+    KEY_RELEASE_HOST_DATA_MISMATCH,  /* enrolled host_data differs from the attested one */
     KEY_RELEASE_WRAPPED_KEY_INVALID, /* wrapped-key mode: blob missing, tampered or foreign */
 } key_release_outcome;
 
@@ -63,9 +62,8 @@ typedef struct {
  * decision is written to the audit log (instance, time, outcome, measurement, chip id,
  * reason; never the key). Returns VTPMCA_OK when a decision was made, granted or not. */
 vtpmca_err key_release_decide(key_release *kr, const snp_evidence *evidence,
-                              const char *resource_path, const uint8_t *wrapped,
-                              size_t wrapped_len, const char *client,
-                              uint8_t key_out[KEYVAULT_KEY_MAX], size_t *key_len,
-                              key_release_decision *decision, vtpmca_diag *diag);
+                              const char *resource_path, const uint8_t *wrapped, size_t wrapped_len,
+                              const char *client, uint8_t key_out[KEYVAULT_KEY_MAX],
+                              size_t *key_len, key_release_decision *decision, vtpmca_diag *diag);
 
 #endif

@@ -23,8 +23,7 @@ void keyvault_free(keyvault *vault); /* wipes the key */
  * context (e.g. "instance:<id>") is authenticated, so a blob only unwraps for the same
  * context. Blob layout is versioned (see docs/protocol.md); *blob is malloc'd. */
 vtpmca_err keyvault_wrap(const keyvault *vault, const uint8_t *key, size_t key_len,
-                         const char *context, uint8_t **blob, size_t *blob_len,
-                         vtpmca_diag *diag);
+                         const char *context, uint8_t **blob, size_t *blob_len, vtpmca_diag *diag);
 
 /* Unwraps into out (out_cap >= KEYVAULT_KEY_MAX is always enough). Any tampering, another
  * context or another master key -> VTPMCA_ERR_CRYPTO; out is wiped on failure. */

@@ -19,8 +19,7 @@ typedef struct policy_cache policy_cache;
 typedef struct cached_policy cached_policy;
 
 /* `st` is not owned and must outlive the cache. capacity >= 1. */
-vtpmca_err policy_cache_new(store *st, unsigned capacity, unsigned refresh_ms,
-                            policy_cache **out);
+vtpmca_err policy_cache_new(store *st, unsigned capacity, unsigned refresh_ms, policy_cache **out);
 void policy_cache_free(policy_cache *cache);
 
 typedef enum {

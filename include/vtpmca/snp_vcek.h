@@ -15,15 +15,15 @@ typedef struct snp_vcek snp_vcek;
 
 /* What the certificate says, decoded from real DER. */
 typedef struct {
-    snp_signer kind;         /* SNP_SIGNER_VCEK or SNP_SIGNER_VLEK (from subject CN) */
-    snp_product product;     /* from the productName extension */
-    char product_name[32];   /* productName as written, e.g. "Milan-B0" */
-    long struct_version;     /* 1.3.6.1.4.1.3704.1.1 */
-    snp_tcb tcb;             /* blSPL, teeSPL, snpSPL, ucodeSPL, fmcSPL (Turin) */
-    uint64_t tcb_raw;        /* tcb encoded in the product's TCB_VERSION layout */
-    uint8_t hwid[64];        /* VCEK only: 64 bytes, or 8 on Turin */
+    snp_signer kind;       /* SNP_SIGNER_VCEK or SNP_SIGNER_VLEK (from subject CN) */
+    snp_product product;   /* from the productName extension */
+    char product_name[32]; /* productName as written, e.g. "Milan-B0" */
+    long struct_version;   /* 1.3.6.1.4.1.3704.1.1 */
+    snp_tcb tcb;           /* blSPL, teeSPL, snpSPL, ucodeSPL, fmcSPL (Turin) */
+    uint64_t tcb_raw;      /* tcb encoded in the product's TCB_VERSION layout */
+    uint8_t hwid[64];      /* VCEK only: 64 bytes, or 8 on Turin */
     size_t hwid_len;
-    char csp_id[128];        /* VLEK only, empty otherwise */
+    char csp_id[128]; /* VLEK only, empty otherwise */
     time_t not_before;
     time_t not_after;
 } snp_vcek_info;
@@ -49,8 +49,7 @@ vtpmca_err snp_vcek_verify_chain(const snp_vcek *vcek, const snp_roots *roots, t
 /* Checks that the certificate belongs to the report: same signer kind as key_info, product
  * consistent with the report's CPUID (v3+), TCB extensions equal to reported_tcb, and (VCEK)
  * hwID equal to chip_id (first 8 bytes on Turin). */
-vtpmca_err snp_vcek_check_report(const snp_vcek *vcek, const snp_report *report,
-                                 vtpmca_diag *diag);
+vtpmca_err snp_vcek_check_report(const snp_vcek *vcek, const snp_report *report, vtpmca_diag *diag);
 
 /* Verifies the report's ECDSA P-384 / SHA-384 signature (r, s little-endian) over bytes
  * 0x000..0x29F with the certificate's key. */

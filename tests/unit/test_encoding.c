@@ -71,8 +71,7 @@ static void test_b64_strictness(void **state)
     assert_int_equal(vt_b64_decode_alloc("Zh==", 4, VT_B64_STD, &dec, &len), VTPMCA_ERR_PARSE);
     /* url alphabet refused by standard and vice versa. */
     assert_int_equal(vt_b64_decode_alloc("-_8=", 4, VT_B64_STD, &dec, &len), VTPMCA_ERR_PARSE);
-    assert_int_equal(vt_b64_decode_alloc("+/8", 3, VT_B64_URL_NOPAD, &dec, &len),
-                     VTPMCA_ERR_PARSE);
+    assert_int_equal(vt_b64_decode_alloc("+/8", 3, VT_B64_URL_NOPAD, &dec, &len), VTPMCA_ERR_PARSE);
     assert_int_equal(vt_b64_decode_alloc("-_8", 3, VT_B64_URL_NOPAD, &dec, &len), VTPMCA_OK);
     assert_int_equal(len, 2);
     free(dec);
@@ -111,8 +110,10 @@ static void test_flexible(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hex_roundtrip),      cmocka_unit_test(test_hex_fixed),
-        cmocka_unit_test(test_b64_rfc4648_vectors), cmocka_unit_test(test_b64_strictness),
+        cmocka_unit_test(test_hex_roundtrip),
+        cmocka_unit_test(test_hex_fixed),
+        cmocka_unit_test(test_b64_rfc4648_vectors),
+        cmocka_unit_test(test_b64_strictness),
         cmocka_unit_test(test_flexible),
     };
     return cmocka_run_group_tests_name("encoding", tests, NULL, NULL);
