@@ -15,6 +15,8 @@ packages=(
   libcurl4-openssl-dev
   libpq-dev
   curl ca-certificates
+  # used by the tests: shell tests parse JSON with python3, a unit test reads bytes with xxd
+  python3 xxd git
 )
 
 SUDO=""
