@@ -12,6 +12,7 @@
 
 #include "vtpmca/ear.h"
 #include "vtpmca/encoding.h"
+#include "vtpmca/jws.h"
 #include "vtpmca/jwe.h"
 #include "vtpmca/snp_policy.h"
 
@@ -87,17 +88,6 @@ vtpmca_err ear_token_build_claims(const ear_token_claims *in, json_t **out, vtpm
     return VTPMCA_OK;
 }
 
-static vtpmca_err b64url_json(const json_t *value, char **out)
-{
-    char *text = json_dumps(value, JSON_COMPACT);
-    if (text == NULL)
-        return VTPMCA_ERR_NOMEM;
-    vtpmca_err err =
-        vt_b64_encode_alloc((const uint8_t *)text, strlen(text), VT_B64_URL_NOPAD, out);
-    free(text);
-    return err;
-}
-
 vtpmca_err ear_token_sign(const ear_token_key *key, const json_t *claims, char **out,
                           vtpmca_diag *diag)
 {
@@ -105,10 +95,10 @@ vtpmca_err ear_token_sign(const ear_token_key *key, const json_t *claims, char *
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "token sign: bad argument");
     json_t *header = json_pack("{s:s,s:s,s:s}", "alg", key->alg, "typ", "JWT", "kid", key->kid);
     char *header_b64 = NULL, *payload_b64 = NULL, *sig_b64 = NULL, *token = NULL;
-    vtpmca_err err = header != NULL ? b64url_json(header, &header_b64) : VTPMCA_ERR_NOMEM;
+    vtpmca_err err = header != NULL ? jws_b64url_json(header, &header_b64) : VTPMCA_ERR_NOMEM;
     json_decref(header);
     if (err == VTPMCA_OK)
-        err = b64url_json(claims, &payload_b64);
+        err = jws_b64url_json(claims, &payload_b64);
     size_t signing_len = 0;
     if (err == VTPMCA_OK) {
         signing_len = strlen(header_b64) + 1 + strlen(payload_b64);

@@ -1,6 +1,7 @@
 /* JWS ECDSA signatures (RFC 7518 section 3.4): raw r || s instead of OpenSSL's DER. */
 #include "vtpmca/jws.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bn.h>
@@ -8,6 +9,7 @@
 #include <openssl/err.h>
 #include <openssl/obj_mac.h>
 
+#include "vtpmca/encoding.h"
 #include "vtpmca/jwe.h"
 
 static const jws_es_suite es_suites[] = {
@@ -116,4 +118,17 @@ vtpmca_err jws_es_verify(const EVP_PKEY *key, const uint8_t *data, size_t len, c
         return vtpmca_fail(diag, VTPMCA_ERR_CRYPTO, "%s signature does not verify", suite->alg);
     }
     return VTPMCA_OK;
+}
+
+vtpmca_err jws_b64url_json(const json_t *value, char **out)
+{
+    if (value == NULL || out == NULL)
+        return VTPMCA_ERR_INVALID_ARG;
+    char *text = json_dumps(value, JSON_COMPACT);
+    if (text == NULL)
+        return VTPMCA_ERR_NOMEM;
+    vtpmca_err err =
+        vt_b64_encode_alloc((const uint8_t *)text, strlen(text), VT_B64_URL_NOPAD, out);
+    free(text);
+    return err;
 }

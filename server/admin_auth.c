@@ -831,17 +831,6 @@ vtpmca_err admin_authorize(const admin_identity *who, bool write, vtpmca_diag *d
 
 /* ---- Signing ---- */
 
-static vtpmca_err b64url_json(const json_t *value, char **out)
-{
-    char *text = json_dumps(value, JSON_COMPACT);
-    if (text == NULL)
-        return VTPMCA_ERR_NOMEM;
-    vtpmca_err err =
-        vt_b64_encode_alloc((const uint8_t *)text, strlen(text), VT_B64_URL_NOPAD, out);
-    free(text);
-    return err;
-}
-
 /* Signs `input` with the key: Ed25519 directly, ES256 as JWS r||s. */
 static vtpmca_err sign_raw(EVP_PKEY *key, bool es256, const char *input, size_t input_len,
                            uint8_t sig[64])
@@ -887,10 +876,10 @@ vtpmca_err admin_token_sign_claims(EVP_PKEY *key, const char *kid, const json_t 
     if (header == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "admin token: out of memory");
     char *header_b64 = NULL, *claims_b64 = NULL, *sig_b64 = NULL, *input = NULL;
-    vtpmca_err err = b64url_json(header, &header_b64);
+    vtpmca_err err = jws_b64url_json(header, &header_b64);
     json_decref(header);
     if (err == VTPMCA_OK)
-        err = b64url_json(claims, &claims_b64);
+        err = jws_b64url_json(claims, &claims_b64);
     size_t input_len = 0;
     if (err == VTPMCA_OK) {
         input_len = strlen(header_b64) + 1 + strlen(claims_b64);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
 #include <openssl/evp.h>
 
 #include "vtpmca/err.h"
@@ -37,5 +38,9 @@ vtpmca_err jws_es_sign(const EVP_PKEY *key, const uint8_t *data, size_t len,
  * is VTPMCA_ERR_CRYPTO. */
 vtpmca_err jws_es_verify(const EVP_PKEY *key, const uint8_t *data, size_t len, const uint8_t *sig,
                          size_t sig_len, vtpmca_diag *diag);
+
+/* A JWS header or payload segment: the compact JSON text of `value` in unpadded base64url;
+ * *out is malloc'd. */
+vtpmca_err jws_b64url_json(const json_t *value, char **out);
 
 #endif
