@@ -51,6 +51,8 @@ struct jwe_ctx {
     jwe_alg alg;
     int used;
     EVP_PKEY *epk;
+    uint8_t epk_point[JWE_EC_POINT_MAX]; /* encoded once: header, binding and callers share it */
+    size_t epk_point_len;
     char *protected_b64;
     uint8_t cek[CEK_LEN];
     uint8_t encrypted_key[JWE_RSA_MAX_BITS / 8];
@@ -151,6 +153,17 @@ vtpmca_err jwe_ec_point_encode(const EVP_PKEY *key, uint8_t out[JWE_EC_POINT_MAX
     if (curve == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
                            "key is not an EC key on P-256, P-384 or P-521");
+    size_t want = 1 + 2 * curve->field_len, len = 0;
+    /* One provider call that converts the point to affine once; asking for X and Y
+     * separately costs two conversions and twice the parameter plumbing. */
+    if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, out,
+                                        JWE_EC_POINT_MAX, &len) == 1 &&
+        len == want && out[0] == 0x04) {
+        *out_len = len;
+        return VTPMCA_OK;
+    }
+    ERR_clear_error();
+    /* A key set to the compressed form: rebuild the uncompressed encoding from X and Y. */
     BIGNUM *x = NULL, *y = NULL;
     vtpmca_err err = VTPMCA_OK;
     if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, &x) != 1 ||
@@ -162,11 +175,23 @@ vtpmca_err jwe_ec_point_encode(const EVP_PKEY *key, uint8_t out[JWE_EC_POINT_MAX
             BN_bn2binpad(y, out + 1 + curve->field_len, (int)curve->field_len) < 0)
             err = vtpmca_fail(diag, VTPMCA_ERR_CRYPTO, "EC coordinate exceeds the field size");
         else
-            *out_len = 1 + 2 * curve->field_len;
+            *out_len = want;
     }
     BN_free(x);
     BN_free(y);
     return err;
+}
+
+/* The supported curve of an uncompressed point, by its length (unique per curve). */
+static const ec_curve *curve_of_point(const uint8_t *point, size_t len)
+{
+    if (point == NULL || len == 0 || point[0] != 0x04)
+        return NULL;
+    for (size_t i = 0; i < sizeof(supported_curves) / sizeof(supported_curves[0]); i++) {
+        if (len == 1 + 2 * supported_curves[i].field_len)
+            return &supported_curves[i];
+    }
+    return NULL;
 }
 
 /* ---- JWK import / export ---- */
@@ -207,6 +232,7 @@ static vtpmca_err ec_key_from_point(const ec_curve *curve, const uint8_t *point,
 }
 
 static vtpmca_err ec_from_jwk(const json_t *jwk, jwe_jwk_format format, EVP_PKEY **out,
+                              uint8_t point_out[JWE_EC_POINT_MAX], size_t *point_len,
                               vtpmca_diag *diag)
 {
     const ec_curve *curve = curve_by_jwk_name("P-521");
@@ -235,6 +261,10 @@ static vtpmca_err ec_from_jwk(const json_t *jwk, jwe_jwk_format format, EVP_PKEY
         memcpy(point + 1, x, x_len);
         memcpy(point + 1 + x_len, y, y_len);
         err = ec_key_from_point(curve, point, 1 + x_len + y_len, out, diag);
+        if (err == VTPMCA_OK && point_out != NULL) {
+            memcpy(point_out, point, 1 + x_len + y_len);
+            *point_len = 1 + x_len + y_len;
+        }
     }
     free(x);
     free(y);
@@ -321,12 +351,16 @@ out:
     return err;
 }
 
-vtpmca_err jwe_pubkey_from_jwk(const json_t *jwk, jwe_jwk_format format, EVP_PKEY **out,
-                               vtpmca_diag *diag)
+vtpmca_err jwe_pubkey_from_jwk_point(const json_t *jwk, jwe_jwk_format format, EVP_PKEY **out,
+                                     uint8_t point[JWE_EC_POINT_MAX], size_t *point_len,
+                                     vtpmca_diag *diag)
 {
-    if (jwk == NULL || out == NULL || (format != JWE_JWK_RFC7517 && format != JWE_JWK_SVSM))
+    if (jwk == NULL || out == NULL || (format != JWE_JWK_RFC7517 && format != JWE_JWK_SVSM) ||
+        (point == NULL) != (point_len == NULL))
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "jwk import: bad argument");
     *out = NULL;
+    if (point_len != NULL)
+        *point_len = 0;
     if (!json_is_object(jwk))
         return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "JWK is not a JSON object");
     if (json_object_get(jwk, "d") != NULL)
@@ -338,23 +372,23 @@ vtpmca_err jwe_pubkey_from_jwk(const json_t *jwk, jwe_jwk_format format, EVP_PKE
             return VTPMCA_ERR_PARSE;
     }
     if (strcmp(kty, "EC") == 0)
-        return ec_from_jwk(jwk, format, out, diag);
+        return ec_from_jwk(jwk, format, out, point, point_len, diag);
     if (strcmp(kty, "RSA") == 0 && format == JWE_JWK_RFC7517)
         return rsa_from_jwk(jwk, out, diag);
     return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED, "JWK key type \"%.16s\" is not supported",
                        kty);
 }
 
-/* Base64 (url or padded standard) of a key's coordinates, for JWKs and the header. */
-static vtpmca_err ec_coordinates_b64(const EVP_PKEY *key, vt_b64_variant variant,
-                                     const ec_curve **curve, char **x, char **y, vtpmca_diag *diag)
+vtpmca_err jwe_pubkey_from_jwk(const json_t *jwk, jwe_jwk_format format, EVP_PKEY **out,
+                               vtpmca_diag *diag)
 {
-    uint8_t point[JWE_EC_POINT_MAX];
-    size_t point_len = 0;
-    vtpmca_err err = jwe_ec_point_encode(key, point, &point_len, diag);
-    if (err != VTPMCA_OK)
-        return err;
-    *curve = curve_of_key(key);
+    return jwe_pubkey_from_jwk_point(jwk, format, out, NULL, NULL, diag);
+}
+
+/* Base64 (url or padded standard) of an uncompressed point's coordinates. */
+static vtpmca_err point_coordinates_b64(const uint8_t *point, size_t point_len,
+                                        vt_b64_variant variant, char **x, char **y)
+{
     size_t field_len = (point_len - 1) / 2;
     *x = *y = NULL;
     if (vt_b64_encode_alloc(point + 1, field_len, variant, x) != VTPMCA_OK ||
@@ -364,6 +398,30 @@ static vtpmca_err ec_coordinates_b64(const EVP_PKEY *key, vt_b64_variant variant
         return VTPMCA_ERR_NOMEM;
     }
     return VTPMCA_OK;
+}
+
+vtpmca_err jwe_ec_jwk_from_point(const uint8_t *point, size_t point_len, jwe_jwk_format format,
+                                 json_t **out, vtpmca_diag *diag)
+{
+    if (out == NULL || (format != JWE_JWK_RFC7517 && format != JWE_JWK_SVSM))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "jwk export: bad argument");
+    *out = NULL;
+    const ec_curve *curve = curve_of_point(point, point_len);
+    if (curve == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "not an uncompressed P-256, P-384 or P-521 point");
+    char *x = NULL, *y = NULL;
+    if (point_coordinates_b64(point, point_len,
+                              format == JWE_JWK_SVSM ? VT_B64_STD : VT_B64_URL_NOPAD, &x,
+                              &y) != VTPMCA_OK)
+        return VTPMCA_ERR_NOMEM;
+    if (format == JWE_JWK_SVSM)
+        *out = json_pack("{s:s,s:s}", "x", x, "y", y);
+    else
+        *out = json_pack("{s:s,s:s,s:s,s:s}", "crv", curve->jwk_name, "kty", "EC", "x", x, "y", y);
+    free(x);
+    free(y);
+    return *out != NULL ? VTPMCA_OK : VTPMCA_ERR_NOMEM;
 }
 
 static vtpmca_err rsa_to_jwk(const EVP_PKEY *key, json_t **out, vtpmca_diag *diag)
@@ -413,19 +471,10 @@ vtpmca_err jwe_pubkey_to_jwk(const EVP_PKEY *key, jwe_jwk_format format, json_t 
             return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED, "the SVSM key format is EC only");
         return rsa_to_jwk(key, out, diag);
     }
-    const ec_curve *curve = NULL;
-    char *x = NULL, *y = NULL;
-    vtpmca_err err = ec_coordinates_b64(key, format == JWE_JWK_SVSM ? VT_B64_STD : VT_B64_URL_NOPAD,
-                                        &curve, &x, &y, diag);
-    if (err != VTPMCA_OK)
-        return err;
-    if (format == JWE_JWK_SVSM)
-        *out = json_pack("{s:s,s:s}", "x", x, "y", y);
-    else
-        *out = json_pack("{s:s,s:s,s:s,s:s}", "crv", curve->jwk_name, "kty", "EC", "x", x, "y", y);
-    free(x);
-    free(y);
-    return *out != NULL ? VTPMCA_OK : VTPMCA_ERR_NOMEM;
+    uint8_t point[JWE_EC_POINT_MAX];
+    size_t point_len = 0;
+    vtpmca_err err = jwe_ec_point_encode(key, point, &point_len, diag);
+    return err == VTPMCA_OK ? jwe_ec_jwk_from_point(point, point_len, format, out, diag) : err;
 }
 
 /* ---- primitives ---- */
@@ -533,11 +582,17 @@ static vtpmca_err ecdh_es_kek(const EVP_PKEY *own, const EVP_PKEY *peer, uint8_t
 {
     uint8_t z[66];
     size_t z_len = sizeof(z);
-    /* OpenSSL takes its own references; it does not modify either key. */
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, (EVP_PKEY *)own, NULL);
-    int ok = ctx != NULL && EVP_PKEY_derive_init(ctx) == 1 &&
-             EVP_PKEY_derive_set_peer_ex(ctx, (EVP_PKEY *)peer, 1) == 1 &&
-             EVP_PKEY_derive(ctx, z, &z_len) == 1;
+    /* OpenSSL takes its own references; it does not modify either key. The peer gets the
+     * partial public key validation (SP 800-56A 5.6.2.3.4: in range, on the curve, not the
+     * identity). The full check's extra n*Q scalar multiplication proves subgroup membership,
+     * which every point of P-256/384/521 has (cofactor 1): it would only double the cost. */
+    EVP_PKEY_CTX *check = EVP_PKEY_CTX_new_from_pkey(NULL, (EVP_PKEY *)peer, NULL);
+    int ok = check != NULL && EVP_PKEY_public_check_quick(check) == 1;
+    EVP_PKEY_CTX_free(check);
+    EVP_PKEY_CTX *ctx = ok ? EVP_PKEY_CTX_new_from_pkey(NULL, (EVP_PKEY *)own, NULL) : NULL;
+    ok = ctx != NULL && EVP_PKEY_derive_init(ctx) == 1 &&
+         EVP_PKEY_derive_set_peer_ex(ctx, (EVP_PKEY *)peer, 0) == 1 &&
+         EVP_PKEY_derive(ctx, z, &z_len) == 1;
     EVP_PKEY_CTX_free(ctx);
     if (!ok) {
         OPENSSL_cleanse(z, sizeof(z));
@@ -595,18 +650,20 @@ static vtpmca_err aes256_gcm(int encrypt, const uint8_t key[CEK_LEN], const uint
 }
 
 /* The canonical protected header as base64url: the exact bytes aproxy re-creates. */
-static vtpmca_err build_protected(jwe_alg alg, const EVP_PKEY *epk, char **out, vtpmca_diag *diag)
+static vtpmca_err build_protected(jwe_alg alg, const uint8_t *epk_point, size_t epk_point_len,
+                                  char **out, vtpmca_diag *diag)
 {
     char header[PROTECTED_MAX];
     int len;
     if (alg == JWE_ALG_RSA_OAEP_256) {
         len = snprintf(header, sizeof(header), "%s", PROTECTED_RSA);
     } else {
-        const ec_curve *curve = NULL;
+        const ec_curve *curve = curve_of_point(epk_point, epk_point_len);
         char *x = NULL, *y = NULL;
-        vtpmca_err err = ec_coordinates_b64(epk, VT_B64_URL_NOPAD, &curve, &x, &y, diag);
-        if (err != VTPMCA_OK)
-            return err;
+        if (curve == NULL)
+            return vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "epk is not a supported point");
+        if (point_coordinates_b64(epk_point, epk_point_len, VT_B64_URL_NOPAD, &x, &y) != VTPMCA_OK)
+            return VTPMCA_ERR_NOMEM;
         len = snprintf(header, sizeof(header), PROTECTED_EC_FMT, curve->jwk_name, x, y);
         free(x);
         free(y);
@@ -632,6 +689,8 @@ static vtpmca_err parse_protected(const char *b64, size_t b64_len, jwe_alg *alg,
         return VTPMCA_OK;
     }
     json_error_t json_err;
+    uint8_t point[JWE_EC_POINT_MAX];
+    size_t point_len = 0;
     json_t *header = json_loadb((const char *)text, text_len, JSON_REJECT_DUPLICATES, &json_err);
     char *canonical = NULL;
     const char *alg_name = NULL, *enc_name = NULL;
@@ -652,13 +711,13 @@ static vtpmca_err parse_protected(const char *b64, size_t b64_len, jwe_alg *alg,
         err = vtpmca_fail(diag, VTPMCA_ERR_PARSE, "protected header is not in canonical form");
     } else if (!json_is_object(json_object_get(header, "epk"))) {
         err = vtpmca_fail(diag, VTPMCA_ERR_PARSE, "protected header has no \"epk\" object");
-    } else if ((err = jwe_pubkey_from_jwk(json_object_get(header, "epk"), JWE_JWK_RFC7517, epk,
-                                          diag)) != VTPMCA_OK) {
+    } else if ((err = jwe_pubkey_from_jwk_point(json_object_get(header, "epk"), JWE_JWK_RFC7517,
+                                                epk, point, &point_len, diag)) != VTPMCA_OK) {
         /* diag says what is wrong with the key */
     } else if (!EVP_PKEY_is_a(*epk, "EC")) {
         err = vtpmca_fail(diag, VTPMCA_ERR_PARSE, "\"epk\" is not an EC key");
-    } else if ((err = build_protected(JWE_ALG_ECDH_ES_A256KW, *epk, &canonical, diag)) !=
-               VTPMCA_OK) {
+    } else if ((err = build_protected(JWE_ALG_ECDH_ES_A256KW, point, point_len, &canonical,
+                                      diag)) != VTPMCA_OK) {
         /* diag set */
     } else if (strlen(canonical) != b64_len || memcmp(canonical, b64, b64_len) != 0) {
         /* Member order, spacing, escapes or extra members would change the AAD aproxy
@@ -722,7 +781,9 @@ vtpmca_err jwe_prepare(const EVP_PKEY *recipient, jwe_ctx **out, vtpmca_diag *di
             err = openssl_fail(diag, VTPMCA_ERR_INTERNAL, "ephemeral key generation failed");
             goto fail;
         }
-        err = ecdh_es_kek(ctx->epk, recipient, kek, diag);
+        err = jwe_ec_point_encode(ctx->epk, ctx->epk_point, &ctx->epk_point_len, diag);
+        if (err == VTPMCA_OK)
+            err = ecdh_es_kek(ctx->epk, recipient, kek, diag);
         if (err == VTPMCA_OK)
             err = jwe_aes256_kw_wrap(kek, ctx->cek, CEK_LEN, ctx->encrypted_key,
                                      sizeof(ctx->encrypted_key), &ctx->encrypted_key_len, diag);
@@ -730,7 +791,7 @@ vtpmca_err jwe_prepare(const EVP_PKEY *recipient, jwe_ctx **out, vtpmca_diag *di
         if (err != VTPMCA_OK)
             goto fail;
     }
-    err = build_protected(ctx->alg, ctx->epk, &ctx->protected_b64, diag);
+    err = build_protected(ctx->alg, ctx->epk_point, ctx->epk_point_len, &ctx->protected_b64, diag);
     if (err != VTPMCA_OK)
         goto fail;
     *out = ctx;
@@ -748,6 +809,13 @@ jwe_alg jwe_ctx_alg(const jwe_ctx *ctx)
 const EVP_PKEY *jwe_ctx_epk(const jwe_ctx *ctx)
 {
     return ctx != NULL ? ctx->epk : NULL;
+}
+
+const uint8_t *jwe_ctx_epk_point(const jwe_ctx *ctx, size_t *len)
+{
+    if (len != NULL)
+        *len = ctx != NULL && ctx->epk != NULL ? ctx->epk_point_len : 0;
+    return ctx != NULL && ctx->epk != NULL ? ctx->epk_point : NULL;
 }
 
 const char *jwe_ctx_protected(const jwe_ctx *ctx)

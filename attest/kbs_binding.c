@@ -162,31 +162,32 @@ static size_t put_field(uint8_t *out, const uint8_t *data, size_t len)
     return 4 + len;
 }
 
-vtpmca_err kbs_binding_message(const EVP_PKEY *epk, const uint8_t *nonce, size_t nonce_len,
-                               const EVP_PKEY *tee_pubkey, uint8_t *out, size_t out_size,
-                               size_t *out_len, vtpmca_diag *diag)
+/* The byte length of an uncompressed point on a supported curve, else 0. */
+static size_t point_ok(const uint8_t *point, size_t len)
 {
-    if (epk == NULL || nonce == NULL || tee_pubkey == NULL || out == NULL || out_len == NULL)
+    return point != NULL && len > 0 && point[0] == 0x04 && (len == 65 || len == 97 || len == 133)
+               ? len
+               : 0;
+}
+
+vtpmca_err kbs_binding_message_points(const uint8_t *epk_point, size_t epk_len,
+                                      const uint8_t *nonce, size_t nonce_len,
+                                      const uint8_t *tee_point, size_t tee_len, uint8_t *out,
+                                      size_t out_size, size_t *out_len, vtpmca_diag *diag)
+{
+    if (nonce == NULL || out == NULL || out_len == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding: missing argument");
     if (nonce_len == 0 || nonce_len > KBS_BINDING_MAX_NONCE)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding: nonce must be 1..%d bytes",
                            KBS_BINDING_MAX_NONCE);
-    const char *epk_curve = jwe_ec_curve_name(epk), *tee_curve = jwe_ec_curve_name(tee_pubkey);
-    if (epk_curve == NULL)
+    if (point_ok(epk_point, epk_len) == 0)
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
-                           "kbs binding: epk must be an EC P-256/P-384/P-521 key");
-    /* ECDH-ES puts the ephemeral key on the recipient's curve; anything else is misuse. */
-    if (tee_curve == NULL || strcmp(epk_curve, tee_curve) != 0)
+                           "kbs binding: epk must be an uncompressed P-256/P-384/P-521 point");
+    /* ECDH-ES puts the ephemeral key on the recipient's curve; anything else is misuse. The
+     * point length names the curve. */
+    if (point_ok(tee_point, tee_len) == 0 || tee_len != epk_len)
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
-                           "kbs binding: tee-pubkey must be an EC key on the epk's curve %s",
-                           epk_curve);
-    uint8_t epk_point[JWE_EC_POINT_MAX], tee_point[JWE_EC_POINT_MAX];
-    size_t epk_len = 0, tee_len = 0;
-    vtpmca_err err = jwe_ec_point_encode(epk, epk_point, &epk_len, diag);
-    if (err == VTPMCA_OK)
-        err = jwe_ec_point_encode(tee_pubkey, tee_point, &tee_len, diag);
-    if (err != VTPMCA_OK)
-        return err;
+                           "kbs binding: tee-pubkey must be an EC point on the epk's curve");
     size_t need = sizeof(KBS_BINDING_LABEL) + 12 + epk_len + nonce_len + tee_len;
     if (out_size < need)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding: buffer needs %zu bytes",
@@ -200,11 +201,37 @@ vtpmca_err kbs_binding_message(const EVP_PKEY *epk, const uint8_t *nonce, size_t
     return VTPMCA_OK;
 }
 
+vtpmca_err kbs_binding_message(const EVP_PKEY *epk, const uint8_t *nonce, size_t nonce_len,
+                               const EVP_PKEY *tee_pubkey, uint8_t *out, size_t out_size,
+                               size_t *out_len, vtpmca_diag *diag)
+{
+    if (epk == NULL || nonce == NULL || tee_pubkey == NULL || out == NULL || out_len == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding: missing argument");
+    const char *epk_curve = jwe_ec_curve_name(epk), *tee_curve = jwe_ec_curve_name(tee_pubkey);
+    if (epk_curve == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "kbs binding: epk must be an EC P-256/P-384/P-521 key");
+    if (tee_curve == NULL || strcmp(epk_curve, tee_curve) != 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "kbs binding: tee-pubkey must be an EC key on the epk's curve %s",
+                           epk_curve);
+    uint8_t epk_point[JWE_EC_POINT_MAX], tee_point[JWE_EC_POINT_MAX];
+    size_t epk_len = 0, tee_len = 0;
+    vtpmca_err err = jwe_ec_point_encode(epk, epk_point, &epk_len, diag);
+    if (err == VTPMCA_OK)
+        err = jwe_ec_point_encode(tee_pubkey, tee_point, &tee_len, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    return kbs_binding_message_points(epk_point, epk_len, nonce, nonce_len, tee_point, tee_len, out,
+                                      out_size, out_len, diag);
+}
+
 /* ---- sign / verify ---- */
 
-vtpmca_err kbs_binding_sign(const EVP_PKEY *kbs_key, const EVP_PKEY *epk, const uint8_t *nonce,
-                            size_t nonce_len, const EVP_PKEY *tee_pubkey, json_t **header_out,
-                            vtpmca_diag *diag)
+vtpmca_err kbs_binding_sign_points(const EVP_PKEY *kbs_key, const json_t *kbs_jwk,
+                                   const uint8_t *epk_point, size_t epk_len, const uint8_t *nonce,
+                                   size_t nonce_len, const uint8_t *tee_point, size_t tee_len,
+                                   json_t **header_out, vtpmca_diag *diag)
 {
     if (kbs_key == NULL || header_out == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding sign: missing argument");
@@ -212,10 +239,13 @@ vtpmca_err kbs_binding_sign(const EVP_PKEY *kbs_key, const EVP_PKEY *epk, const 
     const jws_es_suite *suite = jws_es_suite_by_key(kbs_key);
     if (suite == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED, "the KBS key must be EC P-384 or P-256");
+    if (kbs_jwk != NULL && !json_is_object(kbs_jwk))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding sign: kbs_jwk not a JWK");
     uint8_t message[KBS_BINDING_MESSAGE_MAX];
     size_t message_len = 0;
-    vtpmca_err err = kbs_binding_message(epk, nonce, nonce_len, tee_pubkey, message,
-                                         sizeof(message), &message_len, diag);
+    vtpmca_err err =
+        kbs_binding_message_points(epk_point, epk_len, nonce, nonce_len, tee_point, tee_len,
+                                   message, sizeof(message), &message_len, diag);
     if (err != VTPMCA_OK)
         return err;
     uint8_t raw[JWS_ES_SIG_MAX];
@@ -227,17 +257,40 @@ vtpmca_err kbs_binding_sign(const EVP_PKEY *kbs_key, const EVP_PKEY *epk, const 
     char *sig_text = NULL;
     json_t *jwk = NULL;
     err = vt_b64_encode_alloc(raw, raw_len, VT_B64_URL_NOPAD, &sig_text);
-    if (err == VTPMCA_OK)
+    if (err == VTPMCA_OK && kbs_jwk == NULL)
         err = jwe_pubkey_to_jwk(kbs_key, JWE_JWK_RFC7517, &jwk, diag);
     if (err == VTPMCA_OK) {
-        *header_out = json_pack("{s:{s:s,s:O,s:s,s:i}}", KBS_BINDING_HEADER, "alg", suite->alg,
-                                "kbs-key", jwk, "sig", sig_text, "v", KBS_BINDING_VERSION);
+        *header_out =
+            json_pack("{s:{s:s,s:O,s:s,s:i}}", KBS_BINDING_HEADER, "alg", suite->alg, "kbs-key",
+                      kbs_jwk != NULL ? kbs_jwk : jwk, "sig", sig_text, "v", KBS_BINDING_VERSION);
         if (*header_out == NULL)
             err = VTPMCA_ERR_NOMEM;
     }
     json_decref(jwk);
     free(sig_text);
     return err;
+}
+
+vtpmca_err kbs_binding_sign(const EVP_PKEY *kbs_key, const EVP_PKEY *epk, const uint8_t *nonce,
+                            size_t nonce_len, const EVP_PKEY *tee_pubkey, json_t **header_out,
+                            vtpmca_diag *diag)
+{
+    if (kbs_key == NULL || epk == NULL || tee_pubkey == NULL || header_out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding sign: missing argument");
+    *header_out = NULL;
+    const char *epk_curve = jwe_ec_curve_name(epk), *tee_curve = jwe_ec_curve_name(tee_pubkey);
+    if (epk_curve == NULL || tee_curve == NULL || strcmp(epk_curve, tee_curve) != 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "kbs binding: epk and tee-pubkey must be EC keys on one curve");
+    uint8_t epk_point[JWE_EC_POINT_MAX], tee_point[JWE_EC_POINT_MAX];
+    size_t epk_len = 0, tee_len = 0;
+    vtpmca_err err = jwe_ec_point_encode(epk, epk_point, &epk_len, diag);
+    if (err == VTPMCA_OK)
+        err = jwe_ec_point_encode(tee_pubkey, tee_point, &tee_len, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    return kbs_binding_sign_points(kbs_key, NULL, epk_point, epk_len, nonce, nonce_len, tee_point,
+                                   tee_len, header_out, diag);
 }
 
 static vtpmca_err check_binding_members(const json_t *binding, vtpmca_diag *diag)

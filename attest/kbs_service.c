@@ -97,6 +97,7 @@ struct kbs_service {
     snp_verifier *verifier;
     key_release *release;
     EVP_PKEY *kbs_key;
+    json_t *kbs_jwk; /* kbs_key's public JWK, made once: every binding carries it */
     ear_token_key token_key;
     kbs_session_table *sessions;
     kbs_session_config session_config;
@@ -171,6 +172,8 @@ vtpmca_err kbs_service_new(const kbs_service_config *config, kbs_service **out, 
         return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory");
     vtpmca_err err = ear_token_key_init(&svc->token_key, config->token_key, diag);
     if (err == VTPMCA_OK)
+        err = jwe_pubkey_to_jwk(config->kbs_key, JWE_JWK_RFC7517, &svc->kbs_jwk, diag);
+    if (err == VTPMCA_OK)
         err = kbs_session_table_new(&config->sessions, &svc->sessions, diag);
     if (err != VTPMCA_OK) {
         kbs_service_free(svc);
@@ -191,6 +194,7 @@ void kbs_service_free(kbs_service *svc)
         return;
     kbs_session_table_free(svc->sessions);
     EVP_PKEY_free(svc->kbs_key);
+    json_decref(svc->kbs_jwk);
     ear_token_key_clear(&svc->token_key);
     free(svc);
 }
@@ -294,6 +298,8 @@ typedef struct {
     const json_t *tee_pubkey; /* points into root */
     const char *additional_evidence;
     EVP_PKEY *tee_key;
+    uint8_t tee_point[JWE_EC_POINT_MAX]; /* EC keys: the imported point; RSA: length 0 */
+    size_t tee_point_len;
     uint8_t *report;
     size_t report_len;
     uint8_t *cert; /* VCEK/VLEK DER from the certificate table, or NULL */
@@ -450,7 +456,8 @@ static bool parse_tee_pubkey(const json_t *jwk, attest_request *req, char *why, 
         return false;
     }
     vtpmca_diag diag = {{0}};
-    if (jwe_pubkey_from_jwk(jwk, JWE_JWK_RFC7517, &req->tee_key, &diag) != VTPMCA_OK) {
+    if (jwe_pubkey_from_jwk_point(jwk, JWE_JWK_RFC7517, &req->tee_key, req->tee_point,
+                                  &req->tee_point_len, &diag) != VTPMCA_OK) {
         snprintf(why, why_size, "tee-pubkey: %.200s", diag.msg);
         return false;
     }
@@ -510,13 +517,17 @@ static vtpmca_err attest_done(kbs_service *svc, attest_outcome outcome, const ch
     return err;
 }
 
-/* RFC 7638 thumbprint of a key: SHA-256 over the JCS form of its required JWK members,
- * which is what jwe_pubkey_to_jwk returns. *jwk_out (may be NULL) receives that JWK. */
-static vtpmca_err key_thumbprint(const EVP_PKEY *key, uint8_t out[KBS_TEE_THUMBPRINT_LEN],
+/* RFC 7638 thumbprint of the request's key: SHA-256 over the JCS form of its required JWK
+ * members, which is what jwe_pubkey_to_jwk returns (for EC keys made from the imported point,
+ * without converting the key back). *jwk_out (may be NULL) receives that JWK. */
+static vtpmca_err key_thumbprint(const attest_request *req, uint8_t out[KBS_TEE_THUMBPRINT_LEN],
                                  json_t **jwk_out, vtpmca_diag *diag)
 {
     json_t *jwk = NULL;
-    vtpmca_err err = jwe_pubkey_to_jwk(key, JWE_JWK_RFC7517, &jwk, diag);
+    vtpmca_err err =
+        req->tee_point_len > 0
+            ? jwe_ec_jwk_from_point(req->tee_point, req->tee_point_len, JWE_JWK_RFC7517, &jwk, diag)
+            : jwe_pubkey_to_jwk(req->tee_key, JWE_JWK_RFC7517, &jwk, diag);
     char *text = NULL;
     size_t len = 0;
     if (err == VTPMCA_OK)
@@ -630,7 +641,7 @@ static attest_outcome issue_token(kbs_service *svc, const char *id, const attest
     char *token = NULL;
     vtpmca_diag diag = {{0}};
     time_t now = time(NULL);
-    vtpmca_err err = key_thumbprint(req->tee_key, thumbprint, &jwk, &diag);
+    vtpmca_err err = key_thumbprint(req, thumbprint, &jwk, &diag);
     if (err == VTPMCA_OK) {
         ear_token_claims in = {
             .evidence = evidence,
@@ -651,6 +662,8 @@ static attest_outcome issue_token(kbs_service *svc, const char *id, const attest
             .tee_key = req->tee_key,
             .tee_thumbprint = thumbprint,
             .flavour = flavour,
+            .tee_point = req->tee_point_len > 0 ? req->tee_point : NULL,
+            .tee_point_len = req->tee_point_len,
         };
         err = kbs_session_finish_attest(svc->sessions, id, &attestation, NULL, &diag);
         if (err == VTPMCA_ERR_NOT_FOUND) {
@@ -873,15 +886,24 @@ static vtpmca_err wrap_for_tee(kbs_service *svc, const kbs_session_view *view, c
                                size_t key_len, json_t **jwe, vtpmca_diag *diag)
 {
     jwe_ctx *ctx = NULL;
-    json_t *header = NULL;
+    json_t *header = NULL, *kbs_jwk = NULL;
+    size_t epk_len = 0;
     vtpmca_err err = jwe_prepare(view->tee_key, &ctx, diag);
-    const EVP_PKEY *epk = err == VTPMCA_OK ? jwe_ctx_epk(ctx) : NULL;
-    if (epk != NULL) /* RSA-OAEP has no ephemeral key to bind */
-        err = kbs_binding_sign(svc->kbs_key, epk, view->nonce, KBS_NONCE_BYTES, view->tee_key,
-                               &header, diag);
+    const uint8_t *epk_point = err == VTPMCA_OK ? jwe_ctx_epk_point(ctx, &epk_len) : NULL;
+    if (epk_point != NULL) { /* RSA-OAEP has no ephemeral key to bind */
+        /* A shallow copy: the shared JWK is never handed to jansson's encoder from several
+         * threads at once. */
+        kbs_jwk = json_copy(svc->kbs_jwk);
+        err = kbs_jwk == NULL
+                  ? VTPMCA_ERR_NOMEM
+                  : kbs_binding_sign_points(svc->kbs_key, kbs_jwk, epk_point, epk_len, view->nonce,
+                                            KBS_NONCE_BYTES, view->tee_point, view->tee_point_len,
+                                            &header, diag);
+    }
     if (err == VTPMCA_OK)
         err = jwe_finish(ctx, key, key_len, header, jwe, diag);
     json_decref(header);
+    json_decref(kbs_jwk);
     jwe_ctx_free(ctx);
     return err;
 }

@@ -28,6 +28,8 @@ typedef struct {
     EVP_PKEY *tee_key;
     uint8_t tee_thumbprint[KBS_TEE_THUMBPRINT_LEN];
     report_data_flavour flavour;
+    uint8_t tee_point[JWE_EC_POINT_MAX];
+    size_t tee_point_len;
 } attested_data;
 
 typedef struct {
@@ -445,7 +447,9 @@ vtpmca_err kbs_session_finish_attest(kbs_session_table *table, const char *id_te
 {
     uint8_t id[KBS_SESSION_ID_BYTES];
     if (table == NULL || attestation == NULL || attestation->evidence == NULL ||
-        attestation->tee_key == NULL || attestation->tee_thumbprint == NULL)
+        attestation->tee_key == NULL || attestation->tee_thumbprint == NULL ||
+        (attestation->tee_point == NULL && attestation->tee_point_len > 0) ||
+        attestation->tee_point_len > JWE_EC_POINT_MAX)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "sessions: missing argument");
     if (!parse_id(id_text, id))
         return vtpmca_fail(diag, VTPMCA_ERR_NOT_FOUND, "no such session");
@@ -458,6 +462,17 @@ vtpmca_err kbs_session_finish_attest(kbs_session_table *table, const char *id_te
     EVP_PKEY_up_ref(data->tee_key);
     memcpy(data->tee_thumbprint, attestation->tee_thumbprint, KBS_TEE_THUMBPRINT_LEN);
     data->flavour = attestation->flavour;
+    if (attestation->tee_point_len > 0) {
+        memcpy(data->tee_point, attestation->tee_point, attestation->tee_point_len);
+        data->tee_point_len = attestation->tee_point_len;
+    } else if (jwe_ec_curve_name(attestation->tee_key) != NULL) {
+        vtpmca_err err =
+            jwe_ec_point_encode(attestation->tee_key, data->tee_point, &data->tee_point_len, diag);
+        if (err != VTPMCA_OK) {
+            free_attested(data);
+            return err;
+        }
+    }
 
     shard *sh = shard_of(table, id);
     pthread_mutex_lock(&sh->lock);
@@ -509,6 +524,8 @@ vtpmca_err kbs_session_get_attested(kbs_session_table *table, const char *id_tex
         memcpy(out->tee_thumbprint, s->attested->tee_thumbprint, KBS_TEE_THUMBPRINT_LEN);
         out->flavour = s->attested->flavour;
         out->expires_ms = s->expires_ms;
+        memcpy(out->tee_point, s->attested->tee_point, s->attested->tee_point_len);
+        out->tee_point_len = s->attested->tee_point_len;
     }
     pthread_mutex_unlock(&sh->lock);
     if (i == NIL)

@@ -47,6 +47,18 @@ vtpmca_err jwe_b64url_decode(const char *text, size_t text_len, uint8_t **out, s
 vtpmca_err jwe_pubkey_from_jwk(const json_t *jwk, jwe_jwk_format format, EVP_PKEY **out,
                                vtpmca_diag *diag);
 
+/* jwe_pubkey_from_jwk that also returns, for EC keys, the uncompressed SEC1 point it
+ * imported (*point_len 0 for RSA), so callers need not encode the key again. point and
+ * point_len are both NULL or both set. */
+vtpmca_err jwe_pubkey_from_jwk_point(const json_t *jwk, jwe_jwk_format format, EVP_PKEY **out,
+                                     uint8_t point[JWE_EC_POINT_MAX], size_t *point_len,
+                                     vtpmca_diag *diag);
+
+/* The JWK of an uncompressed P-256/P-384/P-521 point (as jwe_pubkey_to_jwk writes it for the
+ * key), without an EVP_PKEY. The point is not validated: pass points of imported keys. */
+vtpmca_err jwe_ec_jwk_from_point(const uint8_t *point, size_t point_len, jwe_jwk_format format,
+                                 json_t **out, vtpmca_diag *diag);
+
 /* Exports the public part of an EC (P-256/P-384/P-521) or RSA key as a JWK with members
  * sorted as RFC 7638 orders them: {"crv","kty","x","y"} or {"e","kty","n"}. With
  * JWE_JWK_SVSM only {"x","y"} of an EC key, standard base64 with padding. */
@@ -75,6 +87,9 @@ jwe_alg jwe_ctx_alg(const jwe_ctx *ctx);
 
 /* The ephemeral public key ("epk"), owned by ctx; NULL for RSA recipients. */
 const EVP_PKEY *jwe_ctx_epk(const jwe_ctx *ctx);
+
+/* The epk's uncompressed SEC1 point (*len bytes), owned by ctx; NULL for RSA recipients. */
+const uint8_t *jwe_ctx_epk_point(const jwe_ctx *ctx, size_t *len);
 
 /* The "protected" member (base64url of the protected header), owned by ctx. */
 const char *jwe_ctx_protected(const jwe_ctx *ctx);

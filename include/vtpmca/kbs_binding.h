@@ -62,6 +62,20 @@ vtpmca_err kbs_binding_message(const EVP_PKEY *epk, const uint8_t *nonce, size_t
                                const EVP_PKEY *tee_pubkey, uint8_t *out, size_t out_size,
                                size_t *out_len, vtpmca_diag *diag);
 
+/* kbs_binding_message over points the caller already holds (uncompressed SEC1, same
+ * length, i.e. the same curve), so the hot path encodes no key twice. */
+vtpmca_err kbs_binding_message_points(const uint8_t *epk_point, size_t epk_len,
+                                      const uint8_t *nonce, size_t nonce_len,
+                                      const uint8_t *tee_point, size_t tee_len, uint8_t *out,
+                                      size_t out_size, size_t *out_len, vtpmca_diag *diag);
+
+/* kbs_binding_sign over points the caller holds; kbs_jwk (may be NULL: then it is computed)
+ * is kbs_key's public JWK as jwe_pubkey_to_jwk makes it, cached by long-lived callers. */
+vtpmca_err kbs_binding_sign_points(const EVP_PKEY *kbs_key, const json_t *kbs_jwk,
+                                   const uint8_t *epk_point, size_t epk_len, const uint8_t *nonce,
+                                   size_t nonce_len, const uint8_t *tee_point, size_t tee_len,
+                                   json_t **header_out, vtpmca_diag *diag);
+
 /* Signs the binding with kbs_key and returns the unprotected header object
  * {"kbs-binding":{...}} to pass to jwe_finish. */
 vtpmca_err kbs_binding_sign(const EVP_PKEY *kbs_key, const EVP_PKEY *epk, const uint8_t *nonce,

@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 
 #include "vtpmca/err.h"
+#include "vtpmca/jwe.h"
 #include "vtpmca/report_data.h"
 #include "vtpmca/snp_verifier.h"
 
@@ -99,6 +100,10 @@ typedef struct {
     EVP_PKEY *tee_key;             /* the table takes its own reference */
     const uint8_t *tee_thumbprint; /* KBS_TEE_THUMBPRINT_LEN bytes (RFC 7638 SHA-256) */
     report_data_flavour flavour;
+    /* The uncompressed SEC1 point of an EC tee_key, kept so resource requests need not
+     * encode the key again; NULL/0 lets the table encode it (and means nothing for RSA). */
+    const uint8_t *tee_point;
+    size_t tee_point_len;
 } kbs_attestation;
 
 /* Ends a successful attempt: the nonce is spent and the session is attested until
@@ -117,6 +122,8 @@ typedef struct {
     uint8_t tee_thumbprint[KBS_TEE_THUMBPRINT_LEN];
     report_data_flavour flavour;
     uint64_t expires_ms;
+    uint8_t tee_point[JWE_EC_POINT_MAX]; /* EC tee keys: uncompressed SEC1; RSA: length 0 */
+    size_t tee_point_len;
 } kbs_session_view;
 
 /* Copies a live attested session. VTPMCA_ERR_NOT_FOUND with *status UNKNOWN, EXPIRED or

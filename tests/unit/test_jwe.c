@@ -824,6 +824,78 @@ static void test_ec_point_encode(void **state)
     }
 }
 
+/* The point-based helpers give the same bytes and JWKs as the key-based ones. */
+static void test_point_helpers(void **state)
+{
+    (void)state;
+    EVP_PKEY *keys[] = {g.p256, g.p384, g.p521};
+    for (size_t i = 0; i < 3; i++) {
+        uint8_t point[JWE_EC_POINT_MAX], imported[JWE_EC_POINT_MAX];
+        size_t len = 0, imported_len = 0;
+        assert_int_equal(jwe_ec_point_encode(keys[i], point, &len, NULL), VTPMCA_OK);
+        json_t *from_key = NULL, *from_point = NULL;
+        assert_int_equal(jwe_pubkey_to_jwk(keys[i], JWE_JWK_RFC7517, &from_key, NULL), VTPMCA_OK);
+        assert_int_equal(jwe_ec_jwk_from_point(point, len, JWE_JWK_RFC7517, &from_point, NULL),
+                         VTPMCA_OK);
+        assert_true(json_equal(from_key, from_point));
+        json_decref(from_point);
+        assert_int_equal(jwe_ec_jwk_from_point(point, len, JWE_JWK_SVSM, &from_point, NULL),
+                         VTPMCA_OK);
+        assert_non_null(json_object_get(from_point, "x"));
+        assert_null(json_object_get(from_point, "crv"));
+        json_decref(from_point);
+        /* Import returns the point it imported: the key's own encoding. */
+        EVP_PKEY *back = NULL;
+        assert_int_equal(jwe_pubkey_from_jwk_point(from_key, JWE_JWK_RFC7517, &back, imported,
+                                                   &imported_len, NULL),
+                         VTPMCA_OK);
+        assert_int_equal(imported_len, len);
+        assert_memory_equal(imported, point, len);
+        assert_int_equal(EVP_PKEY_eq(back, keys[i]), 1);
+        EVP_PKEY_free(back);
+        json_decref(from_key);
+        /* A prepared JWE exposes its epk's point, equal to the epk's encoding. */
+        jwe_ctx *ctx = NULL;
+        assert_int_equal(jwe_prepare(keys[i], &ctx, NULL), VTPMCA_OK);
+        size_t epk_len = 0;
+        const uint8_t *epk_point = jwe_ctx_epk_point(ctx, &epk_len);
+        assert_non_null(epk_point);
+        assert_int_equal(jwe_ec_point_encode(jwe_ctx_epk(ctx), point, &len, NULL), VTPMCA_OK);
+        assert_int_equal(epk_len, len);
+        assert_memory_equal(epk_point, point, len);
+        jwe_ctx_free(ctx);
+    }
+    /* RSA: no point, and no epk. */
+    json_t *jwk = NULL;
+    assert_int_equal(jwe_pubkey_to_jwk(g.rsa2048, JWE_JWK_RFC7517, &jwk, NULL), VTPMCA_OK);
+    EVP_PKEY *rsa = NULL;
+    uint8_t point[JWE_EC_POINT_MAX];
+    size_t len = 99;
+    assert_int_equal(jwe_pubkey_from_jwk_point(jwk, JWE_JWK_RFC7517, &rsa, point, &len, NULL),
+                     VTPMCA_OK);
+    assert_int_equal(len, 0);
+    EVP_PKEY_free(rsa);
+    json_decref(jwk);
+    jwe_ctx *ctx = NULL;
+    assert_int_equal(jwe_prepare(g.rsa2048, &ctx, NULL), VTPMCA_OK);
+    assert_null(jwe_ctx_epk_point(ctx, &len));
+    assert_int_equal(len, 0);
+    jwe_ctx_free(ctx);
+    /* Points of other lengths, compressed points and misuse are refused. */
+    assert_int_equal(jwe_ec_point_encode(g.p256, point, &len, NULL), VTPMCA_OK);
+    json_t *out = NULL;
+    assert_int_equal(jwe_ec_jwk_from_point(point, len - 1, JWE_JWK_RFC7517, &out, NULL),
+                     VTPMCA_ERR_INVALID_ARG);
+    point[0] = 0x02;
+    assert_int_equal(jwe_ec_jwk_from_point(point, len, JWE_JWK_RFC7517, &out, NULL),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(jwe_ec_jwk_from_point(NULL, 0, JWE_JWK_RFC7517, &out, NULL),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_null(out);
+    assert_int_equal(jwe_pubkey_from_jwk_point(jwk, JWE_JWK_RFC7517, &rsa, point, NULL, NULL),
+                     VTPMCA_ERR_INVALID_ARG);
+}
+
 /* ---- JWK import / export ---- */
 
 static void test_jwk_roundtrip(void **state)
@@ -1143,6 +1215,7 @@ int main(void)
         cmocka_unit_test(test_wrong_recipient_fails),
         cmocka_unit_test(test_api_misuse),
         cmocka_unit_test(test_ec_point_encode),
+        cmocka_unit_test(test_point_helpers),
         cmocka_unit_test(test_jwk_roundtrip),
         cmocka_unit_test(test_jwk_svsm_format),
         cmocka_unit_test(test_jwk_invalid_ec_points),

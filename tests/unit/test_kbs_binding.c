@@ -399,6 +399,66 @@ static void test_message_and_sign_arguments(void **state)
     EVP_PKEY_free(epk);
 }
 
+/* The point-based message and signature equal the key-based ones, and verify. */
+static void test_points_variants(void **state)
+{
+    (void)state;
+    vtpmca_diag diag = {{0}};
+    EVP_PKEY *epk = EVP_EC_gen("P-521");
+    uint8_t epk_point[JWE_EC_POINT_MAX], tee_point[JWE_EC_POINT_MAX];
+    size_t epk_len = 0, tee_len = 0;
+    assert_int_equal(jwe_ec_point_encode(epk, epk_point, &epk_len, NULL), VTPMCA_OK);
+    assert_int_equal(jwe_ec_point_encode(g.tee521, tee_point, &tee_len, NULL), VTPMCA_OK);
+    uint8_t by_keys[KBS_BINDING_MESSAGE_MAX], by_points[KBS_BINDING_MESSAGE_MAX];
+    size_t keys_len = 0, points_len = 0;
+    assert_int_equal(kbs_binding_message(epk, g_nonce, sizeof(g_nonce), g.tee521, by_keys,
+                                         sizeof(by_keys), &keys_len, &diag),
+                     VTPMCA_OK);
+    assert_int_equal(kbs_binding_message_points(epk_point, epk_len, g_nonce, sizeof(g_nonce),
+                                                tee_point, tee_len, by_points, sizeof(by_points),
+                                                &points_len, &diag),
+                     VTPMCA_OK);
+    assert_int_equal(points_len, keys_len);
+    assert_memory_equal(by_points, by_keys, keys_len);
+    /* Signed with a cached JWK: the client's verifier accepts it. */
+    json_t *kbs_jwk = NULL, *header = NULL;
+    assert_int_equal(jwe_pubkey_to_jwk(g.kbs384, JWE_JWK_RFC7517, &kbs_jwk, NULL), VTPMCA_OK);
+    assert_int_equal(kbs_binding_sign_points(g.kbs384, kbs_jwk, epk_point, epk_len, g_nonce,
+                                             sizeof(g_nonce), tee_point, tee_len, &header, &diag),
+                     VTPMCA_OK);
+    EVP_PKEY *seen = NULL;
+    assert_int_equal(
+        kbs_binding_verify(header, epk, g_nonce, sizeof(g_nonce), g.tee521, g.kbs384, &seen, &diag),
+        VTPMCA_OK);
+    assert_int_equal(EVP_PKEY_eq(seen, g.kbs384), 1);
+    EVP_PKEY_free(seen);
+    json_decref(header);
+    /* Points on different curves, compressed or short points are refused. */
+    uint8_t p384[JWE_EC_POINT_MAX];
+    size_t p384_len = 0;
+    assert_int_equal(jwe_ec_point_encode(g.tee384, p384, &p384_len, NULL), VTPMCA_OK);
+    assert_int_equal(kbs_binding_message_points(epk_point, epk_len, g_nonce, sizeof(g_nonce), p384,
+                                                p384_len, by_points, sizeof(by_points), &points_len,
+                                                &diag),
+                     VTPMCA_ERR_UNSUPPORTED);
+    assert_int_equal(kbs_binding_message_points(epk_point, epk_len - 1, g_nonce, sizeof(g_nonce),
+                                                tee_point, tee_len, by_points, sizeof(by_points),
+                                                &points_len, &diag),
+                     VTPMCA_ERR_UNSUPPORTED);
+    tee_point[0] = 0x03;
+    assert_int_equal(kbs_binding_sign_points(g.kbs384, kbs_jwk, epk_point, epk_len, g_nonce,
+                                             sizeof(g_nonce), tee_point, tee_len, &header, &diag),
+                     VTPMCA_ERR_UNSUPPORTED);
+    assert_null(header);
+    json_t *not_jwk = json_string("x");
+    assert_int_equal(kbs_binding_sign_points(g.kbs384, not_jwk, epk_point, epk_len, g_nonce,
+                                             sizeof(g_nonce), tee_point, tee_len, &header, &diag),
+                     VTPMCA_ERR_INVALID_ARG);
+    json_decref(not_jwk);
+    json_decref(kbs_jwk);
+    EVP_PKEY_free(epk);
+}
+
 /* ---- key files ---- */
 
 static void test_key_save_load(void **state)
@@ -769,6 +829,7 @@ int main(void)
         cmocka_unit_test(test_tampered_fields_fail),
         cmocka_unit_test(test_remembered_key_enforced),
         cmocka_unit_test(test_message_and_sign_arguments),
+        cmocka_unit_test(test_points_variants),
         cmocka_unit_test(test_key_save_load),
         cmocka_unit_test(test_key_load_rejects),
         cmocka_unit_test(test_key_load_or_create),

@@ -184,12 +184,34 @@ static void test_attest_life_cycle(void **state)
     assert_memory_equal(view.tee_thumbprint, g.thumbprint, KBS_TEE_THUMBPRINT_LEN);
     assert_int_equal(view.flavour, REPORT_DATA_FLAVOUR_TRUSTEE);
     assert_int_equal(view.expires_ms, 306000);
+    /* Given no point, the table encoded the EC key itself. */
+    uint8_t point[JWE_EC_POINT_MAX];
+    size_t point_len = 0;
+    assert_int_equal(jwe_ec_point_encode(g.tee, point, &point_len, NULL), VTPMCA_OK);
+    assert_int_equal(view.tee_point_len, point_len);
+    assert_memory_equal(view.tee_point, point, point_len);
     kbs_session_view_clear(&view);
     assert_null(view.tee_key);
 
+    /* A point given with the attestation is what the view returns. */
+    assert_int_equal(kbs_session_create(table, &info, NULL), VTPMCA_OK);
+    assert_int_equal(kbs_session_begin_attest(table, info.id, nonce, &status), VTPMCA_OK);
+    kbs_attestation with_point = attestation();
+    with_point.tee_point = point;
+    with_point.tee_point_len = point_len;
+    with_point.tee_point_len = JWE_EC_POINT_MAX + 1;
+    assert_int_equal(kbs_session_finish_attest(table, info.id, &with_point, NULL, NULL),
+                     VTPMCA_ERR_INVALID_ARG);
+    with_point.tee_point_len = point_len;
+    assert_int_equal(kbs_session_finish_attest(table, info.id, &with_point, NULL, NULL), VTPMCA_OK);
+    assert_int_equal(kbs_session_get_attested(table, info.id, &view, &status), VTPMCA_OK);
+    assert_int_equal(view.tee_point_len, point_len);
+    assert_memory_equal(view.tee_point, point, point_len);
+    kbs_session_view_clear(&view);
+
     kbs_session_stats stats;
     kbs_session_get_stats(table, &stats);
-    assert_int_equal(stats.attested, 1);
+    assert_int_equal(stats.attested, 2);
     /* Arguments. */
     assert_int_equal(kbs_session_finish_attest(table, info.id, NULL, NULL, NULL),
                      VTPMCA_ERR_INVALID_ARG);
