@@ -201,25 +201,35 @@ vtpmca_err kbs_binding_message_points(const uint8_t *epk_point, size_t epk_len,
     return VTPMCA_OK;
 }
 
+/* Both points of a binding, from keys that must be EC on one supported curve. */
+static vtpmca_err encode_binding_points(const EVP_PKEY *epk, const EVP_PKEY *tee_pubkey,
+                                        uint8_t epk_point[JWE_EC_POINT_MAX], size_t *epk_len,
+                                        uint8_t tee_point[JWE_EC_POINT_MAX], size_t *tee_len,
+                                        vtpmca_diag *diag)
+{
+    const char *epk_curve = jwe_ec_curve_name(epk), *tee_curve = jwe_ec_curve_name(tee_pubkey);
+    if (epk_curve == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "kbs binding: epk must be an EC P-256/P-384/P-521 key");
+    /* ECDH-ES puts the ephemeral key on the recipient's curve; anything else is misuse. */
+    if (tee_curve == NULL || strcmp(epk_curve, tee_curve) != 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "kbs binding: tee-pubkey must be an EC key on the epk's curve %s",
+                           epk_curve);
+    vtpmca_err err = jwe_ec_point_encode(epk, epk_point, epk_len, diag);
+    return err == VTPMCA_OK ? jwe_ec_point_encode(tee_pubkey, tee_point, tee_len, diag) : err;
+}
+
 vtpmca_err kbs_binding_message(const EVP_PKEY *epk, const uint8_t *nonce, size_t nonce_len,
                                const EVP_PKEY *tee_pubkey, uint8_t *out, size_t out_size,
                                size_t *out_len, vtpmca_diag *diag)
 {
     if (epk == NULL || nonce == NULL || tee_pubkey == NULL || out == NULL || out_len == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding: missing argument");
-    const char *epk_curve = jwe_ec_curve_name(epk), *tee_curve = jwe_ec_curve_name(tee_pubkey);
-    if (epk_curve == NULL)
-        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
-                           "kbs binding: epk must be an EC P-256/P-384/P-521 key");
-    if (tee_curve == NULL || strcmp(epk_curve, tee_curve) != 0)
-        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
-                           "kbs binding: tee-pubkey must be an EC key on the epk's curve %s",
-                           epk_curve);
     uint8_t epk_point[JWE_EC_POINT_MAX], tee_point[JWE_EC_POINT_MAX];
     size_t epk_len = 0, tee_len = 0;
-    vtpmca_err err = jwe_ec_point_encode(epk, epk_point, &epk_len, diag);
-    if (err == VTPMCA_OK)
-        err = jwe_ec_point_encode(tee_pubkey, tee_point, &tee_len, diag);
+    vtpmca_err err =
+        encode_binding_points(epk, tee_pubkey, epk_point, &epk_len, tee_point, &tee_len, diag);
     if (err != VTPMCA_OK)
         return err;
     return kbs_binding_message_points(epk_point, epk_len, nonce, nonce_len, tee_point, tee_len, out,
@@ -278,15 +288,10 @@ vtpmca_err kbs_binding_sign(const EVP_PKEY *kbs_key, const EVP_PKEY *epk, const 
     if (kbs_key == NULL || epk == NULL || tee_pubkey == NULL || header_out == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding sign: missing argument");
     *header_out = NULL;
-    const char *epk_curve = jwe_ec_curve_name(epk), *tee_curve = jwe_ec_curve_name(tee_pubkey);
-    if (epk_curve == NULL || tee_curve == NULL || strcmp(epk_curve, tee_curve) != 0)
-        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
-                           "kbs binding: epk and tee-pubkey must be EC keys on one curve");
     uint8_t epk_point[JWE_EC_POINT_MAX], tee_point[JWE_EC_POINT_MAX];
     size_t epk_len = 0, tee_len = 0;
-    vtpmca_err err = jwe_ec_point_encode(epk, epk_point, &epk_len, diag);
-    if (err == VTPMCA_OK)
-        err = jwe_ec_point_encode(tee_pubkey, tee_point, &tee_len, diag);
+    vtpmca_err err =
+        encode_binding_points(epk, tee_pubkey, epk_point, &epk_len, tee_point, &tee_len, diag);
     if (err != VTPMCA_OK)
         return err;
     return kbs_binding_sign_points(kbs_key, NULL, epk_point, epk_len, nonce, nonce_len, tee_point,

@@ -328,14 +328,27 @@ static vtpmca_err svsm_digest(const uint8_t *xy, size_t xy_len, const uint8_t *n
     return ok ? VTPMCA_OK : vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "SHA-512 failed");
 }
 
+vtpmca_err report_data_svsm_point(const uint8_t *point, size_t point_len, const uint8_t *nonce,
+                                  size_t nonce_len, uint8_t out[REPORT_DATA_SIZE],
+                                  vtpmca_diag *diag)
+{
+    if (point == NULL || nonce == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "report data: missing argument");
+    if (nonce_len == 0 || nonce_len > KBS_BINDING_MAX_NONCE)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "report data: nonce must be 1..%d bytes",
+                           KBS_BINDING_MAX_NONCE);
+    if (point[0] != 0x04 || (point_len != 65 && point_len != 97 && point_len != 133))
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "the SVSM flavour needs an uncompressed P-256/P-384/P-521 point");
+    /* The SEC1 point is 0x04 || X || Y: the hash covers X || Y. */
+    return svsm_digest(point + 1, point_len - 1, nonce, nonce_len, out, diag);
+}
+
 vtpmca_err report_data_svsm(const EVP_PKEY *tee_key, const uint8_t *nonce, size_t nonce_len,
                             uint8_t out[REPORT_DATA_SIZE], vtpmca_diag *diag)
 {
     if (tee_key == NULL || nonce == NULL || out == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "report data: missing argument");
-    if (nonce_len == 0 || nonce_len > KBS_BINDING_MAX_NONCE)
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "report data: nonce must be 1..%d bytes",
-                           KBS_BINDING_MAX_NONCE);
     if (jwe_ec_curve_name(tee_key) == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
                            "the SVSM flavour needs an EC P-256/P-384/P-521 tee key");
@@ -344,8 +357,7 @@ vtpmca_err report_data_svsm(const EVP_PKEY *tee_key, const uint8_t *nonce, size_
     vtpmca_err err = jwe_ec_point_encode(tee_key, point, &point_len, diag);
     if (err != VTPMCA_OK)
         return err;
-    /* The SEC1 point is 0x04 || X || Y: the hash covers X || Y. */
-    return svsm_digest(point + 1, point_len - 1, nonce, nonce_len, out, diag);
+    return report_data_svsm_point(point, point_len, nonce, nonce_len, out, diag);
 }
 
 /* X || Y straight from the JWK's "x" and "y" once jwe_pubkey_from_jwk accepted it: it

@@ -1,5 +1,5 @@
 /* Benchmark: evidence-bound EK certificate issuance (challenge + certify) against a real
- * vtpmcad on loopback, with concurrent SVSM-like clients (libcurl keep-alive, CBOR bodies),
+ * vtpmcad on loopback, with concurrent SVSM-like clients (keep-alive, CBOR bodies),
  * beside the floor of the server-side crypto of one issuance measured in the same run on the
  * same cores: the P-384 ECDSA verification of the SNP report (VCEK) + the issuing CA's
  * P-384 ECDSA signature of a certificate. Goal: certificates/s >= 75% of that floor.
@@ -8,10 +8,15 @@
  * against the server: each client signs its reports with the VCEK key, and a P-384
  * signature costs as much as the server's verification. Its nonce-dependent part is cheap,
  * so the k*G part of every signature is computed BEFORE the timed phase (ECDSA_sign_setup)
- * and each report is then signed with ECDSA_do_sign_ex. What remains on the client is CBOR,
- * HTTP and two hashes. The floor runs before and after the load phase; their mean is used.
- * CPU times are printed too (the daemon's from /proc, the floor's own), which other load on
- * the machine does not inflate.
+ * and each report is then signed with ECDSA_do_sign_ex. One issuance is made and checked in
+ * full first, untimed, with the real client (libcurl, ca_client, ca_certificate_check: the
+ * chain verifies and the certificate holds the EK). The timed ones use a lean load generator
+ * (bench_http.h: one keep-alive connection per client) that sends the same CBOR bodies
+ * (issuance_message_encode, as ca_client) and checks the status and the decoded answer
+ * without parsing the certificates. What remains on the client is CBOR, HTTP and two hashes.
+ * The floor runs before and after the load phase; their mean is used. CPU times are printed
+ * too (the daemon's from /proc, the floor's own and this process's during the load), which
+ * other load on the machine does not inflate.
  *
  * Usage: bench_certify [--clients N] [--seconds S] [--server-threads N] [--vtpmcad PATH]
  *                      [--keep]
@@ -40,8 +45,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vtpmca/ca_client.h"
+#include "vtpmca/bench_http.h"
 #include "vtpmca/bench_util.h"
+#include "vtpmca/ca_client.h"
 #include "vtpmca/ca_keys.h"
 #include "vtpmca/encoding.h"
 #include "vtpmca/enrollment.h"
@@ -74,6 +80,7 @@ static struct {
     char dir[64];
     char roots[128], state[128], port_file[160], log[160];
     pid_t pid;
+    unsigned port;
     char base_url[64];
     snp_report template; /* a Milan v3 report of the VCEK's chip and TCB */
     EVP_PKEY *vcek_key;
@@ -205,6 +212,7 @@ static void start_daemon(const bench_options *opt)
     if (vt_bench_start_vtpmcad(argv, env.log, true, env.port_file, 20, &env.pid, &port, &diag) !=
         VTPMCA_OK)
         die(diag.msg, NULL);
+    env.port = port;
     snprintf(env.base_url, sizeof(env.base_url), "http://127.0.0.1:%u", port);
 }
 
@@ -305,34 +313,17 @@ typedef struct {
     double seconds;
     unsigned index, stride; /* this client's instances: index, index + stride, ... */
     unsigned next;
-    bool check_first; /* verify the first certificate fully (outside the count) */
+    vt_bench_http *http;
     uint64_t issued, failed;
     char error[256];
 } client;
 
-/* One challenge + certify; false on any failure (recorded). */
-static bool certify_once(ca_client *cc, client *c, ca_certificates *certs)
+/* The certify request of instance i for a nonce and a signed report, as ca_client_certify
+ * sends it. */
+static issuance_certify_request certify_request(unsigned i, const uint8_t *nonce,
+                                                const uint8_t *report)
 {
-    unsigned i = c->index + c->stride * c->next;
-    if (i >= INSTANCES) {
-        c->next = 0;
-        i = c->index;
-    }
-    c->next++;
-    vtpmca_diag diag = {{0}};
-    uint8_t nonce[ISSUANCE_NONCE_LEN];
-    if (ca_client_challenge(cc, nonce, NULL, &diag) != VTPMCA_OK) {
-        snprintf(c->error, sizeof(c->error), "%s", diag.msg);
-        return false;
-    }
-    snp_report r = env.template;
-    if (issuance_report_data(nonce, env.vm[i].ek_name, env.vm[i].ek_name_len, NULL, 0, env.kbs_hash,
-                             r.report_data, &diag) != VTPMCA_OK)
-        die("REPORT_DATA", &diag);
-    uint8_t report[SNP_REPORT_SIZE];
-    snp_report_encode(&r, report);
-    sign_report(report);
-    issuance_certify_request rq = {
+    return (issuance_certify_request){
         .ek_public = env.vm[i].ek_pub,
         .ek_public_len = env.vm[i].ek_pub_len,
         .kbs_key = env.kbs_der,
@@ -340,46 +331,165 @@ static bool certify_once(ca_client *cc, client *c, ca_certificates *certs)
         .resource = env.vm[i].resource,
         .format = "x509",
         .nonce = nonce,
-        .nonce_len = sizeof(nonce),
+        .nonce_len = ISSUANCE_NONCE_LEN,
         .report = report,
-        .report_len = sizeof(report),
+        .report_len = SNP_REPORT_SIZE,
     };
-    if (ca_client_certify(cc, &rq, certs, &diag) != VTPMCA_OK) {
-        snprintf(c->error, sizeof(c->error), "%s", diag.msg);
+}
+
+/* The signed report of instance i for a nonce. */
+static void make_report(unsigned i, const uint8_t nonce[ISSUANCE_NONCE_LEN],
+                        uint8_t report[SNP_REPORT_SIZE])
+{
+    vtpmca_diag diag = {{0}};
+    snp_report r = env.template;
+    if (issuance_report_data(nonce, env.vm[i].ek_name, env.vm[i].ek_name_len, NULL, 0, env.kbs_hash,
+                             r.report_data, &diag) != VTPMCA_OK ||
+        snp_report_encode(&r, report) != VTPMCA_OK)
+        die("REPORT_DATA", &diag);
+    sign_report(report);
+}
+
+/* One challenge + certify of instance 0 with the real client, and the full check of the
+ * certificate: the chain verifies and it certifies instance 0's EK (untimed). */
+static void certify_checked(void)
+{
+    ca_client *cc = NULL;
+    vtpmca_diag diag = {{0}};
+    uint8_t nonce[ISSUANCE_NONCE_LEN], report[SNP_REPORT_SIZE];
+    if (ca_client_new(env.base_url, ISSUANCE_ENC_CBOR, 0, &cc, &diag) != VTPMCA_OK ||
+        ca_client_challenge(cc, nonce, NULL, &diag) != VTPMCA_OK)
+        die("checked issuance: challenge", &diag);
+    make_report(0, nonce, report);
+    issuance_certify_request rq = certify_request(0, nonce, report);
+    ca_certificates certs;
+    if (ca_client_certify(cc, &rq, &certs, &diag) != VTPMCA_OK)
+        die("checked issuance: certify", &diag);
+    const uint8_t *const chain[2] = {certs.chain[0], certs.chain[1]};
+    if (ca_certificate_check(certs.format, certs.ek_cert, certs.ek_cert_len, chain, certs.chain_len,
+                             env.vm[0].ek_pub, env.vm[0].ek_pub_len, NULL, NULL,
+                             &diag) != VTPMCA_OK)
+        die("the issued certificate does not check", &diag);
+    ca_certificates_free(&certs);
+    ca_client_free(cc);
+}
+
+/* Records why a lean issuance failed: the step, and the status with the server's error. */
+static bool lean_failed(client *c, const char *step, vtpmca_err err, const vtpmca_diag *diag,
+                        const vt_bench_http_answer *answer)
+{
+    vt_bench_http_describe(step, err, diag, answer, c->error, sizeof(c->error));
+    return false;
+}
+
+/* The certify answer decodes (the library decoder, as ca_client) to an X.509 answer with an
+ * EK certificate that is a DER SEQUENCE and a chain of two; the certificates themselves are
+ * not parsed (the checked issuance did that). */
+static bool certify_answer_ok(client *c, const vt_bench_http_answer *answer)
+{
+    issuance_message msg;
+    vtpmca_diag diag = {{0}};
+    if (issuance_message_decode(
+            ISSUANCE_ENC_CBOR, answer->body, answer->body_len, ISSUANCE_CERTIFY_RESPONSE,
+            ISSUANCE_SPEC_COUNT(ISSUANCE_CERTIFY_RESPONSE), &msg, &diag) != VTPMCA_OK) {
+        snprintf(c->error, sizeof(c->error), "certify: malformed answer: %.200s", diag.msg);
         return false;
     }
-    return true;
+    const issuance_field *cert = issuance_message_get(&msg, "ek_cert");
+    const issuance_field *chain = issuance_message_get(&msg, "chain");
+    const issuance_field *format = issuance_message_get(&msg, "format");
+    bool ok = strcmp((const char *)format->bytes, "x509") == 0 && cert->len > 0 &&
+              cert->bytes[0] == 0x30 && chain->list_count == 2 &&
+              issuance_message_get(&msg, "iak_cert") == NULL;
+    if (!ok)
+        snprintf(c->error, sizeof(c->error),
+                 "certify: not an x509 answer with an EK certificate "
+                 "and a chain of two");
+    issuance_message_free(&msg);
+    return ok;
+}
+
+/* One timed challenge + certify with the lean client; false on any failure (recorded). */
+static bool certify_lean(client *c)
+{
+    unsigned i = c->index + c->stride * c->next;
+    if (i >= INSTANCES) {
+        c->next = 0;
+        i = c->index;
+    }
+    c->next++;
+    static const char *const challenge_headers[] = {"Accept: " ISSUANCE_CBOR_TYPE, NULL};
+    static const char *const certify_headers[] = {"Accept: " ISSUANCE_CBOR_TYPE,
+                                                  "Content-Type: " ISSUANCE_CBOR_TYPE, NULL};
+    vtpmca_diag diag = {{0}};
+    vt_bench_http_answer answer;
+    vtpmca_err err = vt_bench_http_request(c->http, "POST", "/v1/ca/challenge", challenge_headers,
+                                           NULL, 0, &answer, &diag);
+    if (err != VTPMCA_OK || answer.status != 200)
+        return lean_failed(c, "challenge", err, &diag, &answer);
+    issuance_message msg;
+    err = issuance_message_decode(ISSUANCE_ENC_CBOR, answer.body, answer.body_len,
+                                  ISSUANCE_CHALLENGE_RESPONSE,
+                                  ISSUANCE_SPEC_COUNT(ISSUANCE_CHALLENGE_RESPONSE), &msg, &diag);
+    if (err != VTPMCA_OK)
+        return lean_failed(c, "challenge answer", err, &diag, NULL);
+    const issuance_field *nonce_field = issuance_message_get(&msg, "nonce");
+    uint8_t nonce[ISSUANCE_NONCE_LEN];
+    bool nonce_ok = nonce_field->len == sizeof(nonce);
+    if (nonce_ok)
+        memcpy(nonce, nonce_field->bytes, sizeof(nonce));
+    issuance_message_free(&msg);
+    if (!nonce_ok) {
+        snprintf(c->error, sizeof(c->error), "challenge: a nonce of another length");
+        return false;
+    }
+    uint8_t report[SNP_REPORT_SIZE];
+    make_report(i, nonce, report);
+    /* The body ca_client_certify sends: its fields in its order, the library's encoder. */
+    issuance_certify_request rq = certify_request(i, nonce, report);
+    const issuance_field fields[] = {
+        {.name = "ek_public",
+         .type = ISSUANCE_FIELD_BYTES,
+         .bytes = rq.ek_public,
+         .len = rq.ek_public_len},
+        {.name = "kbs_key",
+         .type = ISSUANCE_FIELD_BYTES,
+         .bytes = rq.kbs_key,
+         .len = rq.kbs_key_len},
+        {.name = "resource",
+         .type = ISSUANCE_FIELD_TEXT,
+         .bytes = (const uint8_t *)rq.resource,
+         .len = strlen(rq.resource)},
+        {.name = "format",
+         .type = ISSUANCE_FIELD_TEXT,
+         .bytes = (const uint8_t *)rq.format,
+         .len = strlen(rq.format)},
+        {.name = "nonce", .type = ISSUANCE_FIELD_BYTES, .bytes = rq.nonce, .len = rq.nonce_len},
+        {.name = "report", .type = ISSUANCE_FIELD_BYTES, .bytes = rq.report, .len = rq.report_len},
+    };
+    uint8_t *body = NULL;
+    size_t body_len = 0;
+    err = issuance_message_encode(ISSUANCE_ENC_CBOR, fields, sizeof(fields) / sizeof(fields[0]),
+                                  &body, &body_len, &diag);
+    if (err == VTPMCA_OK)
+        err = vt_bench_http_request(c->http, "POST", "/v1/ca/certify", certify_headers, body,
+                                    body_len, &answer, &diag);
+    free(body);
+    if (err != VTPMCA_OK || answer.status != 200)
+        return lean_failed(c, "certify", err, &diag, &answer);
+    return certify_answer_ok(c, &answer);
 }
 
 static void *client_run(void *arg)
 {
     client *c = arg;
-    ca_client *cc = NULL;
-    if (ca_client_new(env.base_url, ISSUANCE_ENC_CBOR, 0, &cc, NULL) != VTPMCA_OK)
-        die("ca client", NULL);
-    if (c->check_first) {
-        ca_certificates certs;
-        vtpmca_diag diag = {{0}};
-        if (!certify_once(cc, c, &certs))
-            die(c->error, NULL);
-        c->next = 0;
-        const uint8_t *const chain[2] = {certs.chain[0], certs.chain[1]};
-        if (ca_certificate_check(certs.format, certs.ek_cert, certs.ek_cert_len, chain,
-                                 certs.chain_len, env.vm[c->index].ek_pub,
-                                 env.vm[c->index].ek_pub_len, NULL, NULL, &diag) != VTPMCA_OK)
-            die("the issued certificate does not check", &diag);
-        ca_certificates_free(&certs);
-    }
     double end = vt_bench_now_s() + c->seconds;
     while (vt_bench_now_s() < end) {
-        ca_certificates certs;
-        if (certify_once(cc, c, &certs))
+        if (certify_lean(c))
             c->issued++;
         else
             c->failed++;
-        ca_certificates_free(&certs);
     }
-    ca_client_free(cc);
     return NULL;
 }
 
@@ -475,14 +585,19 @@ int main(int argc, char **argv)
     vt_bench_floor_totals floor = {0};
     floor_round(&in, opt.server_threads, FLOOR_S, &floor);
 
+    certify_checked();
     client clients[MAX_THREADS];
     pthread_t tids[MAX_THREADS];
-    double cpu0 = vt_bench_process_cpu_s(env.pid), start = vt_bench_now_s();
     for (unsigned i = 0; i < opt.clients; i++) {
-        clients[i] = (client){
-            .seconds = opt.seconds, .index = i, .stride = opt.clients, .check_first = i == 0};
-        pthread_create(&tids[i], NULL, client_run, &clients[i]);
+        clients[i] = (client){.seconds = opt.seconds, .index = i, .stride = opt.clients};
+        vtpmca_diag diag = {{0}};
+        if (vt_bench_http_new(env.port, 10000, &clients[i].http, &diag) != VTPMCA_OK)
+            die("bench http", &diag);
     }
+    double cpu0 = vt_bench_process_cpu_s(env.pid), self0 = vt_bench_self_cpu_s(),
+           start = vt_bench_now_s();
+    for (unsigned i = 0; i < opt.clients; i++)
+        pthread_create(&tids[i], NULL, client_run, &clients[i]);
     uint64_t issued = 0, failed = 0;
     const char *error = NULL;
     for (unsigned i = 0; i < opt.clients; i++) {
@@ -492,7 +607,8 @@ int main(int argc, char **argv)
         if (clients[i].failed > 0 && error == NULL)
             error = clients[i].error;
     }
-    double elapsed = vt_bench_now_s() - start, daemon_cpu = vt_bench_process_cpu_s(env.pid) - cpu0;
+    double elapsed = vt_bench_now_s() - start, daemon_cpu = vt_bench_process_cpu_s(env.pid) - cpu0,
+           client_cpu = vt_bench_self_cpu_s() - self0;
     floor_round(&in, opt.server_threads, FLOOR_S, &floor);
 
     double rate = (double)issued / elapsed;
@@ -505,17 +621,31 @@ int main(int argc, char **argv)
     printf("crypto floor  %.0f/s on %u threads (P-384 report verify + P-384 CA signature), "
            "%.3f ms CPU each\n",
            floor_rate, opt.server_threads, floor.cpu_s * 1000.0 / (double)floor.done);
+    /* CPU time does not depend on other load on the machine: it says how close the server
+     * is to the crypto, and what client and server together would reach on idle cores. */
+    double floor_ms = floor.cpu_s * 1000.0 / (double)floor.done;
+    double daemon_ms = issued > 0 ? daemon_cpu * 1000.0 / (double)issued : 0.0;
+    double client_ms = issued > 0 ? client_cpu * 1000.0 / (double)issued : 0.0;
     printf("daemon CPU    %.3f ms per certificate (%.0f%% of it is the floor's crypto)\n",
-           issued > 0 ? daemon_cpu * 1000.0 / (double)issued : 0.0,
-           issued > 0 && daemon_cpu > 0
-               ? 100.0 * (floor.cpu_s / (double)floor.done) / (daemon_cpu / (double)issued)
-               : 0.0);
+           daemon_ms, daemon_ms > 0 ? 100.0 * floor_ms / daemon_ms : 0.0);
+    printf("client CPU    %.3f ms per certificate; on otherwise idle cores daemon and client "
+           "would reach %.0f%% of the floor\n",
+           client_ms, daemon_ms > 0 ? 100.0 * floor_ms / (daemon_ms + client_ms) : 0.0);
     if (atomic_load(&env.pool.misses) > 0)
         printf("note          %llu report signatures were not precomputed\n",
                (unsigned long long)atomic_load(&env.pool.misses));
     printf("ratio         %.0f%% of the floor (goal >= %.0f%%): %s\n", 100.0 * ratio,
            100.0 * GOAL_RATIO, ratio >= GOAL_RATIO && failed == 0 ? "MET" : "NOT MET");
 
+    unsigned long connects = 0;
+    for (unsigned i = 0; i < opt.clients; i++) {
+        connects += vt_bench_http_connects(clients[i].http);
+        vt_bench_http_free(clients[i].http);
+    }
+    if (connects > opt.clients)
+        printf("note          the clients opened %lu connections (%u kept alive throughout "
+               "would be %u)\n",
+               connects, opt.clients, opt.clients);
     stop_daemon();
     free_pool();
     EVP_PKEY_free(in.vcek_public);

@@ -46,6 +46,12 @@ vtpmca_err jcs_serialize(const json_t *value, char **out, size_t *out_len, vtpmc
 vtpmca_err report_data_svsm(const EVP_PKEY *tee_key, const uint8_t *nonce, size_t nonce_len,
                             uint8_t out[REPORT_DATA_SIZE], vtpmca_diag *diag);
 
+/* The same over the key's uncompressed SEC1 point (0x04 || X || Y, as jwe_ec_point_encode
+ * writes it), for callers that keep the point instead of encoding the key per request. */
+vtpmca_err report_data_svsm_point(const uint8_t *point, size_t point_len, const uint8_t *nonce,
+                                  size_t nonce_len, uint8_t out[REPORT_DATA_SIZE],
+                                  vtpmca_diag *diag);
+
 /* The object the Trustee flavour hashes, built from the tee-pubkey JWK as sent (kty "EC" with
  * string crv, alg, x, y; or kty "RSA" with string alg, n, e; other members are dropped), the
  * nonce text as sent and the additional evidence string ("" when the request had none).

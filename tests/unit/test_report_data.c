@@ -275,6 +275,27 @@ static void test_svsm_flavour_p521(void **state)
                      VTPMCA_ERR_UNSUPPORTED);
     assert_int_equal(report_data_svsm(g.p521, nonce, 0, got, &diag), VTPMCA_ERR_INVALID_ARG);
     assert_int_equal(report_data_svsm(NULL, nonce, 32, got, &diag), VTPMCA_ERR_INVALID_ARG);
+
+    /* From the point: the same digest; only uncompressed points of our curves. */
+    uint8_t point[JWE_EC_POINT_MAX];
+    size_t point_len = 0;
+    assert_int_equal(jwe_ec_point_encode(g.p384, point, &point_len, NULL), VTPMCA_OK);
+    uint8_t from_point[64];
+    assert_int_equal(
+        report_data_svsm_point(point, point_len, nonce, sizeof(nonce), from_point, &diag),
+        VTPMCA_OK);
+    assert_memory_equal(from_point, expected, 64);
+    assert_int_equal(
+        report_data_svsm_point(point, point_len - 1, nonce, sizeof(nonce), from_point, &diag),
+        VTPMCA_ERR_UNSUPPORTED);
+    assert_int_equal(report_data_svsm_point(point, point_len, nonce, 0, from_point, &diag),
+                     VTPMCA_ERR_INVALID_ARG);
+    point[0] = 0x02;
+    assert_int_equal(
+        report_data_svsm_point(point, point_len, nonce, sizeof(nonce), from_point, &diag),
+        VTPMCA_ERR_UNSUPPORTED);
+    assert_int_equal(report_data_svsm_point(NULL, 97, nonce, sizeof(nonce), from_point, &diag),
+                     VTPMCA_ERR_INVALID_ARG);
 }
 
 /* ---- Trustee flavour ---- */
