@@ -1,7 +1,8 @@
 /* Private to ca/c509*.c: buffers, the CBOR (libcbor) and DER (OpenSSL framing) writers and
  * readers, the C509 registries, and the entry points each direction exposes to the others.
  *   c509.c             public API, signatures
- *   c509_util.c        buffers, CBOR writing and strict loading, DER, OID, text, time
+ *   c509_util.c        buffers, CBOR writing and strict loading, DER writing, OID, text,
+ *                      time (the strict DER readers are in der.h / der.c)
  *   c509_registry.c    the draft's registries
  *   c509_encode.c      DER -> C509, certificate level (type 3 re-encoding; type 2 from the
  *                      X.509-equivalent DER of a c509_tbs)
@@ -17,6 +18,7 @@
 
 #include <cbor.h>
 
+#include "der.h"
 #include "vtpmca/c509.h"
 
 /* Deepest CBOR nesting a certificate needs is 6 (IPAddrBlocks ranges); allow some slack. */
@@ -68,71 +70,7 @@ bool cbi_text(const cbor_item_t *it, const char **p, size_t *n);
 bool cbi_array(const cbor_item_t *it, cbor_item_t ***items, size_t *n);
 bool cbi_null(const cbor_item_t *it);
 
-/* ---- DER ---- */
-enum {
-    DER_BOOLEAN = 0x01,
-    DER_INTEGER = 0x02,
-    DER_BIT_STRING = 0x03,
-    DER_OCTET_STRING = 0x04,
-    DER_NULL = 0x05,
-    DER_OID = 0x06,
-    DER_UTF8 = 0x0c,
-    DER_PRINTABLE = 0x13,
-    DER_IA5 = 0x16,
-    DER_UTCTIME = 0x17,
-    DER_GENTIME = 0x18,
-    DER_SEQ = 0x30,
-    DER_SET = 0x31,
-};
-#define DER_CTX(n) (0x80 | (n))      /* [n] IMPLICIT, primitive */
-#define DER_CTX_CONS(n) (0xa0 | (n)) /* [n], constructed */
-
-typedef struct {
-    const uint8_t *p;
-    size_t len;
-} der_cur;
-
-typedef struct {
-    int tag; /* identifier octet; -1 for multi-octet tags (never expected by C509) */
-    const uint8_t *tlv;
-    size_t tlv_len;
-    const uint8_t *val;
-    size_t len;
-} der_tlv;
-
-static inline der_cur der_cursor(const uint8_t *p, size_t len)
-{
-    der_cur c = {p, len};
-    return c;
-}
-static inline der_cur der_inside(const der_tlv *t)
-{
-    return der_cursor(t->val, t->len);
-}
-static inline bool der_done(const der_cur *c)
-{
-    return c->len == 0;
-}
-
-/* Reads the next TLV: definite length, minimal header (strict DER). */
-bool der_next(der_cur *c, der_tlv *out);
-/* Reads the next TLV and checks its identifier octet. */
-bool der_get(der_cur *c, int tag, der_tlv *out);
-/* True when the next TLV has this identifier octet. */
-bool der_peek(const der_cur *c, int tag);
-/* Exactly one TLV spans p[0..len). */
-bool der_is_single_tlv(const uint8_t *p, size_t len);
-/* The only TLV of der[0..len) has this identifier octet (out receives it). */
-bool der_single(const uint8_t *der, size_t len, int tag, der_tlv *out);
-/* A DER INTEGER's content that is minimal and >= 0; mag / mag_len is the magnitude
- * without the sign octet (empty for zero). */
-bool der_unsigned(const der_tlv *t, const uint8_t **mag, size_t *mag_len);
-/* A minimal non-negative INTEGER that fits 64 bits. */
-bool der_u64(const der_tlv *t, uint64_t *v);
-/* A named-bit BIT STRING in DER form (no trailing zero bits) of at most 64 bits: bit n of
- * the ASN.1 value becomes 2^n. */
-bool der_named_bits(const der_tlv *t, uint64_t *bits);
-
+/* ---- DER writers (the readers are in der.h) ---- */
 void der_put(c509_buf *b, int tag, const uint8_t *content, size_t len);
 /* Nested writing: mark = der_open(b); ...content...; der_close(b, mark, tag). */
 size_t der_open(const c509_buf *b);

@@ -1,6 +1,6 @@
 /* C509 infrastructure shared by the encoder and the decoder: growable buffers, CBOR writing
- * and strict loading with libcbor, DER framing with OpenSSL (plus the strict-DER rules it does
- * not enforce), OID, text and time helpers. */
+ * and strict loading with libcbor, DER writing with OpenSSL's framing (the strict readers are
+ * in der.c), OID, text and time helpers. */
 #include "c509_internal.h"
 
 #include <limits.h>
@@ -417,116 +417,7 @@ bool cbi_null(const cbor_item_t *it)
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* DER: OpenSSL's ASN1_get_object / ASN1_put_object do the framing; we add the strict-DER
- * rule they do not enforce (shortest header). */
-
-bool der_next(der_cur *c, der_tlv *out)
-{
-    if (c->len == 0 || c->len > LONG_MAX)
-        return false;
-    const unsigned char *p = c->p;
-    long len = 0;
-    int tag = 0, xclass = 0;
-    int ret = ASN1_get_object(&p, &len, &tag, &xclass, (long)c->len);
-    if ((ret & 0x80) != 0 || (ret & 0x01) != 0) { /* error, or indefinite length */
-        ERR_clear_error();
-        return false;
-    }
-    size_t header = (size_t)(p - c->p);
-    int constructed = ret & V_ASN1_CONSTRUCTED;
-    if (len < 0 || (size_t)len > c->len - header || len > INT_MAX)
-        return false;
-    int minimal = ASN1_object_size(constructed ? 1 : 0, (int)len, tag);
-    if (minimal < 0 || (size_t)minimal != header + (size_t)len)
-        return false;
-    out->tag = tag < 31 ? (xclass | constructed | tag) : -1;
-    out->tlv = c->p;
-    out->tlv_len = header + (size_t)len;
-    out->val = p;
-    out->len = (size_t)len;
-    c->p += out->tlv_len;
-    c->len -= out->tlv_len;
-    return true;
-}
-
-bool der_get(der_cur *c, int tag, der_tlv *out)
-{
-    der_cur save = *c;
-    if (!der_next(c, out) || out->tag != tag) {
-        *c = save;
-        return false;
-    }
-    return true;
-}
-
-bool der_peek(const der_cur *c, int tag)
-{
-    der_cur copy = *c;
-    der_tlv t;
-    return der_next(&copy, &t) && t.tag == tag;
-}
-
-bool der_is_single_tlv(const uint8_t *p, size_t len)
-{
-    der_cur c = der_cursor(p, len);
-    der_tlv t;
-    return der_next(&c, &t) && der_done(&c);
-}
-
-bool der_unsigned(const der_tlv *t, const uint8_t **mag, size_t *mag_len)
-{
-    const uint8_t *v = t->val;
-    size_t n = t->len;
-    if (n == 0 || (v[0] & 0x80) != 0)
-        return false;
-    if (n > 1 && v[0] == 0 && (v[1] & 0x80) == 0) /* redundant leading zero */
-        return false;
-    if (v[0] == 0) {
-        v++;
-        n--;
-    }
-    *mag = v;
-    *mag_len = n;
-    return true;
-}
-
-bool der_u64(const der_tlv *t, uint64_t *v)
-{
-    const uint8_t *mag;
-    size_t n;
-    if (!der_unsigned(t, &mag, &n) || n > 8)
-        return false;
-    uint64_t x = 0;
-    for (size_t i = 0; i < n; i++)
-        x = (x << 8) | mag[i];
-    *v = x;
-    return true;
-}
-
-bool der_named_bits(const der_tlv *t, uint64_t *bits)
-{
-    if (t->len == 0 || t->len > 9)
-        return false;
-    unsigned unused = t->val[0];
-    size_t nbytes = t->len - 1;
-    if (nbytes == 0) {
-        *bits = 0;
-        return unused == 0;
-    }
-    uint8_t last = t->val[t->len - 1];
-    /* DER drops trailing zero bits of a named bit list: the last bit before the unused
-     * ones is set, and the unused ones are zero. */
-    if (unused > 7 || last == 0 || (last & ((1u << unused) - 1)) != 0 ||
-        (last & (1u << unused)) == 0)
-        return false;
-    uint64_t x = 0;
-    for (size_t i = 0; i < nbytes; i++)
-        for (unsigned j = 0; j < 8; j++)
-            if (t->val[1 + i] & (0x80u >> j))
-                x |= UINT64_C(1) << (8 * i + j);
-    *bits = x;
-    return true;
-}
+/* DER writers: OpenSSL's ASN1_put_object does the framing (shortest header). */
 
 static size_t der_header(uint8_t hdr[16], int tag, size_t len)
 {
@@ -781,11 +672,4 @@ void cb_put_array(c509_buf *out, size_t count, const c509_buf *items)
     c509_buf_put(out, items->data, items->len);
     if (items->oom)
         out->oom = true;
-}
-
-/* The content of a TLV that must be the only thing in der[0..len) with this tag. */
-bool der_single(const uint8_t *der, size_t len, int tag, der_tlv *out)
-{
-    der_cur c = der_cursor(der, len);
-    return der_get(&c, tag, out) && der_done(&c);
 }

@@ -791,41 +791,17 @@ static vtpmca_err copy_openssl_buf(unsigned char *buf, int len, uint8_t **out, s
     return VTPMCA_OK;
 }
 
-/* Decodes the signed certificate and re-encodes its TBS from the parsed fields (OpenSSL
- * would otherwise hand back the cached original bytes): any non-DER choice would show up as
- * a difference, and Keylime, which re-encodes the same way, would then see a bad signature. */
-static vtpmca_err check_cert_reencodes(const uint8_t *der, size_t der_len, vtpmca_diag *diag)
+/* Verifiers such as Keylime re-encode what they parse before checking the signature, so
+ * anything we sign must be strict DER; a failure is a bug of ours, hence INTERNAL. */
+static vtpmca_err check_signed_der(vtpmca_err (*check)(const uint8_t *, size_t, vtpmca_diag *),
+                                   const uint8_t *der, size_t der_len, const char *what,
+                                   vtpmca_diag *diag)
 {
-    const unsigned char *p = der;
-    X509 *parsed = d2i_X509(NULL, &p, (long)der_len);
-    unsigned char *again = NULL;
-    int again_len = -1;
-    if (parsed != NULL && p == der + der_len && i2d_re_X509_tbs(parsed, NULL) > 0)
-        again_len = i2d_X509(parsed, &again);
-    bool same = again_len > 0 && (size_t)again_len == der_len && memcmp(again, der, der_len) == 0;
-    OPENSSL_free(again);
-    X509_free(parsed);
-    ERR_clear_error();
-    return same ? VTPMCA_OK
-                : vtpmca_fail(diag, VTPMCA_ERR_INTERNAL,
-                              "ca: the signed certificate does not re-encode identically");
-}
-
-static vtpmca_err check_crl_reencodes(const uint8_t *der, size_t der_len, vtpmca_diag *diag)
-{
-    const unsigned char *p = der;
-    X509_CRL *parsed = d2i_X509_CRL(NULL, &p, (long)der_len);
-    unsigned char *again = NULL;
-    int again_len = -1;
-    if (parsed != NULL && p == der + der_len && i2d_re_X509_CRL_tbs(parsed, NULL) > 0)
-        again_len = i2d_X509_CRL(parsed, &again);
-    bool same = again_len > 0 && (size_t)again_len == der_len && memcmp(again, der, der_len) == 0;
-    OPENSSL_free(again);
-    X509_CRL_free(parsed);
-    ERR_clear_error();
-    return same ? VTPMCA_OK
-                : vtpmca_fail(diag, VTPMCA_ERR_INTERNAL,
-                              "ca: the signed CRL does not re-encode identically");
+    vtpmca_diag inner = {{0}};
+    if (check(der, der_len, &inner) == VTPMCA_OK)
+        return VTPMCA_OK;
+    return vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "ca: the signed %s is not strict DER (%s)", what,
+                       inner.msg);
 }
 
 vtpmca_err ca_sign_cert(const ca_ctx *ca, X509 *cert, uint8_t **der, size_t *der_len,
@@ -842,7 +818,7 @@ vtpmca_err ca_sign_cert(const ca_ctx *ca, X509 *cert, uint8_t **der, size_t *der
     vtpmca_err err = len > 0 ? copy_openssl_buf(buf, len, &copy, &copy_len, diag)
                              : openssl_fail(diag, VTPMCA_ERR_INTERNAL, "cannot encode a cert");
     if (err == VTPMCA_OK)
-        err = check_cert_reencodes(copy, copy_len, diag);
+        err = check_signed_der(ca_check_cert_der, copy, copy_len, "certificate", diag);
     if (err != VTPMCA_OK) {
         free(copy);
         return err;
@@ -866,7 +842,7 @@ vtpmca_err ca_sign_crl(const ca_ctx *ca, X509_CRL *crl, uint8_t **der, size_t *d
     vtpmca_err err = len > 0 ? copy_openssl_buf(buf, len, &copy, &copy_len, diag)
                              : openssl_fail(diag, VTPMCA_ERR_INTERNAL, "cannot encode a CRL");
     if (err == VTPMCA_OK)
-        err = check_crl_reencodes(copy, copy_len, diag);
+        err = check_signed_der(ca_check_crl_der, copy, copy_len, "CRL", diag);
     if (err != VTPMCA_OK) {
         free(copy);
         return err;

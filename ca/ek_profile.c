@@ -4,6 +4,8 @@
 #include "vtpmca/ek_profile.h"
 
 #include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,19 +16,19 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
-#include <openssl/param_build.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 #include "vtpmca/c509.h"
 #include "vtpmca/encoding.h"
+#include "vtpmca/tpm2_marshal.h"
 
 #define DAY_SECONDS INT64_C(86400)
 #define VALIDITY_DAYS_MAX 36525 /* 100 years */
 #define BACKDATE_MAX DAY_SECONDS
 #define SPEC_FAMILY_MAX 16
-/* Large enough for an uncompressed P-384 point. */
-#define EC_POINT_MAX (1 + 2 * 48)
+/* SEC 1 2.3.3: the first octet of an uncompressed point. */
+#define POINT_UNCOMPRESSED 0x04
 
 /* ---- ASN.1 structures (modules in docs/ca.md) ---- */
 
@@ -60,6 +62,17 @@ ASN1_SEQUENCE(HARDWARE_MODULE_NAME) = {
     ASN1_SIMPLE(HARDWARE_MODULE_NAME, hw_type, ASN1_OBJECT),
     ASN1_SIMPLE(HARDWARE_MODULE_NAME, hw_serial, ASN1_OCTET_STRING),
 } static_ASN1_SEQUENCE_END(HARDWARE_MODULE_NAME)
+
+/* RFC 8017: RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER } */
+typedef struct {
+    ASN1_INTEGER *modulus;
+    ASN1_INTEGER *exponent;
+} RSA_PUBLIC_NUMBERS;
+
+ASN1_SEQUENCE(RSA_PUBLIC_NUMBERS) = {
+    ASN1_SIMPLE(RSA_PUBLIC_NUMBERS, modulus, ASN1_INTEGER),
+    ASN1_SIMPLE(RSA_PUBLIC_NUMBERS, exponent, ASN1_INTEGER),
+} static_ASN1_SEQUENCE_END(RSA_PUBLIC_NUMBERS)
 
 /* vtpmca: VtpmcaInstanceIdentity (docs/ca.md). */
 typedef struct {
@@ -135,22 +148,36 @@ static bool set_utf8(ASN1_UTF8STRING *dst, const char *text)
     return ASN1_STRING_set(dst, text, (int)strlen(text)) == 1;
 }
 
-/* Adds a non-registered extension (no OpenSSL method) from its DER value. */
-static vtpmca_err add_raw_ext(X509 *cert, const ASN1_OBJECT *oid, int critical,
-                              ASN1_OCTET_STRING *value, vtpmca_diag *diag)
+/* An extension OpenSSL has a method for, encoded from its value object (NULL on failure). */
+static X509_EXTENSION *known_ext(int nid, void *value, int critical)
 {
-    X509_EXTENSION *ext =
-        value != NULL ? X509_EXTENSION_create_by_OBJ(NULL, oid, critical, value) : NULL;
-    int ok = ext != NULL && X509_add_ext(cert, ext, -1) == 1;
-    X509_EXTENSION_free(ext);
-    return ok ? VTPMCA_OK : openssl_fail(diag, VTPMCA_ERR_INTERNAL, "cannot add an extension");
+    return value != NULL ? X509V3_EXT_i2d(nid, critical, value) : NULL;
 }
 
-static vtpmca_err add_known_ext(X509 *cert, int nid, void *value, int critical, vtpmca_diag *diag)
+/* An extension without an OpenSSL method, from its DER value, which it consumes. */
+static X509_EXTENSION *raw_ext(const ASN1_OBJECT *oid, int critical, ASN1_OCTET_STRING *value)
 {
-    if (value == NULL || X509_add1_ext_i2d(cert, nid, value, critical, X509V3_ADD_DEFAULT) != 1)
+    X509_EXTENSION *ext = value != NULL && oid != NULL
+                              ? X509_EXTENSION_create_by_OBJ(NULL, oid, critical, value)
+                              : NULL;
+    ASN1_OCTET_STRING_free(value);
+    return ext;
+}
+
+/* Appends a copy of ext (X509_add_ext duplicates it, leaving the shared one untouched). */
+static vtpmca_err add_ext(X509 *cert, const X509_EXTENSION *ext, vtpmca_diag *diag)
+{
+    if (ext == NULL || X509_add_ext(cert, (X509_EXTENSION *)ext, -1) != 1)
         return openssl_fail(diag, VTPMCA_ERR_INTERNAL, "cannot add an extension");
     return VTPMCA_OK;
+}
+
+/* Appends an extension made for this certificate alone, and frees it. */
+static vtpmca_err add_own_ext(X509 *cert, X509_EXTENSION *ext, vtpmca_diag *diag)
+{
+    vtpmca_err err = add_ext(cert, ext, diag);
+    X509_EXTENSION_free(ext);
+    return err;
 }
 
 static GENERAL_NAME *uri_name(const char *base, const char *path)
@@ -283,15 +310,17 @@ vtpmca_err ek_profile_config_check(const ek_profile_config *cfg, vtpmca_diag *di
     return VTPMCA_OK;
 }
 
-static vtpmca_err check_request(const ek_profile_config *cfg, const ek_cert_request *req,
+static vtpmca_err check_request(int64_t backdate_seconds, const ek_cert_request *req,
                                 vtpmca_diag *diag)
 {
     if (req->kind != EK_CERT_EK && req->kind != EK_CERT_IAK)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "ek profile: unknown certificate kind");
     if (req->c509 != EK_C509_NONE && req->c509 != EK_C509_REENCODED && req->c509 != EK_C509_NATIVE)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "ek profile: unknown C509 form");
-    if (req->subject_key == NULL)
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "ek profile: subject key missing");
+    if ((req->subject_key == NULL) == (req->subject_public == NULL))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "ek profile: give the subject key either as subject_key or as "
+                           "subject_public");
     const ek_instance_identity *id = req->identity;
     if (id == NULL && req->kind == EK_CERT_EK)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
@@ -315,7 +344,7 @@ static vtpmca_err check_request(const ek_profile_config *cfg, const ek_cert_requ
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
                            "ek profile: hwSerialNum must be 1 to %d bytes", EK_HW_SERIAL_MAX);
     /* 0 means now; explicit times must leave room for the backdate and the validity. */
-    if (req->issued_at < 0 || (req->issued_at != 0 && req->issued_at < cfg->backdate_seconds) ||
+    if (req->issued_at < 0 || (req->issued_at != 0 && req->issued_at < backdate_seconds) ||
         req->issued_at > EK_NOT_AFTER_NONE - (int64_t)VALIDITY_DAYS_MAX * DAY_SECONDS)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "ek profile: issue time out of range");
     return VTPMCA_OK;
@@ -323,144 +352,231 @@ static vtpmca_err check_request(const ek_profile_config *cfg, const ek_cert_requ
 
 /* ---- the subject key ---- */
 
-/* A fresh public-only copy of the TPM key in the one encoding TPM certificates use: RSA-2048
- * with e = 65537 (what TPM exponent 0 means), or a named P-256/P-384 curve with an
- * uncompressed point of fixed size. Rebuilding from the raw numbers drops any private part
- * and any point-format or explicit-parameter preference the caller's key object carries. */
-static vtpmca_err normalize_subject_key(const EVP_PKEY *key, ek_cert_kind kind, EVP_PKEY **out,
-                                        bool *is_rsa, vtpmca_diag *diag)
+/* RSAPublicKey ::= SEQUENCE { modulus, publicExponent } (RFC 8017) of an RSA-2048 key with
+ * e = 65537 (what TPM exponent 0 means); *der is OPENSSL_malloc'd. */
+static vtpmca_err rsa_public_key_der(const BIGNUM *n, const BIGNUM *e, ek_cert_kind kind,
+                                     unsigned char **der, int *der_len, vtpmca_diag *diag)
 {
-    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-    BIGNUM *a = NULL, *b = NULL;
-    uint8_t point[EC_POINT_MAX];
-    const char *type = NULL;
-    vtpmca_err err = VTPMCA_OK;
-    if (bld == NULL)
-        return nomem(diag);
+    if (BN_num_bits(n) != 2048)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "ek profile: RSA %s keys must have 2048 bits, not %d",
+                           kind == EK_CERT_EK ? "EK" : "IAK", BN_num_bits(n));
+    if (!BN_is_word(e, 65537))
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "ek profile: the RSA exponent must be 65537 (TPM exponent 0)");
+    RSA_PUBLIC_NUMBERS *numbers =
+        (RSA_PUBLIC_NUMBERS *)ASN1_item_new(ASN1_ITEM_rptr(RSA_PUBLIC_NUMBERS));
+    *der = NULL;
+    *der_len =
+        numbers != NULL && BN_to_ASN1_INTEGER(n, numbers->modulus) != NULL &&
+                BN_to_ASN1_INTEGER(e, numbers->exponent) != NULL
+            ? ASN1_item_i2d((const ASN1_VALUE *)numbers, der, ASN1_ITEM_rptr(RSA_PUBLIC_NUMBERS))
+            : -1;
+    ASN1_item_free((ASN1_VALUE *)numbers, ASN1_ITEM_rptr(RSA_PUBLIC_NUMBERS));
+    return *der_len > 0 ? VTPMCA_OK : nomem(diag);
+}
+
+/* The size of a coordinate of the curves TPM certificates use (0 for others). */
+static size_t ec_field_size(int nid)
+{
+    return nid == NID_X9_62_prime256v1 ? 32 : nid == NID_secp384r1 ? 48 : 0;
+}
+
+static vtpmca_err unsupported_curve(vtpmca_diag *diag)
+{
+    return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                       "ek profile: EC keys must be on a named P-256 or P-384 curve");
+}
+
+/* The subject key as the SubjectPublicKeyInfo needs it: whether it is RSA, the curve of an
+ * EC key, and the subjectPublicKey bits (RSAPublicKey DER, or the uncompressed point 04 || x
+ * || y; OPENSSL_malloc'd). */
+typedef struct {
+    bool rsa;
+    int curve;
+    unsigned char *bits;
+    int bits_len;
+} subject_key_bits;
+
+/* From an OpenSSL key object: its public numbers only, so any private part and any point-
+ * format preference of the object are left behind. */
+static vtpmca_err bits_from_evp(const EVP_PKEY *key, ek_cert_kind kind, subject_key_bits *out,
+                                vtpmca_diag *diag)
+{
     int base = EVP_PKEY_get_base_id(key);
     if (base == EVP_PKEY_RSA) {
-        type = "RSA";
-        if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_N, &a) != 1 ||
-            EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_E, &b) != 1)
-            err = openssl_fail(diag, VTPMCA_ERR_PARSE, "cannot read the RSA key");
-        else if (BN_num_bits(a) != 2048)
-            err = vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
-                              "ek profile: RSA %s keys must have 2048 bits, not %d",
-                              kind == EK_CERT_EK ? "EK" : "IAK", BN_num_bits(a));
-        else if (!BN_is_word(b, 65537))
-            err = vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
-                              "ek profile: the RSA exponent must be 65537 (TPM exponent 0)");
-        else if (OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, a) != 1 ||
-                 OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, b) != 1)
-            err = nomem(diag);
-    } else if (base == EVP_PKEY_EC) {
-        type = "EC";
-        char group[64];
-        int nid = NID_undef;
-        if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
-                                           NULL) == 1)
-            nid = OBJ_txt2nid(group);
-        size_t field = nid == NID_X9_62_prime256v1 ? 32 : nid == NID_secp384r1 ? 48 : 0;
-        if (field == 0)
-            err = vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
-                              "ek profile: EC keys must be on a named P-256 or P-384 curve");
-        else if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, &a) != 1 ||
-                 EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y, &b) != 1)
-            err = openssl_fail(diag, VTPMCA_ERR_PARSE, "cannot read the EC point");
-        else {
-            point[0] = 0x04;
-            if (BN_bn2binpad(a, point + 1, (int)field) != (int)field ||
-                BN_bn2binpad(b, point + 1 + field, (int)field) != (int)field)
-                err = vtpmca_fail(diag, VTPMCA_ERR_PARSE, "ek profile: EC point out of range");
-            else if (OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
-                                                     OBJ_nid2sn(nid), 0) != 1 ||
-                     OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point,
-                                                      1 + 2 * field) != 1)
-                err = nomem(diag);
-        }
-    } else {
-        err = vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
-                          "ek profile: the subject key must be RSA-2048, EC P-256 or EC P-384 "
-                          "(RSA-PSS and other key types are refused)");
-    }
-    OSSL_PARAM *params = err == VTPMCA_OK ? OSSL_PARAM_BLD_to_param(bld) : NULL;
-    EVP_PKEY_CTX *ctx = params != NULL ? EVP_PKEY_CTX_new_from_name(NULL, type, NULL) : NULL;
-    EVP_PKEY *normalized = NULL;
-    if (err == VTPMCA_OK && (ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
-                             EVP_PKEY_fromdata(ctx, &normalized, EVP_PKEY_PUBLIC_KEY, params) != 1))
-        err = openssl_fail(diag, VTPMCA_ERR_PARSE, "the subject key is invalid");
-    /* The rebuilt key must be the caller's key: nothing was lost or altered. */
-    if (err == VTPMCA_OK && EVP_PKEY_eq(normalized, key) != 1)
-        err = vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "ek profile: subject key changed in copy");
-    EVP_PKEY_CTX_free(ctx);
-    OSSL_PARAM_free(params);
-    OSSL_PARAM_BLD_free(bld);
-    BN_free(a);
-    BN_free(b);
-    if (err != VTPMCA_OK) {
-        EVP_PKEY_free(normalized);
+        BIGNUM *n = NULL, *e = NULL;
+        vtpmca_err err = EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_N, &n) == 1 &&
+                                 EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_E, &e) == 1
+                             ? rsa_public_key_der(n, e, kind, &out->bits, &out->bits_len, diag)
+                             : openssl_fail(diag, VTPMCA_ERR_PARSE, "cannot read the RSA key");
+        BN_free(n);
+        BN_free(e);
+        out->rsa = true;
         return err;
     }
-    *out = normalized;
-    *is_rsa = base == EVP_PKEY_RSA;
+    if (base != EVP_PKEY_EC)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
+                           "ek profile: the subject key must be RSA-2048, EC P-256 or EC P-384 "
+                           "(RSA-PSS and other key types are refused)");
+    char group[64];
+    if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+                                       NULL) == 1)
+        out->curve = OBJ_txt2nid(group);
+    size_t field = ec_field_size(out->curve);
+    if (field == 0)
+        return unsupported_curve(diag);
+    size_t size = 1 + 2 * field, len = 0;
+    unsigned char *p = OPENSSL_malloc(size);
+    if (p == NULL)
+        return nomem(diag);
+    out->bits = p;
+    out->bits_len = (int)size;
+    /* The key's own encoding is the cheap way when the object prefers uncompressed points
+     * (the usual case); otherwise the coordinates give the point. */
+    if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, p, size, &len) ==
+            1 &&
+        len == size && p[0] == POINT_UNCOMPRESSED)
+        return VTPMCA_OK;
+    ERR_clear_error();
+    BIGNUM *x = NULL, *y = NULL;
+    bool ok = EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, &x) == 1 &&
+              EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y, &y) == 1 &&
+              BN_bn2binpad(x, p + 1, (int)field) == (int)field &&
+              BN_bn2binpad(y, p + 1 + field, (int)field) == (int)field;
+    p[0] = POINT_UNCOMPRESSED;
+    BN_free(x);
+    BN_free(y);
+    return ok ? VTPMCA_OK : openssl_fail(diag, VTPMCA_ERR_PARSE, "cannot read the EC point");
+}
+
+/* From a TPMT_PUBLIC: its unique field, which vtpm_tpmt_public_check_key validated, byte for
+ * byte (no OpenSSL key object is made). */
+static vtpmca_err bits_from_tpm(const uint8_t *area, size_t len, ek_cert_kind kind,
+                                subject_key_bits *out, vtpmca_diag *diag)
+{
+    tpm2_public pub;
+    vtpmca_diag inner = {{0}};
+    vtpmca_err err = vtpm_tpmt_public_check_key(area, len, &inner);
+    if (err == VTPMCA_OK)
+        err = tpm2_public_parse(area, len, &pub, &inner);
+    if (err == VTPMCA_ERR_UNSUPPORTED)
+        return vtpmca_fail(diag, err, "ek profile: unsupported subject key: %s", inner.msg);
+    if (err != VTPMCA_OK)
+        return vtpmca_fail(diag, err == VTPMCA_ERR_NOMEM ? err : VTPMCA_ERR_INVALID_ARG,
+                           "ek profile: the subject's TPMT_PUBLIC holds no valid key: %s",
+                           inner.msg);
+    if (pub.type == TPM2_ALG_RSA) {
+        BIGNUM *n = BN_bin2bn(pub.unique_a, (int)pub.unique_a_len, NULL);
+        BIGNUM *e = BN_new();
+        err = n != NULL && e != NULL &&
+                      BN_set_word(e, pub.rsa_exponent == 0 ? 65537 : pub.rsa_exponent) == 1
+                  ? rsa_public_key_der(n, e, kind, &out->bits, &out->bits_len, diag)
+                  : nomem(diag);
+        BN_free(n);
+        BN_free(e);
+        out->rsa = true;
+        return err;
+    }
+    out->curve = pub.curve == TPM2_ECC_NIST_P256   ? NID_X9_62_prime256v1
+                 : pub.curve == TPM2_ECC_NIST_P384 ? NID_secp384r1
+                                                   : NID_undef;
+    size_t field = ec_field_size(out->curve);
+    if (field == 0)
+        return unsupported_curve(diag);
+    unsigned char *p = OPENSSL_malloc(1 + 2 * field);
+    if (p == NULL)
+        return nomem(diag);
+    p[0] = POINT_UNCOMPRESSED;
+    memcpy(p + 1, pub.unique_a, field);
+    memcpy(p + 1 + field, pub.unique_b, field);
+    out->bits = p;
+    out->bits_len = (int)(1 + 2 * field);
     return VTPMCA_OK;
+}
+
+/* Writes the subject key into the certificate's SubjectPublicKeyInfo in the one encoding TPM
+ * certificates use (RSA-2048 with e = 65537; named P-256 or P-384 curve, uncompressed
+ * point) straight from its public numbers: no OpenSSL encoder or decoder runs
+ * (X509_set_pubkey would run both, ~140 us a certificate). */
+static vtpmca_err set_subject_key(X509 *cert, const ek_cert_request *req, bool *is_rsa,
+                                  vtpmca_diag *diag)
+{
+    subject_key_bits key = {false, NID_undef, NULL, 0};
+    vtpmca_err err =
+        req->subject_key != NULL
+            ? bits_from_evp(req->subject_key, req->kind, &key, diag)
+            : bits_from_tpm(req->subject_public, req->subject_public_len, req->kind, &key, diag);
+    /* OBJ_nid2obj gives static objects; set0 takes ownership of the bits. */
+    if (err == VTPMCA_OK &&
+        X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(cert),
+                               OBJ_nid2obj(key.rsa ? NID_rsaEncryption : NID_X9_62_id_ecPublicKey),
+                               key.rsa ? V_ASN1_NULL : V_ASN1_OBJECT,
+                               key.rsa ? NULL : OBJ_nid2obj(key.curve), key.bits,
+                               key.bits_len) == 1) {
+        *is_rsa = key.rsa;
+        return VTPMCA_OK;
+    }
+    OPENSSL_free(key.bits);
+    return err != VTPMCA_OK ? err
+                            : openssl_fail(diag, VTPMCA_ERR_INTERNAL, "cannot set the subject key");
 }
 
 /* ---- extensions ---- */
 
-static vtpmca_err add_basic_constraints(X509 *cert, vtpmca_diag *diag)
+static X509_EXTENSION *make_basic_constraints(void)
 {
     BASIC_CONSTRAINTS *bc = BASIC_CONSTRAINTS_new();
     /* cA FALSE is the DEFAULT, so DER leaves it out: the value is an empty SEQUENCE. */
     if (bc != NULL)
         bc->ca = 0;
-    vtpmca_err err = add_known_ext(cert, NID_basic_constraints, bc, 1, diag);
+    X509_EXTENSION *ext = known_ext(NID_basic_constraints, bc, 1);
     BASIC_CONSTRAINTS_free(bc);
-    return err;
+    return ext;
 }
 
-static vtpmca_err add_key_usage(X509 *cert, int bit, vtpmca_diag *diag)
+static X509_EXTENSION *make_key_usage(int bit)
 {
     ASN1_BIT_STRING *ku = ASN1_BIT_STRING_new();
     if (ku != NULL && ASN1_BIT_STRING_set_bit(ku, bit, 1) != 1) {
         ASN1_BIT_STRING_free(ku);
         ku = NULL;
     }
-    vtpmca_err err = add_known_ext(cert, NID_key_usage, ku, 1, diag);
+    X509_EXTENSION *ext = known_ext(NID_key_usage, ku, 1);
     ASN1_BIT_STRING_free(ku);
-    return err;
+    return ext;
 }
 
-static vtpmca_err add_eku(X509 *cert, const char *oid, vtpmca_diag *diag)
+static X509_EXTENSION *make_eku(const char *oid)
 {
     EXTENDED_KEY_USAGE *eku = sk_ASN1_OBJECT_new_null();
     ASN1_OBJECT *obj = OBJ_txt2obj(oid, 1);
     if (eku == NULL || obj == NULL || sk_ASN1_OBJECT_push(eku, obj) <= 0) {
         ASN1_OBJECT_free(obj);
         sk_ASN1_OBJECT_free(eku);
-        return nomem(diag);
+        return NULL;
     }
-    vtpmca_err err = add_known_ext(cert, NID_ext_key_usage, eku, 0, diag);
+    X509_EXTENSION *ext = known_ext(NID_ext_key_usage, eku, 0);
     sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free);
-    return err;
+    return ext;
 }
 
-/* Wraps one general name in a GENERAL_NAMES and adds it as the SAN. */
-static vtpmca_err add_san(X509 *cert, GENERAL_NAME *gn, int critical, vtpmca_diag *diag)
+/* The SAN holding one general name (consumed). */
+static X509_EXTENSION *make_san(GENERAL_NAME *gn, int critical)
 {
     GENERAL_NAMES *names = sk_GENERAL_NAME_new_null();
     if (gn == NULL || names == NULL || sk_GENERAL_NAME_push(names, gn) <= 0) {
         GENERAL_NAME_free(gn);
         sk_GENERAL_NAME_free(names);
-        return nomem(diag);
+        return NULL;
     }
-    vtpmca_err err = add_known_ext(cert, NID_subject_alt_name, names, critical, diag);
+    X509_EXTENSION *ext = known_ext(NID_subject_alt_name, names, critical);
     GENERAL_NAMES_free(names);
-    return err;
+    return ext;
 }
 
 /* EK SAN: directoryName with one RDN per TPM attribute, each a UTF8String. */
-static vtpmca_err add_ek_san(X509 *cert, const ek_tpm_attributes *tpm, vtpmca_diag *diag)
+static X509_EXTENSION *make_ek_san(const ek_tpm_attributes *tpm)
 {
     const char *const oids[] = {EK_OID_TPM_MANUFACTURER, EK_OID_TPM_MODEL, EK_OID_TPM_VERSION};
     const char *const values[] = {tpm->manufacturer, tpm->model, tpm->version};
@@ -476,15 +592,14 @@ static vtpmca_err add_ek_san(X509 *cert, const ek_tpm_attributes *tpm, vtpmca_di
     GENERAL_NAME *gn = ok ? GENERAL_NAME_new() : NULL;
     if (gn == NULL) {
         X509_NAME_free(name);
-        return nomem(diag);
+        return NULL;
     }
     GENERAL_NAME_set0_value(gn, GEN_DIRNAME, name);
-    return add_san(cert, gn, 1, diag);
+    return make_san(gn, 1);
 }
 
 /* IAK SAN: otherName hardwareModuleName {hwType tcg TPM 2.0, hwSerialNum}. */
-static vtpmca_err add_iak_san(X509 *cert, const uint8_t *serial, size_t serial_len, int critical,
-                              vtpmca_diag *diag)
+static X509_EXTENSION *make_iak_san(const uint8_t *serial, size_t serial_len, int critical)
 {
     HARDWARE_MODULE_NAME *hmn =
         (HARDWARE_MODULE_NAME *)ASN1_item_new(ASN1_ITEM_rptr(HARDWARE_MODULE_NAME));
@@ -512,20 +627,20 @@ static vtpmca_err add_iak_san(X509 *cert, const uint8_t *serial, size_t serial_l
         ASN1_OBJECT_free(type_id);
         ASN1_STRING_free(seq);
         ASN1_TYPE_free(value);
-        return nomem(diag);
+        return NULL;
     }
     ASN1_TYPE_set(value, V_ASN1_SEQUENCE, seq);
     if (GENERAL_NAME_set0_othername(gn, type_id, value) != 1) {
         ASN1_OBJECT_free(type_id);
         ASN1_TYPE_free(value);
         GENERAL_NAME_free(gn);
-        return nomem(diag);
+        return NULL;
     }
-    return add_san(cert, gn, critical, diag);
+    return make_san(gn, critical);
 }
 
 /* subjectDirectoryAttributes { tpmSpecification { family, level, revision } }. */
-static vtpmca_err add_tpm_specification(X509 *cert, const ek_tpm_attributes *tpm, vtpmca_diag *diag)
+static X509_EXTENSION *make_tpm_specification(const ek_tpm_attributes *tpm)
 {
     TPM_SPECIFICATION *spec = (TPM_SPECIFICATION *)ASN1_item_new(ASN1_ITEM_rptr(TPM_SPECIFICATION));
     bool ok = spec != NULL && set_utf8(spec->family, tpm->spec_family) &&
@@ -546,28 +661,25 @@ static vtpmca_err add_tpm_specification(X509 *cert, const ek_tpm_attributes *tpm
     if (attrs == NULL || sk_X509_ATTRIBUTE_push(attrs, attr) <= 0) {
         X509_ATTRIBUTE_free(attr);
         sk_X509_ATTRIBUTE_free(attrs);
-        return nomem(diag);
+        return NULL;
     }
     ASN1_OCTET_STRING *value = item_to_octets(attrs, ASN1_ITEM_rptr(SUBJECT_DIRECTORY_ATTRIBUTES));
     sk_X509_ATTRIBUTE_pop_free(attrs, X509_ATTRIBUTE_free);
     /* RFC 5280 4.2.1.8: subjectDirectoryAttributes MUST be non-critical. */
-    vtpmca_err err =
-        add_raw_ext(cert, OBJ_nid2obj(NID_subject_directory_attributes), 0, value, diag);
-    ASN1_OCTET_STRING_free(value);
-    return err;
+    return raw_ext(OBJ_nid2obj(NID_subject_directory_attributes), 0, value);
 }
 
-static vtpmca_err add_aki(X509 *cert, const ca_ctx *ca, vtpmca_diag *diag)
+static X509_EXTENSION *make_aki(const ca_ctx *ca)
 {
     AUTHORITY_KEYID *akid = NULL;
-    vtpmca_err err = ca_authority_key_id(ca, &akid, diag);
-    if (err == VTPMCA_OK)
-        err = add_known_ext(cert, NID_authority_key_identifier, akid, 0, diag);
+    X509_EXTENSION *ext = ca_authority_key_id(ca, &akid, NULL) == VTPMCA_OK
+                              ? known_ext(NID_authority_key_identifier, akid, 0)
+                              : NULL;
     AUTHORITY_KEYID_free(akid);
-    return err;
+    return ext;
 }
 
-static vtpmca_err add_crl_distribution_point(X509 *cert, const char *base_url, vtpmca_diag *diag)
+static X509_EXTENSION *make_crl_distribution_point(const char *base_url)
 {
     CRL_DIST_POINTS *dps = sk_DIST_POINT_new_null();
     DIST_POINT *dp = DIST_POINT_new();
@@ -581,7 +693,7 @@ static vtpmca_err add_crl_distribution_point(X509 *cert, const char *base_url, v
         DIST_POINT_NAME_free(dpn);
         sk_GENERAL_NAME_free(full);
         GENERAL_NAME_free(uri);
-        return nomem(diag);
+        return NULL;
     }
     dpn->type = 0; /* fullName */
     dpn->name.fullname = full;
@@ -589,14 +701,14 @@ static vtpmca_err add_crl_distribution_point(X509 *cert, const char *base_url, v
     if (sk_DIST_POINT_push(dps, dp) <= 0) {
         DIST_POINT_free(dp);
         sk_DIST_POINT_free(dps);
-        return nomem(diag);
+        return NULL;
     }
-    vtpmca_err err = add_known_ext(cert, NID_crl_distribution_points, dps, 0, diag);
+    X509_EXTENSION *ext = known_ext(NID_crl_distribution_points, dps, 0);
     CRL_DIST_POINTS_free(dps);
-    return err;
+    return ext;
 }
 
-static vtpmca_err add_aia(X509 *cert, const char *base_url, vtpmca_diag *diag)
+static X509_EXTENSION *make_aia(const char *base_url)
 {
     AUTHORITY_INFO_ACCESS *aia = sk_ACCESS_DESCRIPTION_new_null();
     ACCESS_DESCRIPTION *ad = ACCESS_DESCRIPTION_new();
@@ -605,7 +717,7 @@ static vtpmca_err add_aia(X509 *cert, const char *base_url, vtpmca_diag *diag)
         sk_ACCESS_DESCRIPTION_free(aia);
         ACCESS_DESCRIPTION_free(ad);
         GENERAL_NAME_free(uri);
-        return nomem(diag);
+        return NULL;
     }
     ASN1_OBJECT_free(ad->method);
     ad->method = OBJ_nid2obj(NID_ad_ca_issuers);
@@ -614,15 +726,15 @@ static vtpmca_err add_aia(X509 *cert, const char *base_url, vtpmca_diag *diag)
     if (sk_ACCESS_DESCRIPTION_push(aia, ad) <= 0) {
         ACCESS_DESCRIPTION_free(ad);
         sk_ACCESS_DESCRIPTION_free(aia);
-        return nomem(diag);
+        return NULL;
     }
-    vtpmca_err err = add_known_ext(cert, NID_info_access, aia, 0, diag);
+    X509_EXTENSION *ext = known_ext(NID_info_access, aia, 0);
     AUTHORITY_INFO_ACCESS_free(aia);
-    return err;
+    return ext;
 }
 
-static vtpmca_err add_instance_identity(X509 *cert, const ek_instance_identity *id,
-                                        vtpmca_diag *diag)
+static X509_EXTENSION *make_instance_identity(const ASN1_OBJECT *oid,
+                                              const ek_instance_identity *id)
 {
     INSTANCE_IDENTITY *ii = (INSTANCE_IDENTITY *)ASN1_item_new(ASN1_ITEM_rptr(INSTANCE_IDENTITY));
     bool ok = ii != NULL && set_utf8(ii->fleet, id->fleet) &&
@@ -633,11 +745,93 @@ static vtpmca_err add_instance_identity(X509 *cert, const ek_instance_identity *
               set_octets(ii->kbs_key_hash, id->kbs_key_hash, sizeof(id->kbs_key_hash));
     ASN1_OCTET_STRING *value = ok ? item_to_octets(ii, ASN1_ITEM_rptr(INSTANCE_IDENTITY)) : NULL;
     ASN1_item_free((ASN1_VALUE *)ii, ASN1_ITEM_rptr(INSTANCE_IDENTITY));
-    ASN1_OBJECT *oid = OBJ_txt2obj(EK_OID_INSTANCE_IDENTITY, 1);
-    vtpmca_err err = oid != NULL ? add_raw_ext(cert, oid, 0, value, diag) : nomem(diag);
-    ASN1_OBJECT_free(oid);
-    ASN1_OCTET_STRING_free(value);
-    return err;
+    return raw_ext(oid, 0, value);
+}
+
+/* ---- prepared profiles ---- */
+
+/* What every certificate of one (CA, configuration) shares, built once: the extensions that
+ * do not depend on the subject, and the OID of the instance-identity extension. */
+struct ek_profile {
+    const ca_ctx *ca;
+    bool subject_cn;
+    uint32_t validity_days;
+    int64_t backdate_seconds;
+    X509_EXTENSION *basic_constraints;
+    X509_EXTENSION *ek_key_usage_rsa, *ek_key_usage_ec, *iak_key_usage;
+    X509_EXTENSION *ek_eku, *iak_eku;
+    X509_EXTENSION *ek_san, *tpm_specification;
+    X509_EXTENSION *aki, *crl_distribution_point, *aia;
+    ASN1_OBJECT *identity_oid;
+    atomic_uint refs;
+};
+
+vtpmca_err ek_profile_new(const ca_ctx *ca, const ek_profile_config *cfg, ek_profile **out,
+                          vtpmca_diag *diag)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (ca == NULL || cfg == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "ek profile: missing argument");
+    vtpmca_err err = ek_profile_config_check(cfg, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    ek_profile *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return nomem(diag);
+    atomic_init(&p->refs, 1);
+    p->ca = ca;
+    p->subject_cn = cfg->subject_cn;
+    p->validity_days = cfg->validity_days;
+    p->backdate_seconds = cfg->backdate_seconds;
+    p->basic_constraints = make_basic_constraints();
+    p->ek_key_usage_rsa = make_key_usage(2 /* keyEncipherment */);
+    p->ek_key_usage_ec = make_key_usage(4 /* keyAgreement */);
+    p->iak_key_usage = make_key_usage(0 /* digitalSignature */);
+    p->ek_eku = make_eku(EK_OID_KP_EK_CERTIFICATE);
+    p->iak_eku = make_eku(EK_OID_KP_AIK_CERTIFICATE);
+    p->ek_san = make_ek_san(&cfg->tpm);
+    p->tpm_specification = make_tpm_specification(&cfg->tpm);
+    p->aki = make_aki(ca);
+    p->crl_distribution_point = make_crl_distribution_point(cfg->base_url);
+    p->aia = make_aia(cfg->base_url);
+    p->identity_oid = OBJ_txt2obj(EK_OID_INSTANCE_IDENTITY, 1);
+    if (p->basic_constraints == NULL || p->ek_key_usage_rsa == NULL || p->ek_key_usage_ec == NULL ||
+        p->iak_key_usage == NULL || p->ek_eku == NULL || p->iak_eku == NULL || p->ek_san == NULL ||
+        p->tpm_specification == NULL || p->aki == NULL || p->crl_distribution_point == NULL ||
+        p->aia == NULL || p->identity_oid == NULL) {
+        ek_profile_free(p);
+        return nomem(diag);
+    }
+    *out = p;
+    return VTPMCA_OK;
+}
+
+void ek_profile_up_ref(ek_profile *profile)
+{
+    if (profile != NULL)
+        atomic_fetch_add(&profile->refs, 1);
+}
+
+void ek_profile_free(ek_profile *profile)
+{
+    if (profile == NULL || atomic_fetch_sub(&profile->refs, 1) != 1)
+        return;
+    X509_EXTENSION *const exts[] = {profile->basic_constraints,
+                                    profile->ek_key_usage_rsa,
+                                    profile->ek_key_usage_ec,
+                                    profile->iak_key_usage,
+                                    profile->ek_eku,
+                                    profile->iak_eku,
+                                    profile->ek_san,
+                                    profile->tpm_specification,
+                                    profile->aki,
+                                    profile->crl_distribution_point,
+                                    profile->aia};
+    for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++)
+        X509_EXTENSION_free(exts[i]);
+    ASN1_OBJECT_free(profile->identity_oid);
+    free(profile);
 }
 
 /* ---- issuance ---- */
@@ -665,21 +859,19 @@ static vtpmca_err set_validity(X509 *cert, int64_t not_before, int64_t not_after
     return VTPMCA_OK;
 }
 
-static vtpmca_err build_extensions(X509 *cert, const ca_ctx *ca, const ek_profile_config *cfg,
-                                   const ek_cert_request *req, bool is_rsa, bool empty_subject,
-                                   vtpmca_diag *diag)
+static vtpmca_err build_extensions(X509 *cert, const ek_profile *p, const ek_cert_request *req,
+                                   bool is_rsa, bool empty_subject, vtpmca_diag *diag)
 {
-    vtpmca_err err = add_basic_constraints(cert, diag);
+    vtpmca_err err = add_ext(cert, p->basic_constraints, diag);
     if (req->kind == EK_CERT_EK) {
         if (err == VTPMCA_OK)
-            err =
-                add_key_usage(cert, is_rsa ? 2 /* keyEncipherment */ : 4 /* keyAgreement */, diag);
+            err = add_ext(cert, is_rsa ? p->ek_key_usage_rsa : p->ek_key_usage_ec, diag);
         if (err == VTPMCA_OK)
-            err = add_eku(cert, EK_OID_KP_EK_CERTIFICATE, diag);
+            err = add_ext(cert, p->ek_eku, diag);
         if (err == VTPMCA_OK)
-            err = add_ek_san(cert, &cfg->tpm, diag);
+            err = add_ext(cert, p->ek_san, diag);
         if (err == VTPMCA_OK)
-            err = add_tpm_specification(cert, &cfg->tpm, diag);
+            err = add_ext(cert, p->tpm_specification, diag);
     } else {
         const uint8_t *serial = req->hw_serial;
         size_t serial_len = req->hw_serial_len;
@@ -688,21 +880,21 @@ static vtpmca_err build_extensions(X509 *cert, const ca_ctx *ca, const ek_profil
             serial_len = strlen(req->identity->instance_id);
         }
         if (err == VTPMCA_OK)
-            err = add_key_usage(cert, 0 /* digitalSignature */, diag);
+            err = add_ext(cert, p->iak_key_usage, diag);
         if (err == VTPMCA_OK)
-            err = add_eku(cert, EK_OID_KP_AIK_CERTIFICATE, diag);
+            err = add_ext(cert, p->iak_eku, diag);
         /* RFC 5280 4.2.1.6: the SAN is critical exactly when the subject is empty. */
         if (err == VTPMCA_OK)
-            err = add_iak_san(cert, serial, serial_len, empty_subject ? 1 : 0, diag);
+            err = add_own_ext(cert, make_iak_san(serial, serial_len, empty_subject ? 1 : 0), diag);
     }
     if (err == VTPMCA_OK)
-        err = add_aki(cert, ca, diag);
+        err = add_ext(cert, p->aki, diag);
     if (err == VTPMCA_OK)
-        err = add_crl_distribution_point(cert, cfg->base_url, diag);
+        err = add_ext(cert, p->crl_distribution_point, diag);
     if (err == VTPMCA_OK)
-        err = add_aia(cert, cfg->base_url, diag);
+        err = add_ext(cert, p->aia, diag);
     if (err == VTPMCA_OK && req->identity != NULL)
-        err = add_instance_identity(cert, req->identity, diag);
+        err = add_own_ext(cert, make_instance_identity(p->identity_oid, req->identity), diag);
     return err;
 }
 
@@ -724,51 +916,47 @@ static vtpmca_err add_c509_form(const ca_ctx *ca, ek_c509_form form, ek_cert_res
     return err;
 }
 
-vtpmca_err ek_cert_issue(const ca_ctx *ca, const ek_profile_config *cfg, const ek_cert_request *req,
-                         ek_cert_result *out, vtpmca_diag *diag)
+vtpmca_err ek_profile_issue(const ek_profile *profile, const ek_cert_request *req,
+                            ek_cert_result *out, vtpmca_diag *diag)
 {
     if (out != NULL)
         memset(out, 0, sizeof(*out));
-    if (ca == NULL || cfg == NULL || req == NULL || out == NULL)
+    if (profile == NULL || req == NULL || out == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "ek profile: missing argument");
-    vtpmca_err err = ek_profile_config_check(cfg, diag);
-    if (err == VTPMCA_OK)
-        err = check_request(cfg, req, diag);
-    EVP_PKEY *subject_key = NULL;
-    bool is_rsa = false;
-    if (err == VTPMCA_OK)
-        err = normalize_subject_key(req->subject_key, req->kind, &subject_key, &is_rsa, diag);
+    vtpmca_err err = check_request(profile->backdate_seconds, req, diag);
     if (err != VTPMCA_OK)
         return err;
 
     int64_t issued_at = req->issued_at != 0 ? req->issued_at : (int64_t)time(NULL);
-    int64_t not_before = issued_at - cfg->backdate_seconds;
-    int64_t not_after = cfg->validity_days == 0
+    int64_t not_before = issued_at - profile->backdate_seconds;
+    int64_t not_after = profile->validity_days == 0
                             ? EK_NOT_AFTER_NONE
-                            : issued_at + (int64_t)cfg->validity_days * DAY_SECONDS;
-    const char *cn = cfg->subject_cn && req->identity != NULL ? req->identity->instance_id : NULL;
+                            : issued_at + (int64_t)profile->validity_days * DAY_SECONDS;
+    const char *cn =
+        profile->subject_cn && req->identity != NULL ? req->identity->instance_id : NULL;
 
+    bool is_rsa = false;
     X509 *cert = X509_new();
     if (cert == NULL)
         err = nomem(diag);
+    /* The key first: an unsupported key is refused before any other work. */
+    if (err == VTPMCA_OK)
+        err = set_subject_key(cert, req, &is_rsa, diag);
     if (err == VTPMCA_OK && X509_set_version(cert, X509_VERSION_3) != 1)
         err = nomem(diag);
     if (err == VTPMCA_OK)
         err = ca_set_new_serial(cert, out->serial, diag);
     if (err == VTPMCA_OK)
-        err = set_names(cert, ca, cn, diag);
+        err = set_names(cert, profile->ca, cn, diag);
     if (err == VTPMCA_OK)
         err = set_validity(cert, not_before, not_after, diag);
-    if (err == VTPMCA_OK && X509_set_pubkey(cert, subject_key) != 1)
-        err = openssl_fail(diag, VTPMCA_ERR_INTERNAL, "cannot set the subject key");
     if (err == VTPMCA_OK)
-        err = build_extensions(cert, ca, cfg, req, is_rsa, cn == NULL, diag);
+        err = build_extensions(cert, profile, req, is_rsa, cn == NULL, diag);
     if (err == VTPMCA_OK)
-        err = ca_sign_cert(ca, cert, &out->der, &out->der_len, diag);
+        err = ca_sign_cert(profile->ca, cert, &out->der, &out->der_len, diag);
     if (err == VTPMCA_OK)
-        err = add_c509_form(ca, req->c509, out, diag);
+        err = add_c509_form(profile->ca, req->c509, out, diag);
     X509_free(cert);
-    EVP_PKEY_free(subject_key);
     if (err != VTPMCA_OK) {
         ek_cert_result_free(out);
         return err;
@@ -777,6 +965,21 @@ vtpmca_err ek_cert_issue(const ca_ctx *ca, const ek_profile_config *cfg, const e
     out->not_before = not_before;
     out->not_after = not_after;
     return VTPMCA_OK;
+}
+
+vtpmca_err ek_cert_issue(const ca_ctx *ca, const ek_profile_config *cfg, const ek_cert_request *req,
+                         ek_cert_result *out, vtpmca_diag *diag)
+{
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (ca == NULL || cfg == NULL || req == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "ek profile: missing argument");
+    ek_profile *profile = NULL;
+    vtpmca_err err = ek_profile_new(ca, cfg, &profile, diag);
+    if (err == VTPMCA_OK)
+        err = ek_profile_issue(profile, req, out, diag);
+    ek_profile_free(profile);
+    return err;
 }
 
 void ek_cert_result_free(ek_cert_result *res)

@@ -1,12 +1,10 @@
 /* EK template and IAK checks (see vtpmca/ek_template.h). The EK check compares the parsed
  * area field by field with vtpm_ek_template, so the templates are defined in one place
- * (ca/tpm2_marshal.c); the key itself is validated by vtpm_tpmt_public_to_evp. */
+ * (ca/tpm2_marshal.c); the key itself is validated by vtpm_tpmt_public_check_key. */
 #include "vtpmca/ek_template.h"
 
 #include <stdbool.h>
 #include <string.h>
-
-#include <openssl/evp.h>
 
 #define RSA_EXPONENT_65537 65537u
 
@@ -60,12 +58,10 @@ static vtpmca_err check_key(const uint8_t *tpmt_public, size_t len, const tpm2_p
                                what, pub->unique_a_len, pub->unique_b_len, curve_name(pub->curve),
                                size);
     }
-    EVP_PKEY *key = NULL;
     vtpmca_diag inner = {{0}};
-    if (vtpm_tpmt_public_to_evp(tpmt_public, len, &key, &inner) != VTPMCA_OK)
+    if (vtpm_tpmt_public_check_key(tpmt_public, len, &inner) != VTPMCA_OK)
         return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "%s: unique is not a valid public key: %s", what,
                            inner.msg);
-    EVP_PKEY_free(key);
     return VTPMCA_OK;
 }
 

@@ -25,7 +25,6 @@
 #include "vtpmca/log.h"
 #include "vtpmca/snp_policy.h"
 
-#define INSTANCE_LOCKS 64 /* striped locks: one certification at a time per instance */
 #define PROOF_LABEL "vtpmca-iak-proof"
 #define NAME_HEX_MAX (2 * TPM2_NAME_MAX + 1)
 
@@ -44,12 +43,13 @@ struct issuance {
     pthread_rwlock_t trusted_lock;
     uint8_t (*trusted)[ISSUANCE_KBS_KEY_HASH_LEN];
     size_t n_trusted;
-    pthread_rwlock_t url_lock;
-    char base_url[EK_PROFILE_BASE_URL_MAX + 1]; /* "" until set */
+    /* The prepared certificate profile (NULL until a base URL is set); replaced when the base
+     * URL changes, so requests take a reference under profile_lock. */
+    pthread_rwlock_t profile_lock;
+    ek_profile *profile;
     issuance_table *challenges, *activations, *proofs;
     uint8_t *chain[2][2]; /* [format][0 issuing, 1 root]; C509 entries NULL if unavailable */
     size_t chain_len[2][2];
-    pthread_mutex_t instance_locks[INSTANCE_LOCKS];
     atomic_uint_fast64_t challenges_made, issued, refused, activations_started, activations_proven;
 };
 
@@ -240,9 +240,7 @@ vtpmca_err issuance_new(const issuance_config *config, issuance **out, vtpmca_di
         c->activation_ttl_s = ISSUANCE_DEFAULT_ACTIVATION_TTL_S;
     if (c->clock == NULL)
         c->clock = monotonic_ms;
-    pthread_rwlock_init(&e->url_lock, NULL);
-    for (int i = 0; i < INSTANCE_LOCKS; i++)
-        pthread_mutex_init(&e->instance_locks[i], NULL);
+    pthread_rwlock_init(&e->profile_lock, NULL);
     pthread_rwlock_init(&e->trusted_lock, NULL);
     vtpmca_err err =
         issuance_set_trusted_kbs_keys(e, c->trusted_kbs_keys, c->n_trusted_kbs_keys, diag);
@@ -262,7 +260,7 @@ vtpmca_err issuance_new(const issuance_config *config, issuance **out, vtpmca_di
         issuance_free(e);
         return err;
     }
-    c->profile.base_url = NULL; /* e->base_url is the one in use */
+    c->profile.base_url = NULL; /* e->profile holds the one in use */
     *out = e;
     return VTPMCA_OK;
 }
@@ -278,9 +276,8 @@ void issuance_free(issuance *engine)
         for (int i = 0; i < 2; i++)
             free(engine->chain[f][i]);
     free(engine->trusted);
-    for (int i = 0; i < INSTANCE_LOCKS; i++)
-        pthread_mutex_destroy(&engine->instance_locks[i]);
-    pthread_rwlock_destroy(&engine->url_lock);
+    ek_profile_free(engine->profile);
+    pthread_rwlock_destroy(&engine->profile_lock);
     pthread_rwlock_destroy(&engine->trusted_lock);
     free(engine);
 }
@@ -311,26 +308,28 @@ vtpmca_err issuance_set_base_url(issuance *engine, const char *base_url, vtpmca_
 {
     if (engine == NULL || base_url == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "issuance: missing base URL");
-    ek_profile_config check = engine->config.profile;
-    check.base_url = base_url;
-    vtpmca_err err = ek_profile_config_check(&check, diag);
+    ek_profile_config config = engine->config.profile;
+    config.base_url = base_url;
+    ek_profile *profile = NULL;
+    vtpmca_err err = ek_profile_new(engine->config.ca, &config, &profile, diag);
     if (err != VTPMCA_OK)
         return err;
-    pthread_rwlock_wrlock(&engine->url_lock);
-    snprintf(engine->base_url, sizeof(engine->base_url), "%s", base_url);
-    pthread_rwlock_unlock(&engine->url_lock);
+    pthread_rwlock_wrlock(&engine->profile_lock);
+    ek_profile *old = engine->profile;
+    engine->profile = profile;
+    pthread_rwlock_unlock(&engine->profile_lock);
+    ek_profile_free(old); /* requests still issuing with it hold their own reference */
     return VTPMCA_OK;
 }
 
-/* The profile with the current base URL copied into url (false before one is set). */
-static bool current_profile(issuance *e, ek_profile_config *profile, char *url, size_t url_size)
+/* A reference to the profile in use (NULL before a base URL is set); ek_profile_free it. */
+static ek_profile *current_profile(issuance *e)
 {
-    pthread_rwlock_rdlock(&e->url_lock);
-    snprintf(url, url_size, "%s", e->base_url);
-    pthread_rwlock_unlock(&e->url_lock);
-    *profile = e->config.profile;
-    profile->base_url = url;
-    return url[0] != '\0';
+    pthread_rwlock_rdlock(&e->profile_lock);
+    ek_profile *profile = e->profile;
+    ek_profile_up_ref(profile);
+    pthread_rwlock_unlock(&e->profile_lock);
+    return profile;
 }
 
 vtpmca_err issuance_challenge(issuance *engine, uint8_t nonce[ISSUANCE_NONCE_LEN],
@@ -369,18 +368,10 @@ typedef struct {
     uint8_t ek_name[TPM2_NAME_MAX], iak_name[TPM2_NAME_MAX];
     size_t ek_name_len, iak_name_len;
     char ek_name_hex[NAME_HEX_MAX], iak_name_hex[NAME_HEX_MAX];
-    EVP_PKEY *ek_key, *iak_key;
 } key_pair;
 
-static void key_pair_clear(key_pair *k)
-{
-    EVP_PKEY_free(k->ek_key);
-    EVP_PKEY_free(k->iak_key);
-    memset(k, 0, sizeof(*k));
-}
-
-/* The EK (and IAK) public areas: template checks, names and keys. A refusal fills
- * outcome/message. */
+/* The EK (and IAK) public areas: template checks (which validate the keys) and names. A
+ * refusal fills outcome/message. */
 static vtpmca_err check_keys(const uint8_t *ek, size_t ek_len, const uint8_t *iak, size_t iak_len,
                              key_pair *k, issuance_outcome *outcome, char *message, size_t size,
                              vtpmca_diag *diag)
@@ -399,12 +390,8 @@ static vtpmca_err check_keys(const uint8_t *ek, size_t ek_len, const uint8_t *ia
     if (err != VTPMCA_OK)
         return vtpmca_fail(diag, err, "%s", inner.msg);
     err = vtpm_object_name(ek, ek_len, k->ek_name, &k->ek_name_len, diag);
-    if (err == VTPMCA_OK)
-        err = vtpm_tpmt_public_to_evp(ek, ek_len, &k->ek_key, diag);
     if (err == VTPMCA_OK && iak != NULL)
         err = vtpm_object_name(iak, iak_len, k->iak_name, &k->iak_name_len, diag);
-    if (err == VTPMCA_OK && iak != NULL)
-        err = vtpm_tpmt_public_to_evp(iak, iak_len, &k->iak_key, diag);
     if (err != VTPMCA_OK)
         return err;
     vt_hex_encode(k->ek_name, k->ek_name_len, k->ek_name_hex, sizeof(k->ek_name_hex));
@@ -434,33 +421,38 @@ static vtpmca_err find_instance(issuance *e, const char *resource, store_instanc
     return VTPMCA_OK;
 }
 
+static void make_audit_event(store_audit_event *ev, const char *action, const char *client,
+                             const char *instance_id, const char *outcome, const snp_report *report,
+                             const char *detail)
+{
+    memset(ev, 0, sizeof(*ev));
+    snprintf(ev->actor, sizeof(ev->actor), "%s", client != NULL ? client : "");
+    snprintf(ev->action, sizeof(ev->action), "%s", action);
+    snprintf(ev->instance_id, sizeof(ev->instance_id), "%s",
+             instance_id != NULL ? instance_id : "");
+    snprintf(ev->outcome, sizeof(ev->outcome), "%s", outcome);
+    if (report != NULL) {
+        vt_hex_encode(report->measurement, sizeof(report->measurement), ev->measurement,
+                      sizeof(ev->measurement));
+        vt_hex_encode(report->chip_id, sizeof(report->chip_id), ev->chip_id, sizeof(ev->chip_id));
+    }
+    snprintf(ev->detail, sizeof(ev->detail), "%s", detail);
+}
+
+static void append_audit(issuance *e, const store_audit_event *ev)
+{
+    vtpmca_diag diag = {{0}};
+    if (store_audit_append(e->config.store, ev, &diag) != VTPMCA_OK)
+        vtpmca_log(VTPMCA_LOG_ERROR, "ca.audit_failed", "action", ev->action, "outcome",
+                   ev->outcome, "reason", diag.msg, NULL);
+}
+
 static void audit(issuance *e, const char *action, const char *client, const char *instance_id,
                   const char *outcome, const snp_report *report, const char *detail)
 {
     store_audit_event ev;
-    memset(&ev, 0, sizeof(ev));
-    snprintf(ev.actor, sizeof(ev.actor), "%s", client != NULL ? client : "");
-    snprintf(ev.action, sizeof(ev.action), "%s", action);
-    snprintf(ev.instance_id, sizeof(ev.instance_id), "%s", instance_id != NULL ? instance_id : "");
-    snprintf(ev.outcome, sizeof(ev.outcome), "%s", outcome);
-    if (report != NULL) {
-        vt_hex_encode(report->measurement, sizeof(report->measurement), ev.measurement,
-                      sizeof(ev.measurement));
-        vt_hex_encode(report->chip_id, sizeof(report->chip_id), ev.chip_id, sizeof(ev.chip_id));
-    }
-    snprintf(ev.detail, sizeof(ev.detail), "%s", detail);
-    vtpmca_diag diag = {{0}};
-    if (store_audit_append(e->config.store, &ev, &diag) != VTPMCA_OK)
-        vtpmca_log(VTPMCA_LOG_ERROR, "ca.audit_failed", "action", action, "outcome", outcome,
-                   "reason", diag.msg, NULL);
-}
-
-static pthread_mutex_t *instance_lock(issuance *e, const char *instance_id)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *p = instance_id; *p; p++)
-        h = (h ^ (uint8_t)*p) * 16777619u;
-    return &e->instance_locks[h % INSTANCE_LOCKS];
+    make_audit_event(&ev, action, client, instance_id, outcome, report, detail);
+    append_audit(e, &ev);
 }
 
 /* The key of the proof that an (instance, EK, IAK) passed an activation. */
@@ -491,13 +483,13 @@ typedef struct {
     key_pair keys;
     uint8_t kbs_hash[ISSUANCE_KBS_KEY_HASH_LEN];
     bool nonce_spent; /* from here on refusals are audited */
+    bool audited;     /* the audit row went with the certificates' (issued) */
     snp_evidence evidence;
     bool have_evidence;
     bool iak_bound; /* REPORT_DATA binds the IAK name */
     store_instance inst;
     bool have_instance;
     uint32_t policy_version;
-    bool ek_change_granted;
     bool iak_by_activation;
 } certify_ctx;
 
@@ -675,37 +667,6 @@ static vtpmca_err check_policy(certify_ctx *c, vtpmca_diag *diag)
     return VTPMCA_OK;
 }
 
-/* The EK must be the one certified before, unless an admin allowed a change (the grant is
- * used up). Runs under the instance's lock. */
-static vtpmca_err check_ek_unchanged(certify_ctx *c, vtpmca_diag *diag)
-{
-    store_cert previous;
-    vtpmca_err err =
-        store_cert_latest(c->e->config.store, c->inst.id, STORE_CERT_EK, &previous, diag);
-    if (err == VTPMCA_ERR_NOT_FOUND)
-        return VTPMCA_OK;
-    if (err != VTPMCA_OK)
-        return err;
-    bool same = strcmp(previous.key_name, c->keys.ek_name_hex) == 0;
-    char serial[sizeof(previous.serial)];
-    snprintf(serial, sizeof(serial), "%s", previous.serial);
-    store_cert_free_fields(&previous);
-    if (same)
-        return VTPMCA_OK;
-    bool granted = false;
-    err = store_instance_ek_reenroll_take(c->e->config.store, c->inst.id, &granted, diag);
-    if (err != VTPMCA_OK)
-        return err;
-    if (granted) {
-        c->ek_change_granted = true;
-        return VTPMCA_OK;
-    }
-    return REFUSE(c, ISSUANCE_EK_CHANGED,
-                  "instance %s has a certified EK (certificate %s) and this is another EK; an "
-                  "admin must re-enroll the instance's EK first",
-                  c->inst.id, serial);
-}
-
 static vtpmca_err check_iak_proof(certify_ctx *c)
 {
     const key_pair *k = &c->keys;
@@ -727,17 +688,19 @@ static vtpmca_err check_iak_proof(certify_ctx *c)
 }
 
 /* Issues one certificate and fills the store record (which borrows the encodings). */
-static vtpmca_err issue_one(certify_ctx *c, const ek_profile_config *profile, ek_cert_kind kind,
+static vtpmca_err issue_one(certify_ctx *c, const ek_profile *profile, ek_cert_kind kind,
                             const ek_instance_identity *identity, ek_cert_result *cert,
                             store_cert *record, vtpmca_diag *diag)
 {
     ek_cert_request req = {
         .kind = kind,
-        .subject_key = kind == EK_CERT_EK ? c->keys.ek_key : c->keys.iak_key,
+        /* The checked TPMT_PUBLIC itself: no OpenSSL key object is made for it. */
+        .subject_public = kind == EK_CERT_EK ? c->rq->ek_public : c->rq->iak_public,
+        .subject_public_len = kind == EK_CERT_EK ? c->rq->ek_public_len : c->rq->iak_public_len,
         .identity = identity,
         .c509 = c->format == ISSUANCE_FORMAT_C509 ? EK_C509_REENCODED : EK_C509_NONE,
     };
-    vtpmca_err err = ek_cert_issue(c->e->config.ca, profile, &req, cert, diag);
+    vtpmca_err err = ek_profile_issue(profile, &req, cert, diag);
     if (err != VTPMCA_OK)
         return err;
     memset(record, 0, sizeof(*record));
@@ -766,7 +729,48 @@ static void take_encoding(certify_ctx *c, ek_cert_result *cert, uint8_t **out, s
     *src = NULL;
 }
 
-static vtpmca_err issue(certify_ctx *c, const ek_profile_config *profile, vtpmca_diag *diag)
+/* What a successful certify says, to the client and in the audit log (iak_serial NULL
+ * without an IAK). */
+static void issued_message(const certify_ctx *c, const char *ek_serial, const char *iak_serial,
+                           bool ek_changed, char *out, size_t size)
+{
+    snprintf(out, size, "EK certificate %s%s%s%s%s", ek_serial,
+             iak_serial != NULL ? ", IAK certificate " : "", iak_serial != NULL ? iak_serial : "",
+             iak_serial != NULL ? (c->iak_by_activation ? " (IAK proven by activation)"
+                                                        : " (IAK bound by evidence)")
+                                : "",
+             ek_changed ? "; EK changed under an admin re-enrollment" : "");
+}
+
+/* The audit row of a decided certify request. */
+static void certify_audit_event(const certify_ctx *c, const char *outcome, const char *message,
+                                store_audit_event *ev)
+{
+    char detail[256];
+    snprintf(detail, sizeof(detail), "%s%s%.200s", c->keys.iak_name_len > 0 ? "ek+iak: " : "ek: ",
+             c->res->outcome == ISSUANCE_OK ? "" : "refused: ", message);
+    make_audit_event(ev, "certify", c->rq->client, c->res->instance_id, outcome,
+                     c->have_evidence ? &c->evidence.report : NULL, detail);
+}
+
+struct issued_audit {
+    const certify_ctx *c;
+    const char *ek_serial, *iak_serial;
+};
+
+/* The audit row stored with the certificates (store_certification_describe_fn). */
+static vtpmca_err describe_issued(store_ek_continuity continuity, store_audit_event *event,
+                                  void *ctx)
+{
+    const struct issued_audit *a = ctx;
+    char message[256];
+    issued_message(a->c, a->ek_serial, a->iak_serial, continuity == STORE_EK_CHANGE_GRANTED,
+                   message, sizeof(message));
+    certify_audit_event(a->c, "issued", message, event);
+    return VTPMCA_OK;
+}
+
+static vtpmca_err issue(certify_ctx *c, const ek_profile *profile, vtpmca_diag *diag)
 {
     ek_instance_identity identity;
     memset(&identity, 0, sizeof(identity));
@@ -778,27 +782,29 @@ static vtpmca_err issue(certify_ctx *c, const ek_profile_config *profile, vtpmca
     memcpy(identity.kbs_key_hash, c->kbs_hash, EK_KBS_KEY_HASH_LEN);
 
     ek_cert_result ek = {0}, iak = {0};
-    store_cert ek_record, iak_record;
-    bool with_iak = c->keys.iak_key != NULL;
-    /* Signed outside the instance's lock, so that one instance's requests do not queue
-     * behind each other's signatures; wasted only when the EK check below refuses. */
-    vtpmca_err err = issue_one(c, profile, EK_CERT_EK, &identity, &ek, &ek_record, diag);
+    store_cert records[2];
+    bool with_iak = c->keys.iak_name_len > 0;
+    /* Signed before the EK continuity check, which the store makes in the transaction that
+     * records the certificates; wasted only when it refuses. */
+    vtpmca_err err = issue_one(c, profile, EK_CERT_EK, &identity, &ek, &records[0], diag);
     if (err == VTPMCA_OK && with_iak)
-        err = issue_one(c, profile, EK_CERT_IAK, &identity, &iak, &iak_record, diag);
-    if (err == VTPMCA_OK) {
-        /* The EK comparison and the new records must not interleave with another request
-         * for the same instance. */
-        pthread_mutex_t *lock = instance_lock(c->e, c->inst.id);
-        pthread_mutex_lock(lock);
-        err = check_ek_unchanged(c, diag);
-        if (err == VTPMCA_OK && c->res->outcome == ISSUANCE_OK)
-            err = store_cert_put(c->e->config.store, &ek_record, diag);
-        if (err == VTPMCA_OK && c->res->outcome == ISSUANCE_OK && with_iak)
-            err = store_cert_put(c->e->config.store, &iak_record, diag);
-        pthread_mutex_unlock(lock);
-    }
+        err = issue_one(c, profile, EK_CERT_IAK, &identity, &iak, &records[1], diag);
+    /* EK continuity, certificates and audit row in one durable transaction: the answer
+     * goes out only once all of them are on disk, and two requests for one instance cannot
+     * interleave between the check and the records. */
+    store_certification recorded;
+    struct issued_audit audit_ctx = {c, ek.serial_hex, with_iak ? iak.serial_hex : NULL};
+    if (err == VTPMCA_OK)
+        err = store_cert_record_certification(c->e->config.store, records, with_iak ? 2 : 1,
+                                              describe_issued, &audit_ctx, &recorded, diag);
+    if (err == VTPMCA_OK && recorded.continuity == STORE_EK_CHANGE_REFUSED)
+        REFUSE(c, ISSUANCE_EK_CHANGED,
+               "instance %s has a certified EK (certificate %s) and this is another EK; an "
+               "admin must re-enroll the instance's EK first",
+               c->inst.id, recorded.previous_serial);
     if (err == VTPMCA_OK && c->res->outcome == ISSUANCE_OK) {
         issuance_certify_result *res = c->res;
+        c->audited = true;
         res->format = c->format;
         take_encoding(c, &ek, &res->ek_cert, &res->ek_cert_len);
         snprintf(res->ek_serial, sizeof(res->ek_serial), "%s", ek.serial_hex);
@@ -810,12 +816,9 @@ static vtpmca_err issue(certify_ctx *c, const ek_profile_config *profile, vtpmca
             res->chain[i] = c->e->chain[c->format][i];
             res->chain_len[i] = c->e->chain_len[c->format][i];
         }
-        snprintf(res->message, sizeof(res->message), "EK certificate %s%s%s%s%s", ek.serial_hex,
-                 with_iak ? ", IAK certificate " : "", with_iak ? iak.serial_hex : "",
-                 with_iak ? (c->iak_by_activation ? " (IAK proven by activation)"
-                                                  : " (IAK bound by evidence)")
-                          : "",
-                 c->ek_change_granted ? "; EK changed under an admin re-enrollment" : "");
+        issued_message(c, ek.serial_hex, with_iak ? iak.serial_hex : NULL,
+                       recorded.continuity == STORE_EK_CHANGE_GRANTED, res->message,
+                       sizeof(res->message));
     }
     ek_cert_result_free(&ek);
     ek_cert_result_free(&iak);
@@ -843,10 +846,9 @@ vtpmca_err issuance_certify(issuance *engine, const issuance_certify_request *re
     c.e = engine;
     c.rq = request;
     c.res = result;
-    ek_profile_config profile;
-    char url[EK_PROFILE_BASE_URL_MAX + 1];
+    ek_profile *profile = current_profile(engine);
     vtpmca_err err = VTPMCA_OK;
-    if (!current_profile(engine, &profile, url, sizeof(url)))
+    if (profile == NULL)
         REFUSE(&c, ISSUANCE_UNAVAILABLE, "the CA is starting; retry shortly");
     else
         err = check_static(&c, diag);
@@ -863,7 +865,8 @@ vtpmca_err issuance_certify(issuance *engine, const issuance_certify_request *re
     if (err == VTPMCA_OK && result->outcome == ISSUANCE_OK)
         err = check_iak_proof(&c);
     if (err == VTPMCA_OK && result->outcome == ISSUANCE_OK)
-        err = issue(&c, &profile, diag);
+        err = issue(&c, profile, diag);
+    ek_profile_free(profile);
 
     const char *outcome = err != VTPMCA_OK                 ? "error"
                           : result->outcome == ISSUANCE_OK ? "issued"
@@ -871,20 +874,16 @@ vtpmca_err issuance_certify(issuance *engine, const issuance_certify_request *re
     if (err != VTPMCA_OK)
         snprintf(result->message, sizeof(result->message), "internal error (%s)",
                  vtpmca_err_name(err));
-    if (c.nonce_spent) {
-        char detail[256];
-        snprintf(detail, sizeof(detail), "%s%s%.200s",
-                 c.keys.iak_name_len > 0 ? "ek+iak: " : "ek: ",
-                 result->outcome == ISSUANCE_OK ? "" : "refused: ", result->message);
-        audit(engine, "certify", request->client, result->instance_id, outcome,
-              c.have_evidence ? &c.evidence.report : NULL, detail);
+    if (c.nonce_spent && !c.audited) {
+        store_audit_event ev;
+        certify_audit_event(&c, outcome, result->message, &ev);
+        append_audit(engine, &ev);
     }
     log_certify(&c, outcome);
     atomic_fetch_add(
         result->outcome == ISSUANCE_OK && err == VTPMCA_OK ? &engine->issued : &engine->refused, 1);
     if (c.have_instance)
         store_instance_free_fields(&c.inst);
-    key_pair_clear(&c.keys);
     if (err != VTPMCA_OK)
         issuance_certify_result_clear(result);
     return err;
@@ -977,7 +976,6 @@ vtpmca_err issuance_activation_start(issuance *engine, const issuance_activation
     OPENSSL_cleanse(&pending, sizeof(pending));
     if (found)
         store_instance_free_fields(&inst);
-    key_pair_clear(&keys);
     if (err != VTPMCA_OK)
         issuance_activation_result_clear(result);
     return err;

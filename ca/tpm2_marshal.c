@@ -3,12 +3,15 @@
  * Profile 2.x (templates L-1, L-2, H-3). */
 #include "vtpmca/tpm2_marshal.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/obj_mac.h>
 #include <openssl/param_build.h>
 
 /* TPM_RC format-1 layout: bit 7 set, bit 6 "parameter", bits 8..11 the number. */
@@ -764,7 +767,8 @@ static vtpmca_err evp_from_params(const char *type_name, OSSL_PARAM_BLD *bld, EV
     return err;
 }
 
-static vtpmca_err rsa_to_evp(const tpm2_public *pub, EVP_PKEY **out, vtpmca_diag *diag)
+/* What an RSA key in unique must be before OpenSSL sees it; *exponent gets its value. */
+static vtpmca_err rsa_check(const tpm2_public *pub, uint32_t *exponent, vtpmca_diag *diag)
 {
     unsigned bits = pub->rsa_key_bits;
     if (bits != 1024 && bits != 2048 && bits != 3072 && bits != 4096)
@@ -776,15 +780,22 @@ static vtpmca_err rsa_to_evp(const tpm2_public *pub, EVP_PKEY **out, vtpmca_diag
         return vtpmca_fail(diag, VTPMCA_ERR_PARSE,
                            "TPMT_PUBLIC: RSA modulus is not %u bits (%zu bytes)", bits,
                            pub->unique_a_len);
-    uint32_t exponent = pub->rsa_exponent == 0 ? RSA_DEFAULT_EXPONENT : pub->rsa_exponent;
-    if (exponent < 3 || (exponent & 1) == 0)
+    *exponent = pub->rsa_exponent == 0 ? RSA_DEFAULT_EXPONENT : pub->rsa_exponent;
+    if (*exponent < 3 || (*exponent & 1) == 0)
         return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "TPMT_PUBLIC: RSA exponent %u is invalid",
-                           exponent);
+                           *exponent);
+    return VTPMCA_OK;
+}
 
+static vtpmca_err rsa_to_evp(const tpm2_public *pub, EVP_PKEY **out, vtpmca_diag *diag)
+{
+    uint32_t exponent = 0;
+    vtpmca_err err = rsa_check(pub, &exponent, diag);
+    if (err != VTPMCA_OK)
+        return err;
     BIGNUM *n = BN_bin2bn(pub->unique_a, (int)pub->unique_a_len, NULL);
     BIGNUM *e = BN_new();
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-    vtpmca_err err;
     if (n == NULL || e == NULL || bld == NULL || BN_set_word(e, exponent) != 1 ||
         OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) != 1 ||
         OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) != 1) {
@@ -799,45 +810,58 @@ static vtpmca_err rsa_to_evp(const tpm2_public *pub, EVP_PKEY **out, vtpmca_diag
     return err;
 }
 
-static vtpmca_err ecc_to_evp(const tpm2_public *pub, EVP_PKEY **out, vtpmca_diag *diag)
-{
+/* The NIST curves a TPMT_PUBLIC may name, with OpenSSL's names. */
+static const struct {
+    uint16_t tpm_curve;
     const char *group;
+    int nid;
     size_t coord_len;
-    switch (pub->curve) {
-    case TPM2_ECC_NIST_P256:
-        group = "P-256";
-        coord_len = 32;
-        break;
-    case TPM2_ECC_NIST_P384:
-        group = "P-384";
-        coord_len = 48;
-        break;
-    case TPM2_ECC_NIST_P521:
-        group = "P-521";
-        coord_len = 66;
-        break;
-    default:
+} ecc_curves[] = {
+    {TPM2_ECC_NIST_P256, "P-256", NID_X9_62_prime256v1, 32},
+    {TPM2_ECC_NIST_P384, "P-384", NID_secp384r1, 48},
+    {TPM2_ECC_NIST_P521, "P-521", NID_secp521r1, 66},
+};
+#define ECC_CURVE_COUNT (sizeof(ecc_curves) / sizeof(ecc_curves[0]))
+
+/* What an ECC key in unique must be before OpenSSL sees it; *curve indexes ecc_curves and
+ * point receives 04 || x || y. */
+static vtpmca_err ecc_check(const tpm2_public *pub, size_t *curve, uint8_t point[1 + 2 * 66],
+                            vtpmca_diag *diag)
+{
+    size_t i = 0;
+    while (i < ECC_CURVE_COUNT && ecc_curves[i].tpm_curve != pub->curve)
+        i++;
+    if (i == ECC_CURVE_COUNT)
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED, "TPMT_PUBLIC: ECC curve 0x%04x",
                            pub->curve);
-    }
+    size_t coord_len = ecc_curves[i].coord_len;
     if (pub->unique_a_len == 0 && pub->unique_b_len == 0)
         return vtpmca_fail(diag, VTPMCA_ERR_PARSE,
                            "TPMT_PUBLIC: ECC point is empty (a template, not a key)");
     if (pub->unique_a_len != coord_len || pub->unique_b_len != coord_len)
         return vtpmca_fail(diag, VTPMCA_ERR_PARSE,
                            "TPMT_PUBLIC: ECC point has %zu/%zu-byte coordinates, %s needs %zu",
-                           pub->unique_a_len, pub->unique_b_len, group, coord_len);
-    uint8_t point[1 + 2 * 66];
+                           pub->unique_a_len, pub->unique_b_len, ecc_curves[i].group, coord_len);
     point[0] = EC_UNCOMPRESSED_TAG;
     memcpy(point + 1, pub->unique_a, coord_len);
     memcpy(point + 1 + coord_len, pub->unique_b, coord_len);
+    *curve = i;
+    return VTPMCA_OK;
+}
 
+static vtpmca_err ecc_to_evp(const tpm2_public *pub, EVP_PKEY **out, vtpmca_diag *diag)
+{
+    uint8_t point[1 + 2 * 66];
+    size_t curve = 0;
+    vtpmca_err err = ecc_check(pub, &curve, point, diag);
+    if (err != VTPMCA_OK)
+        return err;
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-    vtpmca_err err;
     if (bld == NULL ||
-        OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1 ||
-        OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, 1 + 2 * coord_len) !=
-            1) {
+        OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, ecc_curves[curve].group,
+                                        0) != 1 ||
+        OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point,
+                                         1 + 2 * ecc_curves[curve].coord_len) != 1) {
         err = vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "TPMT_PUBLIC: EC parameters");
         vtpmca_diag_append_openssl(diag);
     } else {
@@ -858,6 +882,50 @@ vtpmca_err vtpm_tpmt_public_to_evp(const uint8_t *tpmt_public, size_t len, EVP_P
     if (err != VTPMCA_OK)
         return err;
     return pub.type == TPM2_ALG_RSA ? rsa_to_evp(&pub, out, diag) : ecc_to_evp(&pub, out, diag);
+}
+
+/* The curves' groups, made once per process: a group costs more to build (~7 us) than
+ * checking a point on it, and EC_GROUP objects may be shared read-only between threads.
+ * They live until exit. */
+static EC_GROUP *ecc_groups[ECC_CURVE_COUNT];
+static pthread_once_t ecc_groups_once = PTHREAD_ONCE_INIT;
+
+static void make_ecc_groups(void)
+{
+    for (size_t i = 0; i < ECC_CURVE_COUNT; i++)
+        ecc_groups[i] = EC_GROUP_new_by_curve_name(ecc_curves[i].nid);
+}
+
+vtpmca_err vtpm_tpmt_public_check_key(const uint8_t *tpmt_public, size_t len, vtpmca_diag *diag)
+{
+    tpm2_public pub;
+    vtpmca_err err = tpm2_public_parse(tpmt_public, len, &pub, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    if (pub.type == TPM2_ALG_RSA) {
+        uint32_t exponent = 0;
+        return rsa_check(&pub, &exponent, diag);
+    }
+    uint8_t point[1 + 2 * 66];
+    size_t curve = 0;
+    err = ecc_check(&pub, &curve, point, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    pthread_once(&ecc_groups_once, make_ecc_groups);
+    const EC_GROUP *group = ecc_groups[curve];
+    EC_POINT *p = group != NULL ? EC_POINT_new(group) : NULL;
+    if (p == NULL) {
+        vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "TPMT_PUBLIC: EC point");
+        vtpmca_diag_append_openssl(diag);
+        return VTPMCA_ERR_NOMEM;
+    }
+    /* oct2point refuses points that are not on the curve, as EVP_PKEY_fromdata does. */
+    if (EC_POINT_oct2point(group, p, point, 1 + 2 * ecc_curves[curve].coord_len, NULL) != 1) {
+        err = vtpmca_fail(diag, VTPMCA_ERR_CRYPTO, "TPMT_PUBLIC: EC public key is invalid");
+        vtpmca_diag_append_openssl(diag);
+    }
+    EC_POINT_free(p);
+    return err;
 }
 
 /* ---- EK templates (TCG EK Credential Profile for TPM Family 2.0, Level 0, v2.x) ---- */

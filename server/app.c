@@ -225,6 +225,10 @@ vtpmca_err server_app_new(const server_config *config, server_app **out, vtpmca_
         err = server_admin_fleet_setup(app, diag);
     if (err == VTPMCA_OK)
         err = server_certify_setup(app, diag);
+    if (err == VTPMCA_OK)
+        err = server_pool_start("commit",
+                                app->config.commit_workers > 0 ? app->config.commit_workers : 1,
+                                &app->commit_pool, diag);
     if (err != VTPMCA_OK) {
         server_app_free(app);
         return err;
@@ -373,7 +377,10 @@ void server_app_free(server_app *app)
     if (app == NULL)
         return;
     server_app_stop(app);
-    server_ledger_free(app->ledger); /* no request is running now; before the store closes */
+    /* No request is running now (server_http_stop waited for the deferred ones): the pools
+     * have nothing left to answer. Both before the store closes. */
+    server_pool_stop(app->commit_pool);
+    server_ledger_free(app->ledger);
     server_admin_fleet_free(app->fleet_admin);
     admin_auth_free(app->admin);
     server_kbs_free(app->kbs);

@@ -12,6 +12,7 @@
 #include "vtpmca/server_config.h"
 #include "vtpmca/server_http.h"
 #include "vtpmca/server_metrics.h"
+#include "vtpmca/server_pool.h"
 #include "vtpmca/policy_cache.h"
 #include "vtpmca/snp_roots.h"
 #include "vtpmca/snp_verifier.h"
@@ -51,6 +52,7 @@ struct server_app {
     server_certify *certify;         /* EK/IAK issuance; NULL without a CA */
     server_ledger *ledger;           /* the rollback ledger */
     server_admin_fleet *fleet_admin; /* for the admin API's instance and KBS key routes */
+    server_pool *commit_pool;        /* key releases and certifications: they wait for a commit */
 };
 
 /* A key or state file: `configured` when set, else <state_dir>/<name> (server/app.c). */

@@ -302,7 +302,8 @@ void server_handle_ca_challenge(void *ctx, const server_request *request, server
     answer_body(response, enc, err, body, len);
 }
 
-void server_handle_ca_certify(void *ctx, const server_request *request, server_response *response)
+/* Runs on the commit pool: a certification waits until its rows are durable. */
+static void certify_now(void *ctx, const server_request *request, server_response *response)
 {
     issuance *engine = engine_of(ctx, response);
     if (engine == NULL)
@@ -337,6 +338,12 @@ void server_handle_ca_certify(void *ctx, const server_request *request, server_r
         answer_body(response, enc, err, body, len);
     }
     issuance_certify_result_clear(&res);
+}
+
+void server_handle_ca_certify(void *ctx, const server_request *request, server_response *response)
+{
+    server_app *app = ctx;
+    server_pool_run(app->commit_pool, certify_now, app, request, response);
 }
 
 void server_handle_ca_activate_start(void *ctx, const server_request *request,

@@ -139,6 +139,9 @@ static const option_def options[] = {
      "rollback ledger: request nonces remembered against replays (about 40 bytes each)"},
     {"ledger_nonce_ttl_s", NUM_OPT(OPT_UINT, ledger_nonce_ttl_s, 1, 86400), "600",
      "rollback ledger: seconds a request nonce is remembered (while the capacity lasts)"},
+    {"commit_workers", NUM_OPT(OPT_UINT, commit_workers, 1, 1024), "64",
+     "threads that run key releases and certifications, which wait for a durable commit, off "
+     "the HTTP workers; at most this many share one commit"},
     {"ledger_workers", NUM_OPT(OPT_UINT, ledger_workers, 1, 1024), "64",
      "rollback ledger: threads that wait for the group commit on behalf of requests; at most "
      "this many advances share one commit"},

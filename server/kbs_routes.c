@@ -201,7 +201,8 @@ void server_handle_kbs_attest(void *ctx, const server_request *request, server_r
     send_reply(&reply, response);
 }
 
-void server_handle_kbs_resource(void *ctx, const server_request *request, server_response *response)
+/* Runs on the commit pool: a release waits until its audit row is durable. */
+static void resource_now(void *ctx, const server_request *request, server_response *response)
 {
     server_app *app = ctx;
     const char *path = request->path + strlen(RESOURCE_PREFIX);
@@ -219,4 +220,10 @@ void server_handle_kbs_resource(void *ctx, const server_request *request, server
         return;
     }
     send_reply(&reply, response);
+}
+
+void server_handle_kbs_resource(void *ctx, const server_request *request, server_response *response)
+{
+    server_app *app = ctx;
+    server_pool_run(app->commit_pool, resource_now, app, request, response);
 }

@@ -5,12 +5,10 @@
  * service can keep their ledger keys.
  *
  * An advance or a query waits for the engine's group commit. The HTTP worker threads must not
- * wait (each serves many connections), so the handlers defer their answer
- * (server_request_defer) and queue the request for a pool of `ledger_workers` threads, which
- * call the service, wait for the commit and finish the answer: up to that many requests share
- * one commit. */
+ * wait (each serves many connections), so the handlers run on a pool of `ledger_workers`
+ * threads (vtpmca/server_pool.h), which call the service, wait for the commit and finish the
+ * answer: up to that many requests share one commit. */
 #include <microhttpd.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,32 +19,17 @@
 #include "vtpmca/ledger.h"
 #include "vtpmca/ledger_protocol.h"
 #include "vtpmca/log.h"
+#include "vtpmca/server_pool.h"
 
 typedef vtpmca_err (*ledger_op_fn)(ledger_service *service, ledger_format format,
                                    const uint8_t *body, size_t len, ledger_reply *reply);
 
-/* A deferred request waiting for a worker. */
-struct ledger_job {
-    struct ledger_job *next;
-    ledger_op_fn op;
-    ledger_format format;
-    const uint8_t *body; /* the request's: valid until its answer is finished */
-    size_t len;
-    server_deferred *deferred;
-};
-
 struct server_ledger {
     ledger *engine;
     ledger_service *service;
-    keyvault *vault;   /* the master key: unwraps instance keys, wraps stored ledger keys */
-    EVP_PKEY *kbs_key; /* signs statements */
-    /* The worker pool and its queue. */
-    pthread_mutex_t lock;
-    pthread_cond_t ready;
-    struct ledger_job *head, *tail;
-    bool stopping;
-    pthread_t *workers; /* NULL until the pool is set up */
-    unsigned n_workers; /* started */
+    keyvault *vault;      /* the master key: unwraps instance keys, wraps stored ledger keys */
+    EVP_PKEY *kbs_key;    /* signs statements */
+    server_pool *workers; /* NULL until set up */
 };
 
 /* ---- answering ---- */
@@ -71,65 +54,6 @@ static void answer(ledger_service *service, ledger_op_fn op, ledger_format forma
         server_response_add_header(response, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
     }
     ledger_reply_clear(&reply);
-}
-
-static void *worker_main(void *arg)
-{
-    server_ledger *sl = arg;
-    pthread_mutex_lock(&sl->lock);
-    for (;;) {
-        while (sl->head == NULL && !sl->stopping)
-            pthread_cond_wait(&sl->ready, &sl->lock);
-        struct ledger_job *job = sl->head;
-        if (job == NULL)
-            break; /* stopping, and nothing is left */
-        sl->head = job->next;
-        if (sl->head == NULL)
-            sl->tail = NULL;
-        pthread_mutex_unlock(&sl->lock);
-        server_response response = {0};
-        answer(sl->service, job->op, job->format, job->body, job->len, &response);
-        server_deferred_finish(job->deferred, &response);
-        free(job);
-        pthread_mutex_lock(&sl->lock);
-    }
-    pthread_mutex_unlock(&sl->lock);
-    return NULL;
-}
-
-static vtpmca_err start_workers(server_ledger *sl, unsigned n, vtpmca_diag *diag)
-{
-    pthread_mutex_init(&sl->lock, NULL);
-    pthread_cond_init(&sl->ready, NULL);
-    sl->workers = calloc(n, sizeof(*sl->workers));
-    if (sl->workers == NULL) {
-        pthread_cond_destroy(&sl->ready);
-        pthread_mutex_destroy(&sl->lock);
-        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory");
-    }
-    for (; sl->n_workers < n; sl->n_workers++) {
-        if (pthread_create(&sl->workers[sl->n_workers], NULL, worker_main, sl) != 0)
-            return vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "cannot start ledger worker %u of %u",
-                               sl->n_workers + 1, n);
-    }
-    return VTPMCA_OK;
-}
-
-/* Lets the workers answer what is queued, then joins them. */
-static void stop_workers(server_ledger *sl)
-{
-    if (sl->workers == NULL)
-        return;
-    pthread_mutex_lock(&sl->lock);
-    sl->stopping = true;
-    pthread_cond_broadcast(&sl->ready);
-    pthread_mutex_unlock(&sl->lock);
-    for (unsigned i = 0; i < sl->n_workers; i++)
-        pthread_join(sl->workers[i], NULL);
-    free(sl->workers);
-    sl->workers = NULL;
-    pthread_cond_destroy(&sl->ready);
-    pthread_mutex_destroy(&sl->lock);
 }
 
 /* ---- setup ---- */
@@ -169,13 +93,14 @@ vtpmca_err server_ledger_setup(server_app *app, vtpmca_diag *diag)
         err = ledger_service_new(&sc, &sl->service, diag);
     }
     if (err == VTPMCA_OK)
-        err = start_workers(sl, cfg->ledger_workers > 0 ? cfg->ledger_workers : 1, diag);
+        err = server_pool_start("ledger", cfg->ledger_workers > 0 ? cfg->ledger_workers : 1,
+                                &sl->workers, diag);
     if (err != VTPMCA_OK)
         return err; /* server_app_free releases what was made */
     char capacity[24], ttl[24], workers[16];
     snprintf(capacity, sizeof(capacity), "%zu", cfg->ledger_nonce_capacity);
     snprintf(ttl, sizeof(ttl), "%u", cfg->ledger_nonce_ttl_s);
-    snprintf(workers, sizeof(workers), "%u", sl->n_workers);
+    snprintf(workers, sizeof(workers), "%u", server_pool_threads(sl->workers));
     vtpmca_log(VTPMCA_LOG_INFO, "ledger.ready", "workers", workers, "nonce_capacity", capacity,
                "nonce_ttl_s", ttl, NULL);
     return VTPMCA_OK;
@@ -187,7 +112,7 @@ void server_ledger_free(server_ledger *sl)
         return;
     /* The HTTP server has stopped, so nothing is queued any more. The workers use the
      * service, the service the engine, the engine the store: stop them in that order. */
-    stop_workers(sl);
+    server_pool_stop(sl->workers);
     ledger_service_free(sl->service);
     ledger_close(sl->engine);
     keyvault_free(sl->vault);
@@ -216,8 +141,32 @@ vtpmca_err server_ledger_metrics_append(const server_ledger *sl, char **text, si
 
 /* ---- handlers ---- */
 
-/* Defers the request to the worker pool. */
-static void handle(server_app *app, ledger_op_fn op, const server_request *request,
+/* Runs on a pool thread: the service waits for the commit there. */
+static void run_op(server_app *app, ledger_op_fn op, const server_request *request,
+                   server_response *response)
+{
+    ledger_format format =
+        server_request_is_cbor(request) ? LEDGER_FORMAT_CBOR : LEDGER_FORMAT_JSON;
+    answer(app->ledger->service, op, format, request->body, request->body_len, response);
+}
+
+static void advance_now(void *ctx, const server_request *request, server_response *response)
+{
+    run_op(ctx, ledger_service_advance, request, response);
+}
+
+static void query_now(void *ctx, const server_request *request, server_response *response)
+{
+    run_op(ctx, ledger_service_query, request, response);
+}
+
+static void statement_now(void *ctx, const server_request *request, server_response *response)
+{
+    run_op(ctx, ledger_service_statement, request, response);
+}
+
+/* Hands the request to the worker pool. */
+static void handle(server_app *app, server_handler now, const server_request *request,
                    server_response *response)
 {
     server_ledger *sl = app->ledger;
@@ -225,41 +174,24 @@ static void handle(server_app *app, ledger_op_fn op, const server_request *reque
         server_response_error(response, 503, "unavailable", "the ledger is not running");
         return;
     }
-    struct ledger_job *job = calloc(1, sizeof(*job));
-    if (job == NULL || server_request_defer(request, &job->deferred) != VTPMCA_OK) {
-        free(job);
-        server_response_error(response, 503, "unavailable", "the ledger cannot take requests");
-        return;
-    }
-    job->op = op;
-    job->format = server_request_is_cbor(request) ? LEDGER_FORMAT_CBOR : LEDGER_FORMAT_JSON;
-    job->body = request->body;
-    job->len = request->body_len;
-    pthread_mutex_lock(&sl->lock);
-    if (sl->tail != NULL)
-        sl->tail->next = job;
-    else
-        sl->head = job;
-    sl->tail = job;
-    pthread_cond_signal(&sl->ready);
-    pthread_mutex_unlock(&sl->lock);
+    server_pool_run(sl->workers, now, app, request, response);
 }
 
 void server_handle_ledger_advance(void *ctx, const server_request *request,
                                   server_response *response)
 {
-    handle(ctx, ledger_service_advance, request, response);
+    handle(ctx, advance_now, request, response);
 }
 
 void server_handle_ledger_query(void *ctx, const server_request *request, server_response *response)
 {
-    handle(ctx, ledger_service_query, request, response);
+    handle(ctx, query_now, request, response);
 }
 
 void server_handle_ledger_statement(void *ctx, const server_request *request,
                                     server_response *response)
 {
-    handle(ctx, ledger_service_statement, request, response);
+    handle(ctx, statement_now, request, response);
 }
 
 void server_ledger_on_wrapped_release(void *app, const char *instance_id, const uint8_t *key,

@@ -868,6 +868,53 @@ vtpmca_err store_cert_put(store *st, const store_cert *cert, vtpmca_diag *diag)
     return st->ops->cert_put(st->impl, cert, diag);
 }
 
+/* Validates the caller's audit row of a certification as the backend asks for it. */
+struct certification_describe_ctx {
+    store_certification_describe_fn describe;
+    void *ctx;
+    vtpmca_diag *diag;
+};
+
+static vtpmca_err certification_describe_checked(store_ek_continuity continuity,
+                                                 store_audit_event *event, void *ctx)
+{
+    struct certification_describe_ctx *c = ctx;
+    vtpmca_err err = c->describe(continuity, event, c->ctx);
+    if (err != VTPMCA_OK)
+        return vtpmca_fail(c->diag, err, "store: no audit row could be made for a certification");
+    return check_audit_event(event, c->diag);
+}
+
+vtpmca_err store_cert_record_certification(store *st, const store_cert *certs, size_t n,
+                                           store_certification_describe_fn describe, void *ctx,
+                                           store_certification *out, vtpmca_diag *diag)
+{
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (st == NULL || certs == NULL || describe == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "store: certification: missing argument");
+    if (n == 0 || n > 2)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: a certification records 1 or 2 certificates, not %zu", n);
+    for (size_t i = 0; i < n; i++) {
+        vtpmca_err err = check_cert(&certs[i], diag);
+        if (err != VTPMCA_OK)
+            return err;
+    }
+    if (certs[0].kind != STORE_CERT_EK || (n == 2 && certs[1].kind != STORE_CERT_IAK))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: a certification records an EK certificate, then an IAK one");
+    if (n == 2 && strcmp(certs[0].instance_id, certs[1].instance_id) != 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: a certification's certificates belong to one instance");
+    if (n == 2 && strcmp(certs[0].serial, certs[1].serial) == 0)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: a certification's certificates have distinct serials");
+    struct certification_describe_ctx checked = {describe, ctx, diag};
+    return st->ops->cert_record_certification(st->impl, certs, n, certification_describe_checked,
+                                              &checked, out, diag);
+}
+
 vtpmca_err store_cert_get(store *st, const char *serial, store_cert *out, vtpmca_diag *diag)
 {
     if (out != NULL)

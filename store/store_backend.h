@@ -76,6 +76,10 @@ struct store_backend_ops {
     vtpmca_err (*cert_revocations)(void *impl, store_cert_revocation **out, size_t *n,
                                    vtpmca_diag *diag);
     vtpmca_err (*crl_number_next)(void *impl, uint64_t *out, vtpmca_diag *diag);
+    /* describe validates the row it makes (store.c wraps the caller's). */
+    vtpmca_err (*cert_record_certification)(void *impl, const store_cert *certs, size_t n,
+                                            store_certification_describe_fn describe, void *ctx,
+                                            store_certification *out, vtpmca_diag *diag);
 
     /* ---- Rollback ledger keys of wrapped-key mode instances ---- */
     vtpmca_err (*ledger_key_put)(void *impl, const char *instance_id, const uint8_t *blob,
@@ -139,6 +143,21 @@ vtpmca_err store_sqlite_ledger_apply_batch(void *writer, const store_ledger_writ
 typedef vtpmca_err (*store_sqlite_fn)(struct sqlite3 *db, void *ctx, vtpmca_diag *diag);
 vtpmca_err store_sqlite_run(void *impl, bool write, store_sqlite_fn fn, void *ctx,
                             vtpmca_diag *diag);
+/* store_sqlite.c: for backend files whose statements run often: the write path of
+ * store_sqlite_run with the pooled connection itself, whose statement cache (one prepared
+ * statement per SQL text, kept with the connection) they may use. */
+struct sqlite_conn;
+typedef vtpmca_err (*store_sqlite_tx_fn)(struct sqlite_conn *c, void *ctx, vtpmca_diag *diag);
+vtpmca_err store_sqlite_write(void *impl, store_sqlite_tx_fn body, void *ctx, vtpmca_diag *diag);
+struct sqlite3 *store_sqlite_conn_db(struct sqlite_conn *c);
+/* The cached statement of sql on c, prepared on first use; sql must be a string constant,
+ * whose address is the cache key. Reset it with store_sqlite_stmt_done after use. */
+vtpmca_err store_sqlite_conn_stmt(struct sqlite_conn *c, const char *sql, struct sqlite3_stmt **out,
+                                  const char *what, vtpmca_diag *diag);
+void store_sqlite_stmt_done(struct sqlite3_stmt *st);
+/* Appends an audit row (at = now unless the event has a time) in c's transaction. */
+vtpmca_err store_sqlite_audit_insert(struct sqlite_conn *c, const store_audit_event *event,
+                                     vtpmca_diag *diag);
 /* store_certs_sqlite.c: the certificate operations of store_sqlite_backend. */
 vtpmca_err store_sqlite_cert_put(void *impl, const store_cert *cert, vtpmca_diag *diag);
 vtpmca_err store_sqlite_cert_get(void *impl, const char *serial, const char *instance_id,
@@ -150,6 +169,10 @@ vtpmca_err store_sqlite_cert_revoke(void *impl, const char *serial, int64_t revo
 vtpmca_err store_sqlite_cert_revocations(void *impl, store_cert_revocation **out, size_t *n,
                                          vtpmca_diag *diag);
 vtpmca_err store_sqlite_crl_number_next(void *impl, uint64_t *out, vtpmca_diag *diag);
+vtpmca_err store_sqlite_cert_record_certification(void *impl, const store_cert *certs, size_t n,
+                                                  store_certification_describe_fn describe,
+                                                  void *ctx, store_certification *out,
+                                                  vtpmca_diag *diag);
 
 /* ---- Rollback ledger keys, sqlite backend (store_ledger_keys_sqlite.c) ---- */
 vtpmca_err store_sqlite_ledger_key_put(void *impl, const char *instance_id, const uint8_t *blob,
@@ -161,6 +184,9 @@ vtpmca_err store_sqlite_ledger_key_get(void *impl, const char *instance_id, uint
 vtpmca_err store_sqlite_ek_reenroll_grant(void *impl, const char *instance_id, vtpmca_diag *diag);
 vtpmca_err store_sqlite_ek_reenroll_take(void *impl, const char *instance_id, bool *granted,
                                          vtpmca_diag *diag);
+/* Takes an instance's grant inside the caller's write transaction (*granted: there was one). */
+vtpmca_err store_sqlite_ek_reenroll_take_in(struct sqlite_conn *c, const char *instance_id,
+                                            bool *granted, vtpmca_diag *diag);
 
 /* ---- Admin: instance deletion, audit tail, sqlite backend (store_admin_sqlite.c) ---- */
 vtpmca_err store_sqlite_instance_delete(void *impl, const char *id, store_instance_deletion *out,

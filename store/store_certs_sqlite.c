@@ -1,7 +1,8 @@
 /* sqlite storage of issued certificates and the CRL number: the `issued_cert` and
  * `crl_counter` tables (their migration is in store_sqlite.c). Runs on the backend's
- * connection pool through store_sqlite_run; arguments were validated by store.c. Statements
- * are prepared per call: certificate operations are rare next to the signatures around them. */
+ * connection pool; arguments were validated by store.c. What every certification runs (the
+ * EK continuity read, the inserts) uses statements cached per connection; the rarer
+ * operations prepare theirs per call. */
 #include "store_backend.h"
 
 #include <sqlite3.h>
@@ -90,20 +91,27 @@ static vtpmca_err read_cert(sqlite3_stmt *st, store_cert *out, vtpmca_diag *diag
     return VTPMCA_OK;
 }
 
-/* ---- put ---- */
+/* ---- put, and the one transaction of a certification ---- */
 
-static vtpmca_err put_fn(sqlite3 *db, void *ctx, vtpmca_diag *diag)
+/* Cached per connection (store_sqlite_conn_stmt): every certification runs these. */
+static const char INSERT_SQL[] =
+    "INSERT INTO issued_cert (serial, instance_id, kind, key_name, format,"
+    " not_before, not_after, status, der, c509, created_at)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'issued', ?8, ?9, ?10)"
+    " ON CONFLICT (serial) DO NOTHING";
+/* The instance's latest EK certificate, through issued_cert_by_instance (instance_id, kind,
+ * created_at): no sort, no blob read. */
+static const char LATEST_EK_SQL[] = "SELECT key_name, serial FROM issued_cert"
+                                    " WHERE instance_id = ?1 AND kind = 'ek'"
+                                    " ORDER BY created_at DESC, rowid DESC LIMIT 1";
+
+static vtpmca_err insert_cert(struct sqlite_conn *conn, const store_cert *c, vtpmca_diag *diag)
 {
-    const store_cert *c = ctx;
     sqlite3_stmt *st = NULL;
-    vtpmca_err err = prepare(db,
-                             "INSERT INTO issued_cert (serial, instance_id, kind, key_name, format,"
-                             " not_before, not_after, status, der, c509, created_at)"
-                             " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'issued', ?8, ?9, ?10)"
-                             " ON CONFLICT (serial) DO NOTHING",
-                             &st, "storing a certificate", diag);
+    vtpmca_err err = store_sqlite_conn_stmt(conn, INSERT_SQL, &st, "storing a certificate", diag);
     if (err != VTPMCA_OK)
         return err;
+    sqlite3 *db = store_sqlite_conn_db(conn);
     int rc = bind_text(st, 1, c->serial);
     if (rc == SQLITE_OK)
         rc = bind_text(st, 2, c->instance_id);
@@ -126,16 +134,91 @@ static vtpmca_err put_fn(sqlite3 *db, void *ctx, vtpmca_diag *diag)
     bool has_row;
     err = rc == SQLITE_OK ? step(db, st, "storing a certificate", &has_row, diag)
                           : store_sqlite_fail(db, NULL, rc, "storing a certificate", diag);
-    sqlite3_finalize(st);
+    store_sqlite_stmt_done(st);
     if (err == VTPMCA_OK && sqlite3_changes(db) == 0)
         err = vtpmca_fail(diag, VTPMCA_ERR_CONFLICT,
                           "store: a certificate with serial %s exists already", c->serial);
     return err;
 }
 
+static vtpmca_err put_body(struct sqlite_conn *conn, void *ctx, vtpmca_diag *diag)
+{
+    return insert_cert(conn, ctx, diag);
+}
+
 vtpmca_err store_sqlite_cert_put(void *impl, const store_cert *cert, vtpmca_diag *diag)
 {
-    return store_sqlite_run(impl, true, put_fn, (void *)cert, diag);
+    return store_sqlite_write(impl, put_body, (void *)cert, diag);
+}
+
+struct certification_args {
+    const store_cert *certs;
+    size_t n;
+    store_certification_describe_fn describe;
+    void *ctx;
+    store_certification *out;
+};
+
+/* How the EK of certs[0] continues the instance's latest EK certificate. */
+static vtpmca_err ek_continuity(struct sqlite_conn *conn, const store_cert *ek,
+                                store_certification *out, vtpmca_diag *diag)
+{
+    sqlite3_stmt *st = NULL;
+    const char *what = "reading the latest EK certificate";
+    vtpmca_err err = store_sqlite_conn_stmt(conn, LATEST_EK_SQL, &st, what, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    sqlite3 *db = store_sqlite_conn_db(conn);
+    int rc = bind_text(st, 1, ek->instance_id);
+    bool has_row = false, same = false;
+    err = rc == SQLITE_OK ? step(db, st, what, &has_row, diag)
+                          : store_sqlite_fail(db, NULL, rc, what, diag);
+    if (err == VTPMCA_OK && has_row) {
+        const unsigned char *key_name = sqlite3_column_text(st, 0);
+        same = key_name != NULL && strcmp((const char *)key_name, ek->key_name) == 0;
+        store_sqlite_copy_text(st, 1, out->previous_serial, sizeof(out->previous_serial));
+    }
+    store_sqlite_stmt_done(st);
+    if (err != VTPMCA_OK)
+        return err;
+    if (!has_row || same) {
+        out->continuity = has_row ? STORE_EK_SAME : STORE_EK_NEW;
+        return VTPMCA_OK;
+    }
+    bool granted = false;
+    err = store_sqlite_ek_reenroll_take_in(conn, ek->instance_id, &granted, diag);
+    out->continuity = granted ? STORE_EK_CHANGE_GRANTED : STORE_EK_CHANGE_REFUSED;
+    return err;
+}
+
+static vtpmca_err certification_body(struct sqlite_conn *conn, void *ctx, vtpmca_diag *diag)
+{
+    struct certification_args *a = ctx;
+    memset(a->out, 0, sizeof(*a->out)); /* a retried transaction starts over */
+    vtpmca_err err = ek_continuity(conn, &a->certs[0], a->out, diag);
+    if (err != VTPMCA_OK || a->out->continuity == STORE_EK_CHANGE_REFUSED)
+        return err;
+    for (size_t i = 0; i < a->n && err == VTPMCA_OK; i++)
+        err = insert_cert(conn, &a->certs[i], diag);
+    store_audit_event event;
+    memset(&event, 0, sizeof(event));
+    if (err == VTPMCA_OK)
+        err = a->describe(a->out->continuity, &event, a->ctx);
+    if (err == VTPMCA_OK)
+        err = store_sqlite_audit_insert(conn, &event, diag);
+    return err;
+}
+
+vtpmca_err store_sqlite_cert_record_certification(void *impl, const store_cert *certs, size_t n,
+                                                  store_certification_describe_fn describe,
+                                                  void *ctx, store_certification *out,
+                                                  vtpmca_diag *diag)
+{
+    struct certification_args args = {certs, n, describe, ctx, out};
+    vtpmca_err err = store_sqlite_write(impl, certification_body, &args, diag);
+    if (err != VTPMCA_OK)
+        memset(out, 0, sizeof(*out));
+    return err;
 }
 
 /* ---- get (by serial, or the latest of a kind for an instance) ---- */

@@ -23,6 +23,7 @@
 
 enum {
     BUSY_TIMEOUT_MS = 5000, /* how long a statement waits for another process's lock */
+    CONN_CACHED_MAX = 8,    /* statements of other backend files cached per connection */
     WRITE_ATTEMPTS = 4,     /* whole write transactions retried while still busy */
     POOL_MAX_IDLE = 8,      /* idle connections kept open; more are closed on release */
 };
@@ -267,6 +268,11 @@ static const char *const STMT_SQL[STMT_COUNT] = {
 struct sqlite_conn {
     sqlite3 *db;
     sqlite3_stmt *stmts[STMT_COUNT];
+    /* store_sqlite_conn_stmt's cache: keyed by the address of the SQL text. */
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } cached[CONN_CACHED_MAX];
     int last_rc; /* sqlite result of the latest failure, to recognise a retryable SQLITE_BUSY */
     struct sqlite_conn *next;
 };
@@ -279,6 +285,10 @@ struct sqlite_store {
     /* Serialises this process's write transactions: sqlite admits one writer at a time, and
      * queueing on a mutex is cheaper and fairer than sqlite's sleep-and-retry busy handler. */
     pthread_mutex_t write_lock;
+    /* The one connection every write transaction uses (under write_lock; NULL until the
+     * first): a connection drops its page cache whenever another one has committed, so a
+     * dedicated writer finds the b-tree pages of its last commit still cached. */
+    struct sqlite_conn *writer;
     /* Group commit (see run_write_tx): writers queue here, and one of them at a time runs
      * everything queued in one transaction, so concurrent writes share one fsync. */
     pthread_mutex_t group_lock;
@@ -438,6 +448,8 @@ static void conn_close(struct sqlite_conn *c)
         return;
     for (int i = 0; i < STMT_COUNT; i++)
         sqlite3_finalize(c->stmts[i]);
+    for (int i = 0; i < CONN_CACHED_MAX; i++)
+        sqlite3_finalize(c->cached[i].st);
     sqlite3_close_v2(c->db);
     free(c);
 }
@@ -572,11 +584,13 @@ static void conn_release(struct sqlite_store *s, struct sqlite_conn *c)
  * process keeps the database busy past the busy timeout. */
 static vtpmca_err run_one_tx(struct sqlite_store *s, tx_body body, void *ctx, vtpmca_diag *diag)
 {
-    struct sqlite_conn *c = NULL;
-    vtpmca_err err = conn_acquire(s, &c, diag);
-    if (err != VTPMCA_OK)
-        return err;
     pthread_mutex_lock(&s->write_lock);
+    vtpmca_err err = s->writer == NULL ? conn_open(s->path, &s->writer, diag) : VTPMCA_OK;
+    struct sqlite_conn *c = s->writer;
+    if (err != VTPMCA_OK) {
+        pthread_mutex_unlock(&s->write_lock);
+        return err;
+    }
     for (int attempt = 1;; attempt++) {
         c->last_rc = SQLITE_OK;
         err = stmt_run(c, STMT_BEGIN_IMMEDIATE, "starting a transaction", diag);
@@ -594,8 +608,13 @@ static vtpmca_err run_one_tx(struct sqlite_store *s, tx_body body, void *ctx, vt
         struct timespec pause = {0, 20L * 1000 * 1000 * attempt};
         nanosleep(&pause, NULL);
     }
+    /* Never keep the writer inside a transaction (a failed ROLLBACK above): start afresh. */
+    if (!sqlite3_get_autocommit(c->db) &&
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK) {
+        conn_close(c);
+        s->writer = NULL;
+    }
     pthread_mutex_unlock(&s->write_lock);
-    conn_release(s, c);
     return err;
 }
 
@@ -720,6 +739,60 @@ vtpmca_err store_sqlite_run(void *impl, bool write, store_sqlite_fn fn, void *ct
     return err;
 }
 
+/* ---- Pooled connections with their statement cache (store_certs_sqlite.c) ---- */
+
+sqlite3 *store_sqlite_conn_db(struct sqlite_conn *c)
+{
+    return c->db;
+}
+
+vtpmca_err store_sqlite_conn_stmt(struct sqlite_conn *c, const char *sql, sqlite3_stmt **out,
+                                  const char *what, vtpmca_diag *diag)
+{
+    for (int i = 0; i < CONN_CACHED_MAX; i++) {
+        if (c->cached[i].sql == sql) {
+            *out = c->cached[i].st;
+            return VTPMCA_OK;
+        }
+        if (c->cached[i].sql == NULL) {
+            int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &c->cached[i].st,
+                                        NULL);
+            if (rc != SQLITE_OK)
+                return db_fail(c, rc, what, diag);
+            c->cached[i].sql = sql;
+            *out = c->cached[i].st;
+            return VTPMCA_OK;
+        }
+    }
+    return vtpmca_fail(diag, VTPMCA_ERR_INTERNAL,
+                       "store: more than %d cached statements per connection", CONN_CACHED_MAX);
+}
+
+void store_sqlite_stmt_done(sqlite3_stmt *st)
+{
+    stmt_done(st);
+}
+
+struct conn_run_args {
+    store_sqlite_tx_fn fn;
+    void *ctx;
+};
+
+static vtpmca_err run_conn_body(struct sqlite_conn *c, void *ctx, vtpmca_diag *diag)
+{
+    const struct conn_run_args *a = ctx;
+    vtpmca_err err = a->fn(c, a->ctx, diag);
+    if (err != VTPMCA_OK && c->last_rc == SQLITE_OK)
+        c->last_rc = sqlite3_errcode(c->db); /* lets run_write_tx retry a busy database */
+    return err;
+}
+
+vtpmca_err store_sqlite_write(void *impl, store_sqlite_tx_fn body, void *ctx, vtpmca_diag *diag)
+{
+    struct conn_run_args args = {body, ctx};
+    return run_write_tx(impl, run_conn_body, &args, diag);
+}
+
 /* ---- Schema migrations ---- */
 
 struct migrate_step {
@@ -829,6 +902,7 @@ static void sqlite_close(void *impl)
         s->idle = c->next;
         conn_close(c);
     }
+    conn_close(s->writer);
     pthread_mutex_destroy(&s->pool_lock);
     pthread_mutex_destroy(&s->write_lock);
     pthread_mutex_destroy(&s->group_lock);
@@ -1599,6 +1673,12 @@ static vtpmca_err audit_append_body(struct sqlite_conn *c, void *ctx, vtpmca_dia
     return audit_insert(c, a->event, a->now_ms, diag);
 }
 
+vtpmca_err store_sqlite_audit_insert(struct sqlite_conn *c, const store_audit_event *event,
+                                     vtpmca_diag *diag)
+{
+    return audit_insert(c, event, now_unix_ms(), diag);
+}
+
 /* Every release decision appends a row and must not go on before it is durable; group commit
  * (run_write_tx) lets concurrent appenders share one fsync. */
 static vtpmca_err sqlite_audit_append(void *impl, const store_audit_event *event, vtpmca_diag *diag)
@@ -1698,6 +1778,7 @@ const struct store_backend_ops store_sqlite_backend = {
     .cert_revoke = store_sqlite_cert_revoke,
     .cert_revocations = store_sqlite_cert_revocations,
     .crl_number_next = store_sqlite_crl_number_next,
+    .cert_record_certification = store_sqlite_cert_record_certification,
     .ledger_key_put = store_sqlite_ledger_key_put,
     .ledger_key_get = store_sqlite_ledger_key_get,
     .ek_reenroll_grant = store_sqlite_ek_reenroll_grant,

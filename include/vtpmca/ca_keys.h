@@ -119,12 +119,21 @@ vtpmca_err ca_set_new_serial(X509 *cert, uint8_t serial_out[CA_SERIAL_LEN], vtpm
 vtpmca_err ca_authority_key_id(const ca_ctx *ca, AUTHORITY_KEYID **out, vtpmca_diag *diag);
 
 /* Signs a prepared certificate / CRL with the issuing key (issuer name, AKI and validity are
- * the caller's), encodes it, and checks that the encoding is strict DER: decoding and
- * re-encoding it gives identical bytes (VTPMCA_ERR_INTERNAL otherwise). *der is malloc'd. */
+ * the caller's), encodes it, and checks that the encoding is strict DER with
+ * ca_check_cert_der / ca_check_crl_der (VTPMCA_ERR_INTERNAL otherwise). *der is malloc'd. */
 vtpmca_err ca_sign_cert(const ca_ctx *ca, X509 *cert, uint8_t **der, size_t *der_len,
                         vtpmca_diag *diag);
 vtpmca_err ca_sign_crl(const ca_ctx *ca, X509_CRL *crl, uint8_t **der, size_t *der_len,
                        vtpmca_diag *diag);
+
+/* Whether a whole certificate / CRL encoding is strict DER, as verifiers that re-encode
+ * before checking signatures (Keylime) need: every TLV in DER form (definite, minimal
+ * lengths, no trailing bytes, BOOLEAN 00/FF, minimal INTEGERs, zero unused BIT STRING bits,
+ * minimal OIDs, "Z" times, primitive strings, sorted SET OF, ...), each extension's
+ * extnValue exactly one such element, DEFAULT values omitted. VTPMCA_ERR_PARSE (the diag
+ * names the byte offset and the rule) when not. Cheap: no OpenSSL decoding. */
+vtpmca_err ca_check_cert_der(const uint8_t *der, size_t der_len, vtpmca_diag *diag);
+vtpmca_err ca_check_crl_der(const uint8_t *der, size_t der_len, vtpmca_diag *diag);
 
 /* One CA certificate as DER or PEM (malloc'd; PEM is NUL-terminated, the NUL not counted). */
 vtpmca_err ca_cert_der(const ca_ctx *ca, ca_cert_which which, uint8_t **der, size_t *der_len,

@@ -115,7 +115,13 @@ typedef struct {
 
 typedef struct {
     ek_cert_kind kind;
-    const EVP_PKEY *subject_key; /* RSA-2048, EC P-256 or EC P-384 public key */
+    /* The subject key, given one way or the other (exactly one of them): an RSA-2048, EC
+     * P-256 or EC P-384 key object, or the TPM's TPMT_PUBLIC of such a key (its unique field
+     * is the key; the cheap way, since no OpenSSL key is made: an invalid key is
+     * VTPMCA_ERR_INVALID_ARG). */
+    const EVP_PKEY *subject_key;
+    const uint8_t *subject_public;
+    size_t subject_public_len;
     /* Required for EK certificates, optional (NULL) for IAK certificates. Without one the
      * subject is empty. */
     const ek_instance_identity *identity;
@@ -151,6 +157,22 @@ vtpmca_err ek_profile_config_check(const ek_profile_config *cfg, vtpmca_diag *di
 vtpmca_err ek_cert_issue(const ca_ctx *ca, const ek_profile_config *cfg, const ek_cert_request *req,
                          ek_cert_result *out, vtpmca_diag *diag);
 void ek_cert_result_free(ek_cert_result *res);
+
+/* A prepared profile: ek_cert_issue for one CA and configuration without redoing, for every
+ * certificate, what all of them share (the configuration check, the extensions that do not
+ * depend on the subject). ek_profile_new checks cfg as ek_profile_config_check does and
+ * copies what it needs (cfg's strings need not outlive it); ca must outlive the profile.
+ * ek_profile_issue is ek_cert_issue with the profile's CA and configuration (same results,
+ * same errors) and may run in several threads at once. Profiles are reference counted:
+ * ek_profile_up_ref takes another reference and ek_profile_free drops one (the last frees),
+ * so one thread can replace a shared profile while others still issue with the old one. */
+typedef struct ek_profile ek_profile;
+vtpmca_err ek_profile_new(const ca_ctx *ca, const ek_profile_config *cfg, ek_profile **out,
+                          vtpmca_diag *diag);
+void ek_profile_up_ref(ek_profile *profile);
+void ek_profile_free(ek_profile *profile);
+vtpmca_err ek_profile_issue(const ek_profile *profile, const ek_cert_request *req,
+                            ek_cert_result *out, vtpmca_diag *diag);
 
 /* The instance-identity extension read back from a certificate (for `vtpmca cert show` and
  * verifiers). VTPMCA_ERR_NOT_FOUND when the certificate has none, VTPMCA_ERR_PARSE when it

@@ -85,6 +85,7 @@ typedef struct {
     unsigned ledger_nonce_ttl_s;      /* how long each is remembered */
     unsigned ledger_key_cache_ttl_ms; /* how long a derived ledger key is reused; 0 = never */
     unsigned ledger_workers; /* threads answering ledger requests (bounds a group commit) */
+    unsigned commit_workers; /* threads for key releases and certifications (durable commits) */
 } server_config;
 
 /* Fills every field with its documented default. */

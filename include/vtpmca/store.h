@@ -346,6 +346,39 @@ typedef struct {
  * *n is 0). */
 vtpmca_err store_cert_revocations(store *st, store_cert_revocation **out, size_t *n,
                                   vtpmca_diag *diag);
+/* ---- Recording an evidence-bound certification (store_certs_sqlite.c; ca/issuance.c) ----
+ * Everything one certification writes, in ONE durable write transaction, all or nothing:
+ * the EK continuity check against the instance's latest EK certificate (whatever its status),
+ * the EK re-enrollment grant it may use up, the new certificate rows and the audit row. */
+typedef enum {
+    STORE_EK_NEW = 0,        /* the instance had no EK certificate yet */
+    STORE_EK_SAME,           /* its latest EK certificate certifies the same key (key_name) */
+    STORE_EK_CHANGE_GRANTED, /* another key, allowed by a re-enrollment grant, now used up */
+    STORE_EK_CHANGE_REFUSED, /* another key and no grant: nothing was written */
+} store_ek_continuity;
+
+/* Fills the certification's audit row, knowing how the EK continued (never REFUSED). Called
+ * inside the transaction, possibly more than once when it is retried, so it must not have
+ * side effects; an error aborts the certification. */
+typedef vtpmca_err (*store_certification_describe_fn)(store_ek_continuity continuity,
+                                                      store_audit_event *event, void *ctx);
+
+typedef struct {
+    store_ek_continuity continuity;
+    /* The serial of the latest EK certificate before this certification ("" for NEW). */
+    char previous_serial[STORE_CERT_SERIAL_HEX_MAX + 1];
+} store_certification;
+
+/* Records certs[0..n) (n 1..2: the EK certificate, then optionally an IAK certificate of the
+ * same instance; each as store_cert_put requires) unless the instance's latest EK certificate
+ * is for another key and no grant allows the change (then out->continuity is
+ * STORE_EK_CHANGE_REFUSED, nothing is written and VTPMCA_OK is returned). Returns once the
+ * rows and the audit row that describe made are durable. An existing serial is
+ * VTPMCA_ERR_CONFLICT (nothing written). */
+vtpmca_err store_cert_record_certification(store *st, const store_cert *certs, size_t n,
+                                           store_certification_describe_fn describe, void *ctx,
+                                           store_certification *out, vtpmca_diag *diag);
+
 /* Takes the next CRL number (1, 2, ...) in its own transaction: numbers strictly increase
  * across processes and restarts, never repeat (a number taken for a CRL that was then not
  * published is simply skipped). */

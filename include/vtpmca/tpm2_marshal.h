@@ -288,6 +288,9 @@ vtpmca_err vtpm_object_name(const uint8_t *tpmt_public, size_t len, uint8_t name
  * curve's size and on the curve. A template (empty unique) has no key: VTPMCA_ERR_PARSE. */
 vtpmca_err vtpm_tpmt_public_to_evp(const uint8_t *tpmt_public, size_t len, EVP_PKEY **out,
                                    vtpmca_diag *diag);
+/* The checks of vtpm_tpmt_public_to_evp (same errors) without making an OpenSSL key: for
+ * callers that only need to know the key is valid, at a fraction of the cost. */
+vtpmca_err vtpm_tpmt_public_check_key(const uint8_t *tpmt_public, size_t len, vtpmca_diag *diag);
 
 /* ---- TCG EK Credential Profile (2.x) default EK templates ---- */
 

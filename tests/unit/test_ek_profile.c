@@ -669,6 +669,27 @@ static void test_ek_from_vtpm(void **state)
             assert_memory_equal(bits + 1 + field, parsed.unique_b, field);
             assert_int_equal(X509_get_key_usage(cert), KU_KEY_AGREEMENT);
         }
+        /* The TPMT_PUBLIC itself as the subject gives the same key and extensions. */
+        ek_cert_request from_area = req;
+        from_area.subject_key = NULL;
+        from_area.subject_public = pub_area;
+        from_area.subject_public_len = pub_len;
+        ek_cert_result res2 = issue_ok(g.ca, &cfg, &from_area);
+        X509 *cert2 = parse_cert(res2.der, res2.der_len);
+        assert_same_spki(cert2, key);
+        assert_int_equal(X509_get_ext_count(cert2), X509_get_ext_count(cert));
+        for (int e = 0; e < X509_get_ext_count(cert); e++) {
+            unsigned char *a = NULL, *b = NULL;
+            int a_len = i2d_X509_EXTENSION(X509_get_ext(cert, e), &a);
+            int b_len = i2d_X509_EXTENSION(X509_get_ext(cert2, e), &b);
+            assert_int_equal(a_len, b_len);
+            assert_memory_equal(a, b, (size_t)a_len);
+            OPENSSL_free(a);
+            OPENSSL_free(b);
+        }
+        X509_free(cert2);
+        assert_strict(res2.der, res2.der_len, 1, 9);
+        ek_cert_result_free(&res2);
         X509_free(cert);
         assert_strict(res.der, res.der_len, 1, 9);
         openssl_verify(res.der, res.der_len, g.ca_dir, "");
@@ -678,6 +699,200 @@ static void test_ek_from_vtpm(void **state)
         vtpm_flush(tpm, handle, NULL);
     }
     vtpm_close(tpm);
+}
+
+/* ---- the subject as a TPMT_PUBLIC ---- */
+
+static void expect_refused(const ca_ctx *ca, const ek_profile_config *cfg,
+                           const ek_cert_request *req, vtpmca_err expected, const char *part);
+
+/* The TPMT_PUBLIC of template kind holding key's public numbers (a TPM's EK area). */
+static size_t area_of(vtpm_ek_kind kind, const EVP_PKEY *key, uint8_t *area, size_t size)
+{
+    tpm2_public t;
+    assert_int_equal(vtpm_ek_template(kind, &t), VTPMCA_OK);
+    uint8_t a[256], b[66];
+    BIGNUM *x = NULL, *y = NULL;
+    if (kind == VTPM_EK_RSA2048) {
+        assert_int_equal(EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_N, &x), 1);
+        assert_int_equal(BN_bn2binpad(x, a, 256), 256);
+        t.unique_a = a;
+        t.unique_a_len = 256;
+    } else {
+        size_t field = kind == VTPM_EK_ECC_P256 ? 32 : 48;
+        assert_int_equal(EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, &x), 1);
+        assert_int_equal(EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y, &y), 1);
+        assert_int_equal(BN_bn2binpad(x, a, (int)field), (int)field);
+        assert_int_equal(BN_bn2binpad(y, b, (int)field), (int)field);
+        t.unique_a = a;
+        t.unique_b = b;
+        t.unique_a_len = t.unique_b_len = field;
+    }
+    BN_free(x);
+    BN_free(y);
+    tpm2_writer w;
+    tpm2_writer_init(&w, area, size);
+    assert_int_equal(tpm2_put_public(&w, &t), VTPMCA_OK);
+    return w.len;
+}
+
+/* Re-encodes an area after changing its parsed form. */
+static size_t area_changed(const uint8_t *area, size_t len, void (*change)(tpm2_public *),
+                           uint8_t *out, size_t size)
+{
+    tpm2_public t;
+    assert_int_equal(tpm2_public_parse(area, len, &t, NULL), VTPMCA_OK);
+    change(&t);
+    tpm2_writer w;
+    tpm2_writer_init(&w, out, size);
+    assert_int_equal(tpm2_put_public(&w, &t), VTPMCA_OK);
+    return w.len;
+}
+
+static uint8_t changed_unique[512];
+
+static void point_off_curve(tpm2_public *t)
+{
+    memcpy(changed_unique, t->unique_b, t->unique_b_len);
+    changed_unique[t->unique_b_len - 1] ^= 0x01;
+    t->unique_b = changed_unique;
+}
+
+static void exponent_3(tpm2_public *t)
+{
+    t->rsa_exponent = 3;
+}
+
+static void rsa_3072(tpm2_public *t)
+{
+    memset(changed_unique, 0xc5, 384);
+    t->rsa_key_bits = 3072;
+    t->unique_a = changed_unique;
+    t->unique_a_len = 384;
+}
+
+static void p521_point(tpm2_public *t)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-521");
+    BIGNUM *x = NULL, *y = NULL;
+    assert_int_equal(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_EC_PUB_X, &x), 1);
+    assert_int_equal(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_EC_PUB_Y, &y), 1);
+    BN_bn2binpad(x, changed_unique, 66);
+    BN_bn2binpad(y, changed_unique + 66, 66);
+    BN_free(x);
+    BN_free(y);
+    EVP_PKEY_free(k);
+    t->curve = TPM2_ECC_NIST_P521;
+    t->unique_a = changed_unique;
+    t->unique_b = changed_unique + 66;
+    t->unique_a_len = t->unique_b_len = 66;
+}
+
+static void test_subject_public(void **state)
+{
+    (void)state;
+    ek_profile_config cfg;
+    ca_fixture_profile(&cfg);
+    ek_instance_identity id;
+    ca_fixture_identity(&id);
+    const struct {
+        vtpm_ek_kind kind;
+        EVP_PKEY *key;
+    } cases[] = {
+        {VTPM_EK_RSA2048, g.rsa2048}, {VTPM_EK_ECC_P256, g.p256}, {VTPM_EK_ECC_P384, g.p384}};
+    uint8_t area[1024], bad[1024];
+    for (size_t i = 0; i < 3; i++) {
+        size_t len = area_of(cases[i].kind, cases[i].key, area, sizeof(area));
+        for (ek_cert_kind kind = EK_CERT_EK; kind <= EK_CERT_IAK; kind++) {
+            ek_cert_request req = {
+                .kind = kind, .subject_public = area, .subject_public_len = len, .identity = &id};
+            ek_cert_result res = issue_ok(g.ca, &cfg, &req);
+            X509 *cert = parse_cert(res.der, res.der_len);
+            assert_same_spki(cert, cases[i].key);
+            X509_free(cert);
+            assert_strict(res.der, res.der_len, 1, kind == EK_CERT_EK ? 9 : 8);
+            ek_cert_result_free(&res);
+        }
+    }
+
+    size_t len = area_of(VTPM_EK_ECC_P256, g.p256, area, sizeof(area));
+    ek_cert_request req = {.kind = EK_CERT_EK, .identity = &id};
+    req.subject_public = bad;
+    req.subject_public_len = area_changed(area, len, point_off_curve, bad, sizeof(bad));
+    expect_refused(g.ca, &cfg, &req, VTPMCA_ERR_INVALID_ARG, "no valid key");
+    req.subject_public_len = area_changed(area, len, p521_point, bad, sizeof(bad));
+    expect_refused(g.ca, &cfg, &req, VTPMCA_ERR_UNSUPPORTED, "P-256 or P-384");
+    req.subject_public = area;
+    req.subject_public_len = len - 1; /* cut short */
+    expect_refused(g.ca, &cfg, &req, VTPMCA_ERR_INVALID_ARG, "TPMT_PUBLIC");
+    req.subject_public_len = len;
+    req.subject_key = g.p256; /* both */
+    expect_refused(g.ca, &cfg, &req, VTPMCA_ERR_INVALID_ARG, "either");
+    req.subject_key = NULL;
+
+    len = area_of(VTPM_EK_RSA2048, g.rsa2048, area, sizeof(area));
+    req.subject_public = bad;
+    req.subject_public_len = area_changed(area, len, exponent_3, bad, sizeof(bad));
+    expect_refused(g.ca, &cfg, &req, VTPMCA_ERR_UNSUPPORTED, "65537");
+    req.subject_public_len = area_changed(area, len, rsa_3072, bad, sizeof(bad));
+    expect_refused(g.ca, &cfg, &req, VTPMCA_ERR_UNSUPPORTED, "2048 bits");
+}
+
+/* ---- prepared profiles ---- */
+
+static void test_profile_api(void **state)
+{
+    (void)state;
+    ek_profile_config cfg;
+    ca_fixture_profile(&cfg);
+    /* The profile keeps copies: the configuration's strings may go away. */
+    char url[64], model[16];
+    snprintf(url, sizeof(url), "%s", CA_FIXTURE_BASE_URL);
+    snprintf(model, sizeof(model), "model-one");
+    cfg.base_url = url;
+    cfg.tpm.model = model;
+    ek_profile *profile = NULL;
+    vtpmca_diag diag = {{0}};
+    assert_int_equal(ek_profile_new(g.ca, &cfg, &profile, &diag), VTPMCA_OK);
+    snprintf(url, sizeof(url), "https://other.example");
+    snprintf(model, sizeof(model), "model-two");
+
+    ek_instance_identity id;
+    ca_fixture_identity(&id);
+    ek_cert_request req = ek_request(g.p256, &id);
+    ek_cert_result a, b;
+    assert_int_equal(ek_profile_issue(profile, &req, &a, &diag), VTPMCA_OK);
+    /* Another reference keeps it alive after the first is dropped. */
+    ek_profile_up_ref(profile);
+    ek_profile_free(profile);
+    assert_int_equal(ek_profile_issue(profile, &req, &b, &diag), VTPMCA_OK);
+    ek_profile_free(profile);
+    assert_string_not_equal(a.serial_hex, b.serial_hex);
+    X509 *cert = parse_cert(a.der, a.der_len);
+    check_common(cert, g.ca, &a); /* the original base URL in CRLDP and AIA */
+    GENERAL_NAMES *san = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    const ASN1_STRING *v = X509_NAME_ENTRY_get_data(
+        X509_NAME_get_entry(sk_GENERAL_NAME_value(san, 0)->d.directoryName, 1));
+    assert_int_equal(ASN1_STRING_length(v), 9);
+    assert_memory_equal(ASN1_STRING_get0_data(v), "model-one", 9);
+    GENERAL_NAMES_free(san);
+    X509_free(cert);
+    ek_cert_result_free(&a);
+    ek_cert_result_free(&b);
+
+    /* Refusals. */
+    assert_int_equal(ek_profile_new(NULL, &cfg, &profile, &diag), VTPMCA_ERR_INVALID_ARG);
+    assert_null(profile);
+    assert_int_equal(ek_profile_new(g.ca, NULL, &profile, &diag), VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(ek_profile_new(g.ca, &cfg, NULL, &diag), VTPMCA_ERR_INVALID_ARG);
+    cfg.base_url = "ftp://nope";
+    assert_int_equal(ek_profile_new(g.ca, &cfg, &profile, &diag), VTPMCA_ERR_INVALID_ARG);
+    assert_non_null(strstr(diag.msg, "base URL"));
+    assert_null(profile);
+    ek_cert_result res;
+    assert_int_equal(ek_profile_issue(NULL, &req, &res, &diag), VTPMCA_ERR_INVALID_ARG);
+    ek_profile_free(NULL);
+    ek_profile_up_ref(NULL);
 }
 
 /* ---- IAK ---- */
@@ -1129,6 +1344,8 @@ int main(void)
         cmocka_unit_test(test_ek_from_vtpm),
         cmocka_unit_test(test_iak),
         cmocka_unit_test(test_c509_forms),
+        cmocka_unit_test(test_subject_public),
+        cmocka_unit_test(test_profile_api),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_unsupported_keys),

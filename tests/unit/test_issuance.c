@@ -363,6 +363,17 @@ static store_audit_event last_audit(const char *instance_id, const char *action)
     return last;
 }
 
+/* How many audit rows of an action an instance has. */
+static size_t audit_count(const char *instance_id, const char *action)
+{
+    store_audit_filter f = {.instance_id = instance_id, .action = action, .limit = 10000};
+    store_audit_event *events = NULL;
+    size_t n = 0;
+    assert_int_equal(store_audit_query(g.store, &f, &events, &n, NULL), VTPMCA_OK);
+    free(events);
+    return n;
+}
+
 static X509 *parse_cert(const uint8_t *der, size_t len)
 {
     const unsigned char *p = der;
@@ -500,6 +511,7 @@ static void test_certify_x509_every_ek_kind(void **state)
                              .iak_len = i == 1 ? g.iak_pub_len : 0},
               g.engine);
         size_t before = certs_of(inst);
+        size_t audited_before = audit_count(inst, "certify");
         issuance_certify_result res = run(g.engine, &in);
         if (res.outcome != ISSUANCE_OK)
             fail_msg("%s: %s %s", ek_template_name(KINDS[i]), issuance_outcome_name(res.outcome),
@@ -549,10 +561,16 @@ static void test_certify_x509_every_ek_kind(void **state)
             assert_null(res.iak_cert);
             assert_int_equal(certs_of(inst), before + 1);
         }
+        /* One audit row, written with the certificates, saying what the answer said. */
+        assert_int_equal(audit_count(inst, "certify"), audited_before + 1);
         store_audit_event ev = last_audit(inst, "certify");
         assert_string_equal(ev.outcome, "issued");
         assert_string_equal(ev.actor, "unit-test");
         assert_non_null(strstr(ev.detail, res.ek_serial));
+        char detail[300];
+        snprintf(detail, sizeof(detail), "%s%s", i == 1 ? "ek+iak: " : "ek: ", res.message);
+        assert_string_equal(ev.detail, detail);
+        assert_int_equal(strlen(ev.measurement), 96);
         issuance_certify_result_clear(&res);
     }
 }
@@ -725,10 +743,13 @@ static void test_changed_ek_needs_reenrollment(void **state)
     certify_spec other = {
         .instance = KBS_INSTANCE_WRAPPED, .ek = g.other_ek, .ek_len = g.other_ek_len};
     build(&in, other, g.engine);
+    size_t audited_refusal = audit_count(inst, "certify");
     expect_refusal(g.engine, &in, ISSUANCE_EK_CHANGED, "re-enroll");
     assert_int_equal(issuance_outcome_status(ISSUANCE_EK_CHANGED), 409);
+    assert_int_equal(audit_count(inst, "certify"), audited_refusal + 1);
     store_audit_event ev = last_audit(inst, "certify");
     assert_string_equal(ev.outcome, "ek_changed");
+    assert_non_null(strstr(ev.detail, "refused: instance"));
     assert_int_equal(certs_of(inst), before);
 
     /* An admin re-enrolls the EK: the next certify may change it, once. */
@@ -737,9 +758,14 @@ static void test_changed_ek_needs_reenrollment(void **state)
     assert_string_equal(ev.actor, "alice");
     assert_string_equal(ev.outcome, "granted");
     build(&in, other, g.engine);
+    size_t audited = audit_count(inst, "certify");
     res = run(g.engine, &in);
     assert_int_equal(res.outcome, ISSUANCE_OK);
     assert_non_null(strstr(res.message, "re-enrollment"));
+    assert_int_equal(audit_count(inst, "certify"), audited + 1);
+    ev = last_audit(inst, "certify");
+    assert_string_equal(ev.outcome, "issued");
+    assert_non_null(strstr(ev.detail, "EK changed under an admin re-enrollment"));
     issuance_certify_result_clear(&res);
     /* The old EK is now the changed one. */
     build(&in, (certify_spec){.instance = KBS_INSTANCE_WRAPPED}, g.engine);

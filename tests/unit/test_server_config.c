@@ -68,6 +68,8 @@ static const char *const all_keys[] = {
     "ledger_nonce_ttl_s",
     "ledger_workers",
     "ledger_key_cache_ttl_ms",
+    /* Threads for requests that wait for a durable commit. */
+    "commit_workers",
 };
 #define N_KEYS (sizeof(all_keys) / sizeof(all_keys[0]))
 
