@@ -474,8 +474,11 @@ vtpmca_err report_data_match(const uint8_t report_data[REPORT_DATA_SIZE],
                                      diag);
         if (err != VTPMCA_OK)
             return err;
-        if (CRYPTO_memcmp(expected, report_data, REPORT_DATA_SIZE) == 0)
+        /* Both flavours binding the same bytes would need a hash collision: done. */
+        if (CRYPTO_memcmp(expected, report_data, REPORT_DATA_SIZE) == 0) {
             *matched = REPORT_DATA_FLAVOUR_SVSM;
+            return VTPMCA_OK;
+        }
     }
     err = report_data_trustee(inputs->tee_pubkey, inputs->nonce_text, inputs->additional_evidence,
                               expected, diag);

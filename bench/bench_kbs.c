@@ -678,7 +678,7 @@ static void usage(FILE *out)
 static void parse_options(int argc, char **argv, bench_options *opt)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    *opt = (bench_options){.clients = 8,
+    *opt = (bench_options){.clients = 16,
                            .seconds = 6,
                            .server_threads = cpus > 0 ? (unsigned)cpus : 2,
                            .token_alg = "ES256"};

@@ -25,7 +25,10 @@ enum {
     BUSY_TIMEOUT_MS = 5000, /* how long a statement waits for another process's lock */
     CONN_CACHED_MAX = 8,    /* statements of other backend files cached per connection */
     WRITE_ATTEMPTS = 4,     /* whole write transactions retried while still busy */
-    POOL_MAX_IDLE = 8,      /* idle connections kept open; more are closed on release */
+    /* Idle connections kept open; more are closed on release. Sized for the daemon's
+     * waiting-request threads (commit_workers, 64 by default), which read concurrently:
+     * opening a connection prepares every statement, far dearer than keeping it. */
+    POOL_MAX_IDLE = 96,
 };
 
 /* Schema migrations. MIGRATIONS[i] brings the schema from version i to version i+1; at open
@@ -292,7 +295,6 @@ struct sqlite_store {
     /* Group commit (see run_write_tx): writers queue here, and one of them at a time runs
      * everything queued in one transaction, so concurrent writes share one fsync. */
     pthread_mutex_t group_lock;
-    pthread_cond_t group_done;
     struct write_waiter *group_queue;
     bool group_committing;
 };
@@ -622,7 +624,8 @@ static vtpmca_err run_one_tx(struct sqlite_store *s, tx_body body, void *ctx, vt
 struct write_waiter {
     tx_body body;
     void *ctx;
-    bool done;
+    pthread_cond_t wake; /* signalled when done, or when this waiter is to lead */
+    bool done, lead;
     vtpmca_err err;
     vtpmca_diag diag;
     struct write_waiter *next;
@@ -672,14 +675,20 @@ static void commit_group(struct sqlite_store *s, struct write_waiter *group)
 static vtpmca_err run_write_tx(struct sqlite_store *s, tx_body body, void *ctx, vtpmca_diag *diag)
 {
     struct write_waiter self = {.body = body, .ctx = ctx, .err = VTPMCA_OK};
+    pthread_cond_init(&self.wake, NULL);
     pthread_mutex_lock(&s->group_lock);
     self.next = s->group_queue; /* newest first; reversed below to keep arrival order */
     s->group_queue = &self;
-    while (!self.done) {
-        if (s->group_committing) {
-            pthread_cond_wait(&s->group_done, &s->group_lock);
-            continue;
-        }
+    /* Each waiter sleeps on its own condition and is woken exactly once: when its group is
+     * durable, or to lead the next group. (One shared condition would wake every waiter at
+     * each commit, only for most of them to sleep again.) */
+    if (!s->group_committing) {
+        s->group_committing = true;
+        self.lead = true;
+    }
+    while (!self.done && !self.lead)
+        pthread_cond_wait(&self.wake, &s->group_lock);
+    if (!self.done) {
         struct write_waiter *group = NULL;
         while (s->group_queue != NULL) {
             struct write_waiter *w = s->group_queue;
@@ -687,7 +696,6 @@ static vtpmca_err run_write_tx(struct sqlite_store *s, tx_body body, void *ctx, 
             w->next = group;
             group = w;
         }
-        s->group_committing = true;
         pthread_mutex_unlock(&s->group_lock);
         commit_group(s, group);
         pthread_mutex_lock(&s->group_lock);
@@ -695,12 +703,24 @@ static vtpmca_err run_write_tx(struct sqlite_store *s, tx_body body, void *ctx, 
         for (struct write_waiter *w = group; w != NULL;) {
             struct write_waiter *next = w->next;
             w->done = true;
+            if (w != &self)
+                pthread_cond_signal(&w->wake);
             w = next;
         }
-        s->group_committing = false;
-        pthread_cond_broadcast(&s->group_done);
+        /* Whoever queued during this commit: the oldest leads the next group at once
+         * (group_committing stays set, so no newcomer leads as well). */
+        struct write_waiter *oldest = s->group_queue;
+        while (oldest != NULL && oldest->next != NULL)
+            oldest = oldest->next;
+        if (oldest != NULL) {
+            oldest->lead = true;
+            pthread_cond_signal(&oldest->wake);
+        } else {
+            s->group_committing = false;
+        }
     }
     pthread_mutex_unlock(&s->group_lock);
+    pthread_cond_destroy(&self.wake);
     /* A body may also have written the caller's diag through its ctx: keep that message. */
     if (self.err != VTPMCA_OK && self.diag.msg[0] != '\0')
         vtpmca_fail(diag, self.err, "%s", self.diag.msg);
@@ -906,7 +926,6 @@ static void sqlite_close(void *impl)
     pthread_mutex_destroy(&s->pool_lock);
     pthread_mutex_destroy(&s->write_lock);
     pthread_mutex_destroy(&s->group_lock);
-    pthread_cond_destroy(&s->group_done);
     free(s->path);
     free(s);
 }
@@ -935,7 +954,6 @@ static vtpmca_err sqlite_open(const char *location, void **impl, vtpmca_diag *di
     pthread_mutex_init(&s->pool_lock, NULL);
     pthread_mutex_init(&s->write_lock, NULL);
     pthread_mutex_init(&s->group_lock, NULL);
-    pthread_cond_init(&s->group_done, NULL);
 
     vtpmca_err err = create_db_file(s->path, diag);
     if (err == VTPMCA_OK)
