@@ -202,10 +202,13 @@ vtpmca_err kbs_binding_message_points(const uint8_t *epk_point, size_t epk_len,
 }
 
 /* Both points of a binding, from keys that must be EC on one supported curve. */
+typedef struct {
+    uint8_t epk[JWE_EC_POINT_MAX], tee[JWE_EC_POINT_MAX];
+    size_t epk_len, tee_len;
+} binding_points;
+
 static vtpmca_err encode_binding_points(const EVP_PKEY *epk, const EVP_PKEY *tee_pubkey,
-                                        uint8_t epk_point[JWE_EC_POINT_MAX], size_t *epk_len,
-                                        uint8_t tee_point[JWE_EC_POINT_MAX], size_t *tee_len,
-                                        vtpmca_diag *diag)
+                                        binding_points *out, vtpmca_diag *diag)
 {
     const char *epk_curve = jwe_ec_curve_name(epk), *tee_curve = jwe_ec_curve_name(tee_pubkey);
     if (epk_curve == NULL)
@@ -216,8 +219,8 @@ static vtpmca_err encode_binding_points(const EVP_PKEY *epk, const EVP_PKEY *tee
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
                            "kbs binding: tee-pubkey must be an EC key on the epk's curve %s",
                            epk_curve);
-    vtpmca_err err = jwe_ec_point_encode(epk, epk_point, epk_len, diag);
-    return err == VTPMCA_OK ? jwe_ec_point_encode(tee_pubkey, tee_point, tee_len, diag) : err;
+    vtpmca_err err = jwe_ec_point_encode(epk, out->epk, &out->epk_len, diag);
+    return err == VTPMCA_OK ? jwe_ec_point_encode(tee_pubkey, out->tee, &out->tee_len, diag) : err;
 }
 
 vtpmca_err kbs_binding_message(const EVP_PKEY *epk, const uint8_t *nonce, size_t nonce_len,
@@ -226,14 +229,11 @@ vtpmca_err kbs_binding_message(const EVP_PKEY *epk, const uint8_t *nonce, size_t
 {
     if (epk == NULL || nonce == NULL || tee_pubkey == NULL || out == NULL || out_len == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding: missing argument");
-    uint8_t epk_point[JWE_EC_POINT_MAX], tee_point[JWE_EC_POINT_MAX];
-    size_t epk_len = 0, tee_len = 0;
-    vtpmca_err err =
-        encode_binding_points(epk, tee_pubkey, epk_point, &epk_len, tee_point, &tee_len, diag);
-    if (err != VTPMCA_OK)
-        return err;
-    return kbs_binding_message_points(epk_point, epk_len, nonce, nonce_len, tee_point, tee_len, out,
-                                      out_size, out_len, diag);
+    binding_points p;
+    vtpmca_err err = encode_binding_points(epk, tee_pubkey, &p, diag);
+    return err != VTPMCA_OK ? err
+                            : kbs_binding_message_points(p.epk, p.epk_len, nonce, nonce_len, p.tee,
+                                                         p.tee_len, out, out_size, out_len, diag);
 }
 
 /* ---- sign / verify ---- */
@@ -288,14 +288,12 @@ vtpmca_err kbs_binding_sign(const EVP_PKEY *kbs_key, const EVP_PKEY *epk, const 
     if (kbs_key == NULL || epk == NULL || tee_pubkey == NULL || header_out == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding sign: missing argument");
     *header_out = NULL;
-    uint8_t epk_point[JWE_EC_POINT_MAX], tee_point[JWE_EC_POINT_MAX];
-    size_t epk_len = 0, tee_len = 0;
-    vtpmca_err err =
-        encode_binding_points(epk, tee_pubkey, epk_point, &epk_len, tee_point, &tee_len, diag);
-    if (err != VTPMCA_OK)
-        return err;
-    return kbs_binding_sign_points(kbs_key, NULL, epk_point, epk_len, nonce, nonce_len, tee_point,
-                                   tee_len, header_out, diag);
+    binding_points p;
+    vtpmca_err err = encode_binding_points(epk, tee_pubkey, &p, diag);
+    return err != VTPMCA_OK
+               ? err
+               : kbs_binding_sign_points(kbs_key, NULL, p.epk, p.epk_len, nonce, nonce_len, p.tee,
+                                         p.tee_len, header_out, diag);
 }
 
 static vtpmca_err check_binding_members(const json_t *binding, vtpmca_diag *diag)
