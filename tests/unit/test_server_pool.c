@@ -26,8 +26,9 @@ static struct {
     pthread_cond_t changed;
     unsigned inside, most_inside;
     bool release;
+    bool hold; /* the test releases the handlers itself */
     server_pool *pool;
-} g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, false, NULL};
+} g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, false, false, NULL};
 
 static void waiting_handler(void *ctx, const server_request *request, server_response *response)
 {
@@ -36,7 +37,7 @@ static void waiting_handler(void *ctx, const server_request *request, server_res
     g.inside++;
     if (g.inside > g.most_inside)
         g.most_inside = g.inside;
-    if (g.inside == CONCURRENT)
+    if (g.inside == CONCURRENT && !g.hold)
         g.release = true;
     pthread_cond_broadcast(&g.changed);
     struct timespec deadline;
@@ -144,6 +145,65 @@ static void test_waiting_handlers_do_not_hold_the_worker(void **state)
     server_metrics_free(metrics);
 }
 
+typedef struct {
+    server_http *http;
+    bool returned;
+} stopper;
+
+static void *stop_http(void *arg)
+{
+    stopper *st = arg;
+    server_http_stop(st->http, 10000);
+    pthread_mutex_lock(&g.lock);
+    st->returned = true;
+    pthread_mutex_unlock(&g.lock);
+    return NULL;
+}
+
+/* Shutdown while handlers wait on the pool: server_http_stop waits for their answers (the
+ * pool keeps running meanwhile), every client gets its answer, and then the pool stops. */
+static void test_stop_waits_for_deferred_answers(void **state)
+{
+    (void)state;
+    assert_int_equal(server_pool_start("test", CONCURRENT, &g.pool, NULL), VTPMCA_OK);
+    g.most_inside = 0;
+    g.release = false;
+    g.hold = true;
+    server_metrics *metrics = NULL;
+    server_http *http = start_http(&metrics);
+    caller callers[CONCURRENT];
+    pthread_t tids[CONCURRENT];
+    for (unsigned i = 0; i < CONCURRENT; i++) {
+        callers[i] = (caller){.port = server_http_port(http), .index = i};
+        assert_int_equal(pthread_create(&tids[i], NULL, call, &callers[i]), 0);
+    }
+    pthread_mutex_lock(&g.lock);
+    while (g.inside < CONCURRENT)
+        pthread_cond_wait(&g.changed, &g.lock);
+    pthread_mutex_unlock(&g.lock);
+    stopper st = {.http = http};
+    pthread_t stop_tid;
+    assert_int_equal(pthread_create(&stop_tid, NULL, stop_http, &st), 0);
+    struct timespec pause = {0, 200L * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    pthread_mutex_lock(&g.lock);
+    bool returned_early = st.returned;
+    g.release = true;
+    pthread_cond_broadcast(&g.changed);
+    pthread_mutex_unlock(&g.lock);
+    assert_false(returned_early);
+    pthread_join(stop_tid, NULL);
+    assert_true(st.returned);
+    for (unsigned i = 0; i < CONCURRENT; i++) {
+        pthread_join(tids[i], NULL);
+        assert_int_equal(callers[i].status, 200);
+    }
+    server_pool_stop(g.pool);
+    g.pool = NULL;
+    g.hold = false;
+    server_metrics_free(metrics);
+}
+
 /* Without a pool the handler runs in the HTTP worker: answers still come, but one at a time. */
 static void test_without_a_pool_the_worker_waits(void **state)
 {
@@ -200,6 +260,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_waiting_handlers_do_not_hold_the_worker),
+        cmocka_unit_test(test_stop_waits_for_deferred_answers),
         cmocka_unit_test(test_without_a_pool_the_worker_waits),
         cmocka_unit_test(test_not_deferrable_runs_inline),
         cmocka_unit_test(test_arguments),
