@@ -21,6 +21,9 @@
 
 #include "vtpmca/log.h"
 
+/* The page cache of each pooled reader, in KiB (see conn_acquire). */
+#define READER_CACHE_KIB "512"
+
 enum {
     BUSY_TIMEOUT_MS = 5000, /* how long a statement waits for another process's lock */
     CONN_CACHED_MAX = 8,    /* statements of other backend files cached per connection */
@@ -554,8 +557,22 @@ static vtpmca_err conn_acquire(struct sqlite_store *s, struct sqlite_conn **out,
         s->idle_count--;
     }
     pthread_mutex_unlock(&s->pool_lock);
-    if (c == NULL)
-        return conn_open(s->path, out, diag);
+    if (c == NULL) {
+        vtpmca_err err = conn_open(s->path, &c, diag);
+        if (err != VTPMCA_OK)
+            return err;
+        /* Up to POOL_MAX_IDLE readers stay open: with sqlite's default 2 MiB page cache each,
+         * that could pin ~200 MB. A reader needs the few pages of one lookup (the OS page cache
+         * holds the rest); the writer keeps the default. */
+        int rc = sqlite3_exec(c->db, "PRAGMA cache_size = -" READER_CACHE_KIB, NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            err = db_fail(c, rc, "configuring a reader", diag);
+            conn_close(c);
+            return err;
+        }
+        *out = c;
+        return VTPMCA_OK;
+    }
     c->next = NULL;
     c->last_rc = SQLITE_OK;
     *out = c;
