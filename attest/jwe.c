@@ -193,6 +193,11 @@ static const ec_curve *curve_of_point(const uint8_t *point, size_t len)
     }
     return NULL;
 }
+const char *jwe_ec_point_curve_name(const uint8_t *point, size_t len)
+{
+    const ec_curve *curve = curve_of_point(point, len);
+    return curve != NULL ? curve->jwk_name : NULL;
+}
 
 /* ---- JWK import / export ---- */
 

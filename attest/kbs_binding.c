@@ -162,14 +162,6 @@ static size_t put_field(uint8_t *out, const uint8_t *data, size_t len)
     return 4 + len;
 }
 
-/* The byte length of an uncompressed point on a supported curve, else 0. */
-static size_t point_ok(const uint8_t *point, size_t len)
-{
-    return point != NULL && len > 0 && point[0] == 0x04 && (len == 65 || len == 97 || len == 133)
-               ? len
-               : 0;
-}
-
 vtpmca_err kbs_binding_message_points(const uint8_t *epk_point, size_t epk_len,
                                       const uint8_t *nonce, size_t nonce_len,
                                       const uint8_t *tee_point, size_t tee_len, uint8_t *out,
@@ -180,12 +172,12 @@ vtpmca_err kbs_binding_message_points(const uint8_t *epk_point, size_t epk_len,
     if (nonce_len == 0 || nonce_len > KBS_BINDING_MAX_NONCE)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding: nonce must be 1..%d bytes",
                            KBS_BINDING_MAX_NONCE);
-    if (point_ok(epk_point, epk_len) == 0)
+    if (jwe_ec_point_curve_name(epk_point, epk_len) == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
                            "kbs binding: epk must be an uncompressed P-256/P-384/P-521 point");
     /* ECDH-ES puts the ephemeral key on the recipient's curve; anything else is misuse. The
      * point length names the curve. */
-    if (point_ok(tee_point, tee_len) == 0 || tee_len != epk_len)
+    if (jwe_ec_point_curve_name(tee_point, tee_len) == NULL || tee_len != epk_len)
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
                            "kbs binding: tee-pubkey must be an EC point on the epk's curve");
     size_t need = sizeof(KBS_BINDING_LABEL) + 12 + epk_len + nonce_len + tee_len;

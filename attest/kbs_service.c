@@ -590,6 +590,8 @@ static attest_outcome check_evidence(kbs_service *svc, const attest_request *req
     report_data_inputs inputs = {
         .tee_key = req->tee_key,
         .tee_pubkey = req->tee_pubkey,
+        .tee_point = req->tee_point_len > 0 ? req->tee_point : NULL,
+        .tee_point_len = req->tee_point_len,
         .nonce = nonce,
         .nonce_len = KBS_NONCE_BYTES,
         .nonce_text = req->nonce_text,

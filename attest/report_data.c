@@ -337,7 +337,7 @@ vtpmca_err report_data_svsm_point(const uint8_t *point, size_t point_len, const 
     if (nonce_len == 0 || nonce_len > KBS_BINDING_MAX_NONCE)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "report data: nonce must be 1..%d bytes",
                            KBS_BINDING_MAX_NONCE);
-    if (point[0] != 0x04 || (point_len != 65 && point_len != 97 && point_len != 133))
+    if (jwe_ec_point_curve_name(point, point_len) == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
                            "the SVSM flavour needs an uncompressed P-256/P-384/P-521 point");
     /* The SEC1 point is 0x04 || X || Y: the hash covers X || Y. */
@@ -358,30 +358,6 @@ vtpmca_err report_data_svsm(const EVP_PKEY *tee_key, const uint8_t *nonce, size_
     if (err != VTPMCA_OK)
         return err;
     return report_data_svsm_point(point, point_len, nonce, nonce_len, out, diag);
-}
-
-/* X || Y straight from the JWK's "x" and "y" once jwe_pubkey_from_jwk accepted it: it
- * insists on fixed-length coordinates of a point on the curve, so these are the same bytes
- * the key would encode to, without converting the point back. False when the members do
- * not decode to two coordinates of equal length. */
-static bool jwk_coordinates(const json_t *jwk, uint8_t xy[JWE_EC_POINT_MAX], size_t *xy_len)
-{
-    const json_t *x = json_object_get(jwk, "x"), *y = json_object_get(jwk, "y");
-    uint8_t *xb = NULL, *yb = NULL;
-    size_t x_len = 0, y_len = 0;
-    bool ok =
-        json_is_string(x) && json_is_string(y) &&
-        jwe_b64url_decode(json_string_value(x), json_string_length(x), &xb, &x_len) == VTPMCA_OK &&
-        jwe_b64url_decode(json_string_value(y), json_string_length(y), &yb, &y_len) == VTPMCA_OK &&
-        x_len > 0 && x_len == y_len && 2 * x_len < JWE_EC_POINT_MAX;
-    if (ok) {
-        memcpy(xy, xb, x_len);
-        memcpy(xy + x_len, yb, y_len);
-        *xy_len = 2 * x_len;
-    }
-    free(xb);
-    free(yb);
-    return ok;
 }
 
 /* Copies a string member that must be present into the reduced key. */
@@ -466,10 +442,9 @@ vtpmca_err report_data_match(const uint8_t report_data[REPORT_DATA_SIZE],
     uint8_t expected[REPORT_DATA_SIZE];
     vtpmca_err err;
     if (jwe_ec_curve_name(inputs->tee_key) != NULL) {
-        uint8_t xy[JWE_EC_POINT_MAX];
-        size_t xy_len = 0;
-        err = jwk_coordinates(inputs->tee_pubkey, xy, &xy_len)
-                  ? svsm_digest(xy, xy_len, inputs->nonce, inputs->nonce_len, expected, diag)
+        err = inputs->tee_point != NULL
+                  ? report_data_svsm_point(inputs->tee_point, inputs->tee_point_len, inputs->nonce,
+                                           inputs->nonce_len, expected, diag)
                   : report_data_svsm(inputs->tee_key, inputs->nonce, inputs->nonce_len, expected,
                                      diag);
         if (err != VTPMCA_OK)

@@ -40,7 +40,8 @@ typedef enum {
 vtpmca_err jwe_b64url_decode(const char *text, size_t text_len, uint8_t **out, size_t *out_len);
 
 /* Imports a public key from a JWK: {"kty":"EC","crv":"P-256|P-384|P-521","x","y"} with
- * fixed-length coordinates of a point on the curve (OpenSSL's public key check), or
+ * fixed-length coordinates of a point on the curve (OpenSSL's point decoding: coordinates
+ * below p, on the curve), or
  * {"kty":"RSA","n","e"} with minimal big-endian encodings, n odd and JWE_RSA_MIN_BITS ..
  * JWE_RSA_MAX_BITS, e odd and > 1. Members that carry private key material ("d") are
  * refused; other members ("alg", "use", "kid") are ignored. */
@@ -68,6 +69,10 @@ vtpmca_err jwe_pubkey_to_jwk(const EVP_PKEY *key, jwe_jwk_format format, json_t 
 /* The RFC 7518 curve name ("P-256", "P-384", "P-521") of an EC key on a supported curve;
  * NULL for other keys (including NULL). */
 const char *jwe_ec_curve_name(const EVP_PKEY *key);
+
+/* The RFC 7518 curve name of an uncompressed SEC1 point (0x04 || X || Y) of a supported curve,
+ * told by its length; NULL for anything else (including NULL). Not a validation of the point. */
+const char *jwe_ec_point_curve_name(const uint8_t *point, size_t len);
 
 /* Writes the uncompressed SEC1 encoding 0x04 || X || Y (coordinates left-padded to the
  * field size) of an EC P-256/P-384/P-521 public key; out holds JWE_EC_POINT_MAX bytes. */

@@ -65,14 +65,15 @@ vtpmca_err report_data_trustee(const json_t *tee_pubkey, const char *nonce_text,
                                const char *additional_evidence, uint8_t out[REPORT_DATA_SIZE],
                                vtpmca_diag *diag);
 
-/* What an attestation request binds. tee_key must be the import of tee_pubkey by
- * jwe_pubkey_from_jwk (which checks fixed-length coordinates of a point on the curve): the
- * SVSM flavour then hashes the JWK's decoded "x" and "y", the same bytes, without
- * re-encoding the point. */
+/* What an attestation request binds. tee_key must be the import of tee_pubkey. The SVSM
+ * flavour hashes the key's X || Y: from tee_point when given (the point
+ * jwe_pubkey_from_jwk_point imported, so the key is not encoded again), else from tee_key. */
 typedef struct {
     const EVP_PKEY *tee_key;  /* the imported tee-pubkey */
     const json_t *tee_pubkey; /* the tee-pubkey JWK as sent */
-    const uint8_t *nonce;     /* the session nonce, raw */
+    const uint8_t *tee_point; /* NULL, or tee_key's uncompressed point (tee_point_len bytes) */
+    size_t tee_point_len;
+    const uint8_t *nonce; /* the session nonce, raw */
     size_t nonce_len;
     const char *nonce_text;          /* the nonce as the request carried it */
     const char *additional_evidence; /* "" when absent */

@@ -833,6 +833,8 @@ static void test_point_helpers(void **state)
         uint8_t point[JWE_EC_POINT_MAX], imported[JWE_EC_POINT_MAX];
         size_t len = 0, imported_len = 0;
         assert_int_equal(jwe_ec_point_encode(keys[i], point, &len, NULL), VTPMCA_OK);
+        assert_string_equal(jwe_ec_point_curve_name(point, len), jwe_ec_curve_name(keys[i]));
+        assert_null(jwe_ec_point_curve_name(point, len - 1));
         json_t *from_key = NULL, *from_point = NULL;
         assert_int_equal(jwe_pubkey_to_jwk(keys[i], JWE_JWK_RFC7517, &from_key, NULL), VTPMCA_OK);
         assert_int_equal(jwe_ec_jwk_from_point(point, len, JWE_JWK_RFC7517, &from_point, NULL),
@@ -887,6 +889,8 @@ static void test_point_helpers(void **state)
     assert_int_equal(jwe_ec_jwk_from_point(point, len - 1, JWE_JWK_RFC7517, &out, NULL),
                      VTPMCA_ERR_INVALID_ARG);
     point[0] = 0x02;
+    assert_null(jwe_ec_point_curve_name(point, len));
+    assert_null(jwe_ec_point_curve_name(NULL, len));
     assert_int_equal(jwe_ec_jwk_from_point(point, len, JWE_JWK_RFC7517, &out, NULL),
                      VTPMCA_ERR_INVALID_ARG);
     assert_int_equal(jwe_ec_jwk_from_point(NULL, 0, JWE_JWK_RFC7517, &out, NULL),

@@ -414,6 +414,16 @@ static void test_match_both_flavours(void **state)
     assert_int_equal(report_data_match(rd, &in, &matched, NULL), VTPMCA_OK);
     assert_int_equal(matched, REPORT_DATA_FLAVOUR_SVSM);
     assert_string_equal(report_data_flavour_name(matched), "svsm");
+    /* The same with the imported point given instead of encoding the key. */
+    uint8_t point[JWE_EC_POINT_MAX];
+    size_t point_len = 0;
+    assert_int_equal(jwe_ec_point_encode(g.p521, point, &point_len, NULL), VTPMCA_OK);
+    report_data_inputs with_point = in;
+    with_point.tee_point = point;
+    with_point.tee_point_len = point_len;
+    matched = REPORT_DATA_FLAVOUR_NONE;
+    assert_int_equal(report_data_match(rd, &with_point, &matched, NULL), VTPMCA_OK);
+    assert_int_equal(matched, REPORT_DATA_FLAVOUR_SVSM);
 
     assert_int_equal(report_data_trustee(jwk, nonce_text, "", rd, NULL), VTPMCA_OK);
     assert_int_equal(report_data_match(rd, &in, &matched, NULL), VTPMCA_OK);
