@@ -224,10 +224,8 @@ static void stop_daemon(void)
 /* ---- the crypto floor: report verification + the CA's certificate signature ---- */
 
 typedef struct {
-    uint8_t report[SNP_REPORT_SIZE];
-    uint8_t sig_der[128];
-    size_t sig_der_len;
-    EVP_PKEY *vcek_public, *ca_key;
+    vt_bench_floor_report report;
+    EVP_PKEY *ca_key;
     uint8_t tbs[1024]; /* stands for a TBSCertificate of an EK certificate */
 } floor_inputs;
 
@@ -235,48 +233,25 @@ typedef struct {
 static bool floor_op(const void *arg)
 {
     const floor_inputs *in = arg;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    bool ok =
-        EVP_DigestVerifyInit(md, NULL, EVP_sha384(), NULL, in->vcek_public) == 1 &&
-        EVP_DigestVerify(md, in->sig_der, in->sig_der_len, in->report, SNP_REPORT_SIGNED_SIZE) == 1;
-    EVP_MD_CTX_free(md);
-    uint8_t sig[128];
-    size_t sig_len = sizeof(sig);
-    md = EVP_MD_CTX_new();
-    ok = ok && EVP_DigestSignInit(md, NULL, EVP_sha384(), NULL, in->ca_key) == 1 &&
-         EVP_DigestSign(md, sig, &sig_len, in->tbs, sizeof(in->tbs)) == 1;
-    EVP_MD_CTX_free(md);
-    return ok;
+    return vt_bench_floor_verify(&in->report) &&
+           vt_bench_floor_sign(in->ca_key, in->tbs, sizeof(in->tbs));
 }
 
 static void floor_prepare(floor_inputs *in)
 {
-    snp_report r = env.template;
-    if (snp_test_report_sign(&r, env.vcek_key, in->report, NULL) != VTPMCA_OK)
-        die("floor report", NULL);
-    in->sig_der_len = sizeof(in->sig_der);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    EVP_DigestSignInit(md, NULL, EVP_sha384(), NULL, env.vcek_key);
-    EVP_DigestSign(md, in->sig_der, &in->sig_der_len, in->report, SNP_REPORT_SIGNED_SIZE);
-    EVP_MD_CTX_free(md);
-    unsigned char *spki = NULL;
-    int spki_len = i2d_PUBKEY(env.vcek_key, &spki);
-    const unsigned char *p = spki;
-    in->vcek_public = d2i_PUBKEY(NULL, &p, spki_len);
-    OPENSSL_free(spki);
+    vtpmca_diag diag = {{0}};
+    if (vt_bench_floor_report_make(&env.template, env.vcek_key, &in->report, &diag) != VTPMCA_OK)
+        die("floor report", &diag);
     /* The issuing CA's own key, as the daemon signs with it. */
     char dir[192];
     snprintf(dir, sizeof(dir), "%s/ca", env.state);
     ca_ctx *ca = NULL;
-    vtpmca_diag diag = {{0}};
     if (ca_open(dir, &ca, &diag) != VTPMCA_OK)
         die("ca open", &diag);
     in->ca_key = ca_issuing_key(ca);
     EVP_PKEY_up_ref(in->ca_key);
     ca_free(ca);
     RAND_bytes(in->tbs, sizeof(in->tbs));
-    if (in->vcek_public == NULL)
-        die("floor keys", NULL);
 }
 
 static void floor_round(const floor_inputs *in, unsigned threads, double seconds,
@@ -649,7 +624,7 @@ int main(int argc, char **argv)
                connects, opt.clients, opt.clients);
     stop_daemon();
     free_pool();
-    EVP_PKEY_free(in.vcek_public);
+    vt_bench_floor_report_free(&in.report);
     EVP_PKEY_free(in.ca_key);
     EVP_PKEY_free(env.vcek_key);
     EC_KEY_free(env.vcek_ec);

@@ -188,10 +188,8 @@ static void stop_daemon(void)
 /* ---- the crypto floor ---- */
 
 typedef struct {
-    uint8_t report[SNP_REPORT_SIZE]; /* signed */
-    uint8_t sig_der[128];
-    size_t sig_der_len;
-    EVP_PKEY *vcek_public, *peer_p521, *kbs_key;
+    vt_bench_floor_report report;
+    EVP_PKEY *peer_p521, *kbs_key;
     uint8_t message[332]; /* a binding message for P-521 keys and a 32-byte nonce */
 } floor_inputs;
 
@@ -200,11 +198,7 @@ static bool floor_op(const void *arg)
 {
     const floor_inputs *in = arg;
     /* 1. the report's signature, as the verifier checks it */
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    bool ok =
-        EVP_DigestVerifyInit(md, NULL, EVP_sha384(), NULL, in->vcek_public) == 1 &&
-        EVP_DigestVerify(md, in->sig_der, in->sig_der_len, in->report, SNP_REPORT_SIGNED_SIZE) == 1;
-    EVP_MD_CTX_free(md);
+    bool ok = vt_bench_floor_verify(&in->report);
     /* 2. the JWE's ephemeral P-521 key and the ECDH with the tee key */
     EVP_PKEY *epk = EVP_EC_gen("P-521");
     EVP_PKEY_CTX *dctx = EVP_PKEY_CTX_new_from_pkey(NULL, epk, NULL);
@@ -216,41 +210,23 @@ static bool floor_op(const void *arg)
     EVP_PKEY_CTX_free(dctx);
     EVP_PKEY_free(epk);
     /* 3. the binding signature */
-    uint8_t sig[128];
-    size_t sig_len = sizeof(sig);
-    md = EVP_MD_CTX_new();
-    ok = ok && EVP_DigestSignInit(md, NULL, EVP_sha384(), NULL, in->kbs_key) == 1 &&
-         EVP_DigestSign(md, sig, &sig_len, in->message, sizeof(in->message)) == 1;
-    EVP_MD_CTX_free(md);
-    return ok;
+    return ok && vt_bench_floor_sign(in->kbs_key, in->message, sizeof(in->message));
 }
 
 static void floor_prepare(floor_inputs *in)
 {
-    snp_report r = env.template;
-    if (snp_test_report_sign(&r, env.vcek_key, in->report, NULL) != VTPMCA_OK)
-        die("floor report", NULL);
-    in->sig_der_len = sizeof(in->sig_der);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    EVP_DigestSignInit(md, NULL, EVP_sha384(), NULL, env.vcek_key);
-    EVP_DigestSign(md, in->sig_der, &in->sig_der_len, in->report, SNP_REPORT_SIGNED_SIZE);
-    EVP_MD_CTX_free(md);
-    /* A public-only copy, as the server holds it. */
-    unsigned char *spki = NULL;
-    int spki_len = i2d_PUBKEY(env.vcek_key, &spki);
-    const unsigned char *p = spki;
-    in->vcek_public = d2i_PUBKEY(NULL, &p, spki_len);
-    OPENSSL_free(spki);
+    vtpmca_diag diag = {{0}};
+    if (vt_bench_floor_report_make(&env.template, env.vcek_key, &in->report, &diag) != VTPMCA_OK)
+        die("floor report", &diag);
     in->peer_p521 = EVP_EC_gen("P-521");
     RAND_bytes(in->message, sizeof(in->message));
-    if (in->vcek_public == NULL || in->peer_p521 == NULL ||
-        kbs_key_generate(KBS_KEY_P384, &in->kbs_key, NULL) != VTPMCA_OK)
+    if (in->peer_p521 == NULL || kbs_key_generate(KBS_KEY_P384, &in->kbs_key, NULL) != VTPMCA_OK)
         die("floor keys", NULL);
 }
 
 static void floor_release(floor_inputs *in)
 {
-    EVP_PKEY_free(in->vcek_public);
+    vt_bench_floor_report_free(&in->report);
     EVP_PKEY_free(in->peer_p521);
     EVP_PKEY_free(in->kbs_key);
 }

@@ -56,6 +56,24 @@ typedef struct {
 bool vt_bench_floor_round(vt_bench_floor_op op, const void *in, unsigned threads, double seconds,
                           vt_bench_floor_totals *totals);
 
+/* What every floor verifies: a report signed by the test VCEK, its DER signature and a
+ * public-only copy of the VCEK, as the daemon holds it. */
+typedef struct {
+    uint8_t report[SNP_REPORT_SIZE];
+    uint8_t sig_der[128];
+    size_t sig_der_len;
+    EVP_PKEY *vcek_public;
+} vt_bench_floor_report;
+
+/* Signs `fields` with vcek_key (private) into out. */
+vtpmca_err vt_bench_floor_report_make(const snp_report *fields, EVP_PKEY *vcek_key,
+                                      vt_bench_floor_report *out, vtpmca_diag *diag);
+void vt_bench_floor_report_free(vt_bench_floor_report *r);
+/* One report signature check (ECDSA P-384, SHA-384), as the verifier makes it. */
+bool vt_bench_floor_verify(const vt_bench_floor_report *r);
+/* One ECDSA signature with SHA-384 over msg, as the daemon's signers make it. */
+bool vt_bench_floor_sign(EVP_PKEY *key, const uint8_t *msg, size_t len);
+
 /* Precomputed (k^-1, r) pairs of a P-384 key, so signing a report in the measured loop costs
  * what an SNP firmware's signature costs the host: nothing. Each pair is used once. */
 typedef struct {

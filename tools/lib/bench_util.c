@@ -19,6 +19,7 @@
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 
 #include "vtpmca/encoding.h"
 #include "vtpmca/fileio.h"
@@ -205,6 +206,62 @@ bool vt_bench_floor_round(vt_bench_floor_op op, const void *in, unsigned threads
         ok = ok && !workers[i].failed;
     }
     totals->seconds += vt_bench_now_s() - start;
+    return ok;
+}
+
+vtpmca_err vt_bench_floor_report_make(const snp_report *fields, EVP_PKEY *vcek_key,
+                                      vt_bench_floor_report *out, vtpmca_diag *diag)
+{
+    if (fields == NULL || vcek_key == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "floor report: missing argument");
+    memset(out, 0, sizeof(*out));
+    snp_report r = *fields;
+    vtpmca_err err = snp_test_report_sign(&r, vcek_key, out->report, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    out->sig_der_len = sizeof(out->sig_der);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    bool ok = md != NULL && EVP_DigestSignInit(md, NULL, EVP_sha384(), NULL, vcek_key) == 1 &&
+              EVP_DigestSign(md, out->sig_der, &out->sig_der_len, out->report,
+                             SNP_REPORT_SIGNED_SIZE) == 1;
+    EVP_MD_CTX_free(md);
+    /* A public-only copy, as the server holds it. */
+    unsigned char *spki = NULL;
+    int spki_len = ok ? i2d_PUBKEY(vcek_key, &spki) : -1;
+    const unsigned char *p = spki;
+    out->vcek_public = spki_len > 0 ? d2i_PUBKEY(NULL, &p, spki_len) : NULL;
+    OPENSSL_free(spki);
+    if (out->vcek_public == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_CRYPTO, "floor report: cannot sign or copy the key");
+    return VTPMCA_OK;
+}
+
+void vt_bench_floor_report_free(vt_bench_floor_report *r)
+{
+    if (r == NULL)
+        return;
+    EVP_PKEY_free(r->vcek_public);
+    r->vcek_public = NULL;
+}
+
+bool vt_bench_floor_verify(const vt_bench_floor_report *r)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    bool ok =
+        md != NULL && EVP_DigestVerifyInit(md, NULL, EVP_sha384(), NULL, r->vcek_public) == 1 &&
+        EVP_DigestVerify(md, r->sig_der, r->sig_der_len, r->report, SNP_REPORT_SIGNED_SIZE) == 1;
+    EVP_MD_CTX_free(md);
+    return ok;
+}
+
+bool vt_bench_floor_sign(EVP_PKEY *key, const uint8_t *msg, size_t len)
+{
+    uint8_t sig[160];
+    size_t sig_len = sizeof(sig);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    bool ok = md != NULL && EVP_DigestSignInit(md, NULL, EVP_sha384(), NULL, key) == 1 &&
+              EVP_DigestSign(md, sig, &sig_len, msg, len) == 1;
+    EVP_MD_CTX_free(md);
     return ok;
 }
 
