@@ -38,6 +38,20 @@ vtpmca_err ear_token_key_init(ear_token_key *out, const EVP_PKEY *key, vtpmca_di
     vtpmca_err err = ear_token_kid(key, out->kid, diag);
     if (err != VTPMCA_OK)
         return err;
+    /* The header depends on the key only: encoded here once instead of with every token. */
+    json_t *header = json_pack("{s:s,s:s,s:s}", "alg", alg, "typ", "JWT", "kid", out->kid);
+    char *header_b64 = NULL;
+    err = header != NULL ? jws_b64url_json(header, &header_b64) : VTPMCA_ERR_NOMEM;
+    json_decref(header);
+    if (err == VTPMCA_OK && strlen(header_b64) >= sizeof(out->header_b64))
+        err = VTPMCA_ERR_INTERNAL; /* EAR_TOKEN_HEADER_B64_SIZE is too small */
+    if (err == VTPMCA_OK)
+        strcpy(out->header_b64, header_b64);
+    free(header_b64);
+    if (err != VTPMCA_OK) {
+        memset(out, 0, sizeof(*out));
+        return vtpmca_fail(diag, err, "cannot encode the token header");
+    }
     out->key = (EVP_PKEY *)key;
     EVP_PKEY_up_ref(out->key);
     out->alg = alg;
@@ -91,42 +105,37 @@ vtpmca_err ear_token_build_claims(const ear_token_claims *in, json_t **out, vtpm
 vtpmca_err ear_token_sign(const ear_token_key *key, const json_t *claims, char **out,
                           vtpmca_diag *diag)
 {
-    if (key == NULL || key->key == NULL || out == NULL || !json_is_object(claims))
+    if (key == NULL || key->key == NULL || key->header_b64[0] == '\0' || out == NULL ||
+        !json_is_object(claims))
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "token sign: bad argument");
-    json_t *header = json_pack("{s:s,s:s,s:s}", "alg", key->alg, "typ", "JWT", "kid", key->kid);
-    char *header_b64 = NULL, *payload_b64 = NULL, *sig_b64 = NULL, *token = NULL;
-    vtpmca_err err = header != NULL ? jws_b64url_json(header, &header_b64) : VTPMCA_ERR_NOMEM;
-    json_decref(header);
-    if (err == VTPMCA_OK)
-        err = jws_b64url_json(claims, &payload_b64);
-    size_t signing_len = 0;
-    if (err == VTPMCA_OK) {
-        signing_len = strlen(header_b64) + 1 + strlen(payload_b64);
-        token = malloc(signing_len + 2 + (JWS_ES_SIG_MAX * 4) / 3 + 4);
-        if (token == NULL)
-            err = VTPMCA_ERR_NOMEM;
-    }
-    if (err != VTPMCA_OK) {
-        free(header_b64);
+    char *payload_b64 = NULL;
+    if (jws_b64url_json(claims, &payload_b64) != VTPMCA_OK)
+        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "cannot encode the token");
+    /* header "." payload, then "." and the signature once it is made. */
+    size_t header_len = strlen(key->header_b64), payload_len = strlen(payload_b64);
+    size_t signing_len = header_len + 1 + payload_len;
+    char *token = malloc(signing_len + 1 + (4 * JWS_ES_SIG_MAX + 2) / 3 + 1);
+    if (token == NULL) {
         free(payload_b64);
-        return vtpmca_fail(diag, err, "cannot encode the token");
+        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory");
     }
-    strcpy(token, header_b64);
-    strcat(token, ".");
-    strcat(token, payload_b64);
-    free(header_b64);
+    memcpy(token, key->header_b64, header_len);
+    token[header_len] = '.';
+    memcpy(token + header_len + 1, payload_b64, payload_len);
     free(payload_b64);
     uint8_t sig[JWS_ES_SIG_MAX];
     size_t sig_len = 0;
-    err = jws_es_sign(key->key, (const uint8_t *)token, signing_len, sig, &sig_len, diag);
+    char *sig_b64 = NULL;
+    vtpmca_err err =
+        jws_es_sign(key->key, (const uint8_t *)token, signing_len, sig, &sig_len, diag);
     if (err == VTPMCA_OK)
         err = vt_b64_encode_alloc(sig, sig_len, VT_B64_URL_NOPAD, &sig_b64);
     if (err != VTPMCA_OK) {
         free(token);
         return err;
     }
-    strcat(token, ".");
-    strcat(token, sig_b64);
+    token[signing_len] = '.';
+    strcpy(token + signing_len + 1, sig_b64);
     free(sig_b64);
     *out = token;
     return VTPMCA_OK;

@@ -840,25 +840,38 @@ static int header_clashes(const json_t *header)
            json_object_get(header, "epk") != NULL;
 }
 
-vtpmca_err jwe_finish(jwe_ctx *ctx, const uint8_t *secret, size_t secret_len,
-                      json_t *unprotected_header, json_t **out, vtpmca_diag *diag)
+/* The flattened JWE as compact JSON text. Every value is base64url (or, for the header, JSON
+ * text the caller made), so nothing needs escaping. This format is the one place that names
+ * and orders the members; jwe_finish parses it back. */
+#define JWE_TEXT_FMT                                                                               \
+    "{\"protected\":\"%s\",\"encrypted_key\":\"%s\",\"iv\":\"%s\",\"ciphertext\":\"%s\","          \
+    "\"tag\":\"%s\"%s%s}"
+
+/* Checks the arguments both finishers share; nothing is changed on failure. */
+static vtpmca_err check_finish_args(const jwe_ctx *ctx, const uint8_t *secret, size_t secret_len,
+                                    vtpmca_diag *diag)
 {
-    if (ctx == NULL || secret == NULL || out == NULL)
+    if (ctx == NULL || secret == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "jwe finish: missing argument");
     if (ctx->used)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "jwe context was already used");
     if (secret_len == 0 || secret_len > JWE_MAX_SECRET)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "secret must be 1..%d bytes",
                            JWE_MAX_SECRET);
-    if (unprotected_header != NULL &&
-        (!json_is_object(unprotected_header) || header_clashes(unprotected_header)))
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
-                           "unprotected header must be an object without alg, enc, epk");
-    *out = NULL;
+    return VTPMCA_OK;
+}
+
+/* Encrypts secret and writes the JWE text, with `"header":<header_json>` when it is non-NULL.
+ * The arguments are checked by the caller. */
+static vtpmca_err finish_text(jwe_ctx *ctx, const uint8_t *secret, size_t secret_len,
+                              const char *header_json, char **out, size_t *out_len,
+                              vtpmca_diag *diag)
+{
     ctx->used = 1;
     uint8_t iv[GCM_IV_LEN], tag[GCM_TAG_LEN];
     uint8_t *ciphertext = malloc(secret_len);
     char *members[4] = {NULL, NULL, NULL, NULL}; /* encrypted_key, iv, ciphertext, tag */
+    char *text = NULL;
     vtpmca_err err = VTPMCA_OK;
     if (ciphertext == NULL) {
         err = VTPMCA_ERR_NOMEM;
@@ -879,22 +892,77 @@ vtpmca_err jwe_finish(jwe_ctx *ctx, const uint8_t *secret, size_t secret_len,
         err = VTPMCA_ERR_NOMEM;
         goto out;
     }
-    json_t *jwe =
-        json_pack("{s:s,s:s,s:s,s:s,s:s}", "protected", ctx->protected_b64, "encrypted_key",
-                  members[0], "iv", members[1], "ciphertext", members[2], "tag", members[3]);
-    if (jwe == NULL ||
-        (unprotected_header != NULL && json_object_set(jwe, "header", unprotected_header) != 0)) {
-        json_decref(jwe);
+    const char *header_name = header_json != NULL ? ",\"" JWE_UNPROTECTED_HEADER "\":" : "";
+    const char *header_text = header_json != NULL ? header_json : "";
+    int len = snprintf(NULL, 0, JWE_TEXT_FMT, ctx->protected_b64, members[0], members[1],
+                       members[2], members[3], header_name, header_text);
+    text = len > 0 ? malloc((size_t)len + 1) : NULL;
+    if (text == NULL) {
         err = VTPMCA_ERR_NOMEM;
         goto out;
     }
-    *out = jwe;
+    snprintf(text, (size_t)len + 1, JWE_TEXT_FMT, ctx->protected_b64, members[0], members[1],
+             members[2], members[3], header_name, header_text);
+    *out = text;
+    *out_len = (size_t)len;
 out:
     OPENSSL_cleanse(ctx->cek, sizeof(ctx->cek)); /* one secret per CEK */
     free(ciphertext);
     for (size_t i = 0; i < 4; i++)
         free(members[i]);
     return err;
+}
+
+vtpmca_err jwe_finish_text(jwe_ctx *ctx, const uint8_t *secret, size_t secret_len,
+                           const char *unprotected_header, char **out, size_t *out_len,
+                           vtpmca_diag *diag)
+{
+    if (out == NULL || out_len == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "jwe finish: missing argument");
+    vtpmca_err err = check_finish_args(ctx, secret, secret_len, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    /* The header is trusted text (not parsed here: that is what the text form saves); only
+     * its shape is checked, so a string or a fragment cannot slip into the JWE. */
+    size_t header_len = unprotected_header != NULL ? strlen(unprotected_header) : 0;
+    if (unprotected_header != NULL && (header_len < 2 || unprotected_header[0] != '{' ||
+                                       unprotected_header[header_len - 1] != '}'))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "unprotected header must be the text of a JSON object");
+    *out = NULL;
+    *out_len = 0;
+    return finish_text(ctx, secret, secret_len, unprotected_header, out, out_len, diag);
+}
+
+vtpmca_err jwe_finish(jwe_ctx *ctx, const uint8_t *secret, size_t secret_len,
+                      json_t *unprotected_header, json_t **out, vtpmca_diag *diag)
+{
+    if (out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "jwe finish: missing argument");
+    vtpmca_err err = check_finish_args(ctx, secret, secret_len, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    if (unprotected_header != NULL &&
+        (!json_is_object(unprotected_header) || header_clashes(unprotected_header)))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "unprotected header must be an object without alg, enc, epk");
+    *out = NULL;
+    /* The text form parsed back, so both forms have the same members in the same order; the
+     * header object is then added by reference, as the last member like in the text. */
+    char *text = NULL;
+    size_t len = 0;
+    err = finish_text(ctx, secret, secret_len, NULL, &text, &len, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    json_t *jwe = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+    free(text);
+    if (jwe == NULL || (unprotected_header != NULL &&
+                        json_object_set(jwe, JWE_UNPROTECTED_HEADER, unprotected_header) != 0)) {
+        json_decref(jwe);
+        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory");
+    }
+    *out = jwe;
+    return VTPMCA_OK;
 }
 
 vtpmca_err jwe_encrypt(const EVP_PKEY *recipient, const uint8_t *secret, size_t secret_len,
@@ -913,7 +981,7 @@ vtpmca_err jwe_encrypt(const EVP_PKEY *recipient, const uint8_t *secret, size_t 
 static vtpmca_err check_jwe_members(const json_t *jwe, vtpmca_diag *diag)
 {
     static const char *const allowed[] = {"protected",  "encrypted_key", "iv",
-                                          "ciphertext", "tag",           "header"};
+                                          "ciphertext", "tag",           JWE_UNPROTECTED_HEADER};
     if (!json_is_object(jwe))
         return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "JWE is not a JSON object");
     const char *name;
@@ -926,7 +994,7 @@ static vtpmca_err check_jwe_members(const json_t *jwe, vtpmca_diag *diag)
         if (i == sizeof(allowed) / sizeof(allowed[0]))
             return vtpmca_fail(diag, VTPMCA_ERR_PARSE, "unexpected JWE member \"%.32s\"", name);
     }
-    const json_t *header = json_object_get(jwe, "header");
+    const json_t *header = json_object_get(jwe, JWE_UNPROTECTED_HEADER);
     if (header != NULL && (!json_is_object(header) || header_clashes(header)))
         return vtpmca_fail(diag, VTPMCA_ERR_PARSE,
                            "JWE \"header\" must be an object without alg, enc, epk");

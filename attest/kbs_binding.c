@@ -230,19 +230,45 @@ vtpmca_err kbs_binding_message(const EVP_PKEY *epk, const uint8_t *nonce, size_t
 
 /* ---- sign / verify ---- */
 
-vtpmca_err kbs_binding_sign_points(const EVP_PKEY *kbs_key, const json_t *kbs_jwk,
-                                   const uint8_t *epk_point, size_t epk_len, const uint8_t *nonce,
-                                   size_t nonce_len, const uint8_t *tee_point, size_t tee_len,
-                                   json_t **header_out, vtpmca_diag *diag)
+/* The unprotected header as compact JSON text: the one definition of its shape. The values
+ * are an alg name, JWK text from json_dumps, base64url and an integer: nothing to escape. */
+#define BINDING_HEADER_FMT                                                                         \
+    "{\"" KBS_BINDING_HEADER "\":{\"alg\":\"%s\",\"kbs-key\":%s,\"sig\":\"%s\",\"v\":%d}}"
+
+vtpmca_err kbs_binding_jwk_text(const EVP_PKEY *kbs_key, char **out, vtpmca_diag *diag)
 {
-    if (kbs_key == NULL || header_out == NULL)
+    if (kbs_key == NULL || out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs jwk: missing argument");
+    *out = NULL;
+    if (jws_es_suite_by_key(kbs_key) == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED, "the KBS key must be EC P-384 or P-256");
+    json_t *jwk = NULL;
+    vtpmca_err err = jwe_pubkey_to_jwk(kbs_key, JWE_JWK_RFC7517, &jwk, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    *out = json_dumps(jwk, JSON_COMPACT);
+    json_decref(jwk);
+    return *out != NULL ? VTPMCA_OK : vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory");
+}
+
+vtpmca_err kbs_binding_sign_points_text(const EVP_PKEY *kbs_key, const char *kbs_jwk_text,
+                                        const uint8_t *epk_point, size_t epk_len,
+                                        const uint8_t *nonce, size_t nonce_len,
+                                        const uint8_t *tee_point, size_t tee_len, char **header_out,
+                                        size_t *header_len, vtpmca_diag *diag)
+{
+    if (kbs_key == NULL || header_out == NULL || header_len == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding sign: missing argument");
     *header_out = NULL;
+    *header_len = 0;
     const jws_es_suite *suite = jws_es_suite_by_key(kbs_key);
     if (suite == NULL)
         return vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED, "the KBS key must be EC P-384 or P-256");
-    if (kbs_jwk != NULL && !json_is_object(kbs_jwk))
-        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding sign: kbs_jwk not a JWK");
+    size_t jwk_len = kbs_jwk_text != NULL ? strlen(kbs_jwk_text) : 0;
+    if (kbs_jwk_text != NULL &&
+        (jwk_len < 2 || kbs_jwk_text[0] != '{' || kbs_jwk_text[jwk_len - 1] != '}'))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "kbs binding sign: kbs_jwk_text is not a JWK object's text");
     uint8_t message[KBS_BINDING_MESSAGE_MAX];
     size_t message_len = 0;
     vtpmca_err err =
@@ -256,21 +282,52 @@ vtpmca_err kbs_binding_sign_points(const EVP_PKEY *kbs_key, const json_t *kbs_jw
     if (err != VTPMCA_OK)
         return err;
 
-    char *sig_text = NULL;
-    json_t *jwk = NULL;
+    char *sig_text = NULL, *own_jwk = NULL;
     err = vt_b64_encode_alloc(raw, raw_len, VT_B64_URL_NOPAD, &sig_text);
-    if (err == VTPMCA_OK && kbs_jwk == NULL)
-        err = jwe_pubkey_to_jwk(kbs_key, JWE_JWK_RFC7517, &jwk, diag);
-    if (err == VTPMCA_OK) {
-        *header_out =
-            json_pack("{s:{s:s,s:O,s:s,s:i}}", KBS_BINDING_HEADER, "alg", suite->alg, "kbs-key",
-                      kbs_jwk != NULL ? kbs_jwk : jwk, "sig", sig_text, "v", KBS_BINDING_VERSION);
-        if (*header_out == NULL)
-            err = VTPMCA_ERR_NOMEM;
+    if (err == VTPMCA_OK && kbs_jwk_text == NULL)
+        err = kbs_binding_jwk_text(kbs_key, &own_jwk, diag);
+    const char *jwk_text = kbs_jwk_text != NULL ? kbs_jwk_text : own_jwk;
+    int len = err == VTPMCA_OK ? snprintf(NULL, 0, BINDING_HEADER_FMT, suite->alg, jwk_text,
+                                          sig_text, KBS_BINDING_VERSION)
+                               : -1;
+    char *text = len > 0 ? malloc((size_t)len + 1) : NULL;
+    if (text != NULL) {
+        snprintf(text, (size_t)len + 1, BINDING_HEADER_FMT, suite->alg, jwk_text, sig_text,
+                 KBS_BINDING_VERSION);
+        *header_out = text;
+        *header_len = (size_t)len;
+    } else if (err == VTPMCA_OK) {
+        err = vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory");
     }
-    json_decref(jwk);
+    free(own_jwk);
     free(sig_text);
     return err;
+}
+
+vtpmca_err kbs_binding_sign_points(const EVP_PKEY *kbs_key, const json_t *kbs_jwk,
+                                   const uint8_t *epk_point, size_t epk_len, const uint8_t *nonce,
+                                   size_t nonce_len, const uint8_t *tee_point, size_t tee_len,
+                                   json_t **header_out, vtpmca_diag *diag)
+{
+    if (kbs_key == NULL || header_out == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding sign: missing argument");
+    *header_out = NULL;
+    if (kbs_jwk != NULL && !json_is_object(kbs_jwk))
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "kbs binding sign: kbs_jwk not a JWK");
+    /* The text form parsed back, so both forms have one shape. */
+    char *jwk_text = kbs_jwk != NULL ? json_dumps(kbs_jwk, JSON_COMPACT) : NULL;
+    if (kbs_jwk != NULL && jwk_text == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory");
+    char *text = NULL;
+    size_t len = 0;
+    vtpmca_err err = kbs_binding_sign_points_text(kbs_key, jwk_text, epk_point, epk_len, nonce,
+                                                  nonce_len, tee_point, tee_len, &text, &len, diag);
+    free(jwk_text);
+    if (err != VTPMCA_OK)
+        return err;
+    *header_out = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+    free(text);
+    return *header_out != NULL ? VTPMCA_OK : vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory");
 }
 
 vtpmca_err kbs_binding_sign(const EVP_PKEY *kbs_key, const EVP_PKEY *epk, const uint8_t *nonce,
@@ -397,7 +454,7 @@ vtpmca_err kbs_binding_verify_jwe(const json_t *jwe, const uint8_t *nonce, size_
     vtpmca_err err = jwe_get_epk(jwe, &alg, &epk, diag);
     if (err != VTPMCA_OK)
         return err;
-    const json_t *header = json_object_get(jwe, "header");
+    const json_t *header = json_object_get(jwe, JWE_UNPROTECTED_HEADER);
     if (alg != JWE_ALG_ECDH_ES_A256KW)
         err = vtpmca_fail(diag, VTPMCA_ERR_UNSUPPORTED,
                           "only ECDH-ES+A256KW JWEs carry a KBS binding");

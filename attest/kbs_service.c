@@ -97,7 +97,7 @@ struct kbs_service {
     snp_verifier *verifier;
     key_release *release;
     EVP_PKEY *kbs_key;
-    json_t *kbs_jwk; /* kbs_key's public JWK, made once: every binding carries it */
+    char *kbs_jwk_text; /* kbs_key's public JWK as JSON text, made once: every binding has it */
     ear_token_key token_key;
     kbs_session_table *sessions;
     kbs_session_config session_config;
@@ -114,7 +114,23 @@ void kbs_reply_clear(kbs_reply *reply)
     if (reply == NULL)
         return;
     json_decref(reply->body);
+    free(reply->text);
     memset(reply, 0, sizeof(*reply));
+}
+
+/* Drops the body a reply holds, to put another one in. */
+static void drop_body(kbs_reply *reply)
+{
+    json_decref(reply->body);
+    free(reply->text);
+    reply->body = NULL;
+    reply->text = NULL;
+    reply->text_len = 0;
+}
+
+static bool has_body(const kbs_reply *reply)
+{
+    return reply->body != NULL || reply->text != NULL;
 }
 
 /* Fills an error reply {"error": code, "message": text}. */
@@ -128,7 +144,7 @@ static vtpmca_err reply_error(kbs_reply *reply, unsigned status, const char *cod
     va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
-    json_decref(reply->body);
+    drop_body(reply);
     reply->status = status;
     reply->body = json_pack("{s:s,s:s}", "error", code, "message", message);
     if (reply->body == NULL) /* the message was not UTF-8 */
@@ -136,12 +152,36 @@ static vtpmca_err reply_error(kbs_reply *reply, unsigned status, const char *cod
     return reply->body != NULL ? VTPMCA_OK : VTPMCA_ERR_NOMEM;
 }
 
-static vtpmca_err reply_json(kbs_reply *reply, unsigned status, json_t *body)
+/* Fills a 200-style reply with JSON text made by printf from fmt, whose values must need no
+ * JSON escaping (base64, base64url, fixed names): one buffer of exactly the right size. */
+static vtpmca_err reply_text(kbs_reply *reply, unsigned status, const char *fmt, ...)
+    VTPMCA_PRINTF(3, 4);
+static vtpmca_err reply_text(kbs_reply *reply, unsigned status, const char *fmt, ...)
 {
-    json_decref(reply->body);
+    drop_body(reply);
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *text = len > 0 ? malloc((size_t)len + 1) : NULL;
+    if (text == NULL)
+        return VTPMCA_ERR_NOMEM;
+    va_start(ap, fmt);
+    vsnprintf(text, (size_t)len + 1, fmt, ap);
+    va_end(ap);
     reply->status = status;
-    reply->body = body;
-    return body != NULL ? VTPMCA_OK : VTPMCA_ERR_NOMEM;
+    reply->text = text;
+    reply->text_len = (size_t)len;
+    return VTPMCA_OK;
+}
+
+/* Takes over malloc'd JSON text as a reply body. */
+static void reply_take_text(kbs_reply *reply, unsigned status, char *text, size_t len)
+{
+    drop_body(reply);
+    reply->status = status;
+    reply->text = text;
+    reply->text_len = len;
 }
 
 static void set_cookie(kbs_reply *reply, const char *session_id, unsigned max_age_s)
@@ -172,7 +212,7 @@ vtpmca_err kbs_service_new(const kbs_service_config *config, kbs_service **out, 
         return vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory");
     vtpmca_err err = ear_token_key_init(&svc->token_key, config->token_key, diag);
     if (err == VTPMCA_OK)
-        err = jwe_pubkey_to_jwk(config->kbs_key, JWE_JWK_RFC7517, &svc->kbs_jwk, diag);
+        err = kbs_binding_jwk_text(config->kbs_key, &svc->kbs_jwk_text, diag);
     if (err == VTPMCA_OK)
         err = kbs_session_table_new(&config->sessions, &svc->sessions, diag);
     if (err != VTPMCA_OK) {
@@ -194,7 +234,7 @@ void kbs_service_free(kbs_service *svc)
         return;
     kbs_session_table_free(svc->sessions);
     EVP_PKEY_free(svc->kbs_key);
-    json_decref(svc->kbs_jwk);
+    free(svc->kbs_jwk_text);
     ear_token_key_clear(&svc->token_key);
     free(svc);
 }
@@ -281,7 +321,7 @@ vtpmca_err kbs_service_auth(kbs_service *svc, const uint8_t *body, size_t body_l
     err = vt_b64_encode_alloc(info.nonce, sizeof(info.nonce), VT_B64_STD, &nonce);
     OPENSSL_cleanse(info.nonce, sizeof(info.nonce));
     if (err == VTPMCA_OK)
-        err = reply_json(reply, 200, json_pack("{s:s,s:s}", "nonce", nonce, "extra-params", ""));
+        err = reply_text(reply, 200, "{\"nonce\":\"%s\",\"extra-params\":\"\"}", nonce);
     free(nonce);
     if (err != VTPMCA_OK)
         return auth_done(svc, AUTH_INTERNAL, err);
@@ -681,7 +721,7 @@ static attest_outcome issue_token(kbs_service *svc, const char *id, const attest
         reply_error(reply, 500, "internal", "cannot issue the token");
         return ATTEST_INTERNAL;
     }
-    err = reply_json(reply, 200, json_pack("{s:s}", "token", token));
+    err = reply_text(reply, 200, "{\"token\":\"%s\"}", token);
     free(token);
     if (err != VTPMCA_OK)
         return ATTEST_INTERNAL;
@@ -741,7 +781,7 @@ vtpmca_err kbs_service_attest(kbs_service *svc, const char *cookie, const uint8_
                    chip, "vcek_source", snp_vcek_source_name(evidence.vcek_source), NULL);
     }
     return attest_done(svc, outcome, cookie, detail,
-                       reply->body != NULL ? VTPMCA_OK : VTPMCA_ERR_NOMEM);
+                       has_body(reply) ? VTPMCA_OK : VTPMCA_ERR_NOMEM);
 }
 
 /* ---- resource ---- */
@@ -883,29 +923,23 @@ static resource_outcome outcome_of(key_release_outcome outcome, unsigned *status
     return RES_INTERNAL;
 }
 
-/* Encrypts the key to the session's tee-pubkey; EC recipients get the KBS binding. */
+/* Encrypts the key to the session's tee-pubkey as the JWE text of the answer; EC recipients
+ * get the KBS binding. */
 static vtpmca_err wrap_for_tee(kbs_service *svc, const kbs_session_view *view, const uint8_t *key,
-                               size_t key_len, json_t **jwe, vtpmca_diag *diag)
+                               size_t key_len, char **jwe, size_t *jwe_len, vtpmca_diag *diag)
 {
     jwe_ctx *ctx = NULL;
-    json_t *header = NULL, *kbs_jwk = NULL;
-    size_t epk_len = 0;
+    char *header = NULL;
+    size_t header_len = 0, epk_len = 0;
     vtpmca_err err = jwe_prepare(view->tee_key, &ctx, diag);
     const uint8_t *epk_point = err == VTPMCA_OK ? jwe_ctx_epk_point(ctx, &epk_len) : NULL;
-    if (epk_point != NULL) { /* RSA-OAEP has no ephemeral key to bind */
-        /* A shallow copy: the shared JWK is never handed to jansson's encoder from several
-         * threads at once. */
-        kbs_jwk = json_copy(svc->kbs_jwk);
-        err = kbs_jwk == NULL
-                  ? VTPMCA_ERR_NOMEM
-                  : kbs_binding_sign_points(svc->kbs_key, kbs_jwk, epk_point, epk_len, view->nonce,
-                                            KBS_NONCE_BYTES, view->tee_point, view->tee_point_len,
-                                            &header, diag);
-    }
+    if (epk_point != NULL) /* RSA-OAEP has no ephemeral key to bind */
+        err = kbs_binding_sign_points_text(svc->kbs_key, svc->kbs_jwk_text, epk_point, epk_len,
+                                           view->nonce, KBS_NONCE_BYTES, view->tee_point,
+                                           view->tee_point_len, &header, &header_len, diag);
     if (err == VTPMCA_OK)
-        err = jwe_finish(ctx, key, key_len, header, jwe, diag);
-    json_decref(header);
-    json_decref(kbs_jwk);
+        err = jwe_finish_text(ctx, key, key_len, header, jwe, jwe_len, diag);
+    free(header);
     jwe_ctx_free(ctx);
     return err;
 }
@@ -962,10 +996,11 @@ vtpmca_err kbs_service_resource(kbs_service *svc, const char *cookie, const char
         outcome = outcome_of(decision.outcome, &status);
         snprintf(detail, sizeof(detail), "%s", decision.reason);
         if (outcome == RES_GRANTED) {
-            json_t *jwe = NULL;
-            err = wrap_for_tee(svc, &view, key, key_len, &jwe, &diag);
+            char *jwe = NULL;
+            size_t jwe_len = 0;
+            err = wrap_for_tee(svc, &view, key, key_len, &jwe, &jwe_len, &diag);
             if (err == VTPMCA_OK) {
-                reply_json(reply, 200, jwe);
+                reply_take_text(reply, 200, jwe, jwe_len);
             } else {
                 outcome = RES_INTERNAL;
                 snprintf(detail, sizeof(detail), "jwe: %.200s", diag.msg);
@@ -979,7 +1014,7 @@ vtpmca_err kbs_service_resource(kbs_service *svc, const char *cookie, const char
     OPENSSL_cleanse(key, sizeof(key));
     resource_done(svc, outcome, view.id, resource_path, decision.instance_id, detail, VTPMCA_OK);
     kbs_session_view_clear(&view);
-    return reply->body != NULL ? VTPMCA_OK : VTPMCA_ERR_NOMEM;
+    return has_body(reply) ? VTPMCA_OK : VTPMCA_ERR_NOMEM;
 }
 
 /* ---- metrics ---- */

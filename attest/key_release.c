@@ -217,23 +217,21 @@ static vtpmca_err find_and_appraise(key_release *kr, const release_request *rq, 
     return err;
 }
 
-/* Writes the audit row of a decision (outcome NULL: of a failure, with `reason`). */
-static vtpmca_err audit_decision(key_release *kr, const release_request *rq, const char *client,
-                                 const char *outcome, const key_release_decision *d,
-                                 const char *reason, vtpmca_diag *diag)
+/* Fills the audit row of a decision (outcome "error": of a failure, with `reason`). */
+static void describe_decision(const release_request *rq, const char *client, const char *outcome,
+                              const key_release_decision *d, const char *reason,
+                              store_audit_event *ev)
 {
-    store_audit_event ev;
-    memset(&ev, 0, sizeof(ev));
-    snprintf(ev.actor, sizeof(ev.actor), "%s", client);
-    snprintf(ev.action, sizeof(ev.action), "key_release");
-    snprintf(ev.instance_id, sizeof(ev.instance_id), "%s", d->instance_id);
-    snprintf(ev.outcome, sizeof(ev.outcome), "%s", outcome);
+    memset(ev, 0, sizeof(*ev));
+    snprintf(ev->actor, sizeof(ev->actor), "%s", client);
+    snprintf(ev->action, sizeof(ev->action), "key_release");
+    snprintf(ev->instance_id, sizeof(ev->instance_id), "%s", d->instance_id);
+    snprintf(ev->outcome, sizeof(ev->outcome), "%s", outcome);
     vt_hex_encode(rq->evidence->report.measurement, sizeof(rq->evidence->report.measurement),
-                  ev.measurement, sizeof(ev.measurement));
-    vt_hex_encode(rq->evidence->report.chip_id, sizeof(rq->evidence->report.chip_id), ev.chip_id,
-                  sizeof(ev.chip_id));
-    snprintf(ev.detail, sizeof(ev.detail), "%s", reason);
-    return store_audit_append(kr->config.store, &ev, diag);
+                  ev->measurement, sizeof(ev->measurement));
+    vt_hex_encode(rq->evidence->report.chip_id, sizeof(rq->evidence->report.chip_id), ev->chip_id,
+                  sizeof(ev->chip_id));
+    snprintf(ev->detail, sizeof(ev->detail), "%s", reason);
 }
 
 static void log_decision(const char *client, const char *outcome, const key_release_decision *d,
@@ -244,24 +242,29 @@ static void log_decision(const char *client, const char *outcome, const key_rele
                d->fleet, "outcome", outcome, "reason", reason, NULL);
 }
 
-vtpmca_err key_release_decide(key_release *kr, const snp_evidence *evidence,
-                              const char *resource_path, const uint8_t *wrapped, size_t wrapped_len,
-                              const char *client, uint8_t key_out[KEYVAULT_KEY_MAX],
-                              size_t *key_len, key_release_decision *decision, vtpmca_diag *diag)
+vtpmca_err key_release_appraise(key_release *kr, const snp_evidence *evidence,
+                                const char *resource_path, const uint8_t *wrapped,
+                                size_t wrapped_len, const char *client,
+                                uint8_t key_out[KEYVAULT_KEY_MAX], size_t *key_len,
+                                key_release_decision *decision, store_audit_event *audit,
+                                vtpmca_diag *diag)
 {
     if (key_len != NULL)
         *key_len = 0;
     if (decision != NULL)
         memset(decision, 0, sizeof(*decision));
+    if (audit != NULL)
+        memset(audit, 0, sizeof(*audit));
     if (kr == NULL || evidence == NULL || resource_path == NULL || key_out == NULL ||
-        key_len == NULL || decision == NULL || (wrapped == NULL && wrapped_len > 0))
+        key_len == NULL || decision == NULL || audit == NULL ||
+        (wrapped == NULL && wrapped_len > 0))
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "key release: missing argument");
     if (client == NULL)
         client = "";
-    if (strlen(client) >= sizeof(((store_audit_event *)0)->actor))
+    if (strlen(client) >= sizeof(audit->actor))
         return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
                            "key release: client name longer than %zu bytes",
-                           sizeof(((store_audit_event *)0)->actor) - 1);
+                           sizeof(audit->actor) - 1);
     if (wrapped != NULL && wrapped_len == 0)
         wrapped = NULL; /* an empty blob is no blob */
 
@@ -270,29 +273,66 @@ vtpmca_err key_release_decide(key_release *kr, const snp_evidence *evidence,
     vtpmca_diag local = {{0}}; /* kept for the audit row even when the caller passes no diag */
     vtpmca_err err = find_and_appraise(kr, &rq, key_out, key_len, d, &local);
     if (err != VTPMCA_OK) {
-        /* No decision: record the failure (best effort) and hand out nothing. */
+        /* No decision: hand out nothing; the row records the failure. */
         OPENSSL_cleanse(key_out, KEYVAULT_KEY_MAX);
         *key_len = 0;
-        char reason[sizeof(d->reason)];
-        snprintf(reason, sizeof(reason), "error (%s): %s", vtpmca_err_name(err), local.msg);
-        (void)audit_decision(kr, &rq, client, "error", d, reason, NULL);
-        log_decision(client, "error", d, reason);
+        d->failed = true;
+        snprintf(d->reason, sizeof(d->reason), "error (%s): %s", vtpmca_err_name(err), local.msg);
+        describe_decision(&rq, client, "error", d, d->reason, audit);
         return vtpmca_fail(diag, err, "%s", local.msg);
     }
-    const char *outcome = key_release_outcome_name(d->outcome);
-    err = audit_decision(kr, &rq, client, outcome, d, d->reason, diag);
-    if (err != VTPMCA_OK || d->outcome != KEY_RELEASE_GRANTED) {
+    /* Granted with a blob means wrapped-key mode (a generated-mode instance presenting one
+     * is refused). */
+    d->runs_hook = d->outcome == KEY_RELEASE_GRANTED && rq.wrapped != NULL;
+    describe_decision(&rq, client, key_release_outcome_name(d->outcome), d, d->reason, audit);
+    if (d->outcome != KEY_RELEASE_GRANTED) {
         OPENSSL_cleanse(key_out, KEYVAULT_KEY_MAX);
         *key_len = 0;
     }
-    if (err != VTPMCA_OK) {
-        log_decision(client, "error", d, "the decision could not be audited");
-        return err;
+    return VTPMCA_OK;
+}
+
+vtpmca_err key_release_audited(key_release *kr, const key_release_decision *decision,
+                               const char *client, uint8_t key[KEYVAULT_KEY_MAX], size_t *key_len,
+                               vtpmca_err audit_err)
+{
+    if (kr == NULL || decision == NULL || key == NULL || key_len == NULL)
+        return VTPMCA_ERR_INVALID_ARG;
+    if (client == NULL)
+        client = "";
+    if (audit_err != VTPMCA_OK) {
+        /* Not on record, so not handed out. */
+        OPENSSL_cleanse(key, KEYVAULT_KEY_MAX);
+        *key_len = 0;
+        log_decision(client, "error", decision,
+                     decision->failed ? decision->reason : "the decision could not be audited");
+        return audit_err;
     }
-    log_decision(client, outcome, d, d->reason);
-    /* Granted with a blob means wrapped-key mode (a generated-mode instance presenting one
-     * is refused). */
-    if (d->outcome == KEY_RELEASE_GRANTED && rq.wrapped != NULL && kr->wrapped_hook != NULL)
-        kr->wrapped_hook(kr->hook_ctx, d->instance_id, key_out, *key_len);
+    log_decision(client, decision->failed ? "error" : key_release_outcome_name(decision->outcome),
+                 decision, decision->reason);
+    if (decision->runs_hook && !decision->failed && kr->wrapped_hook != NULL)
+        kr->wrapped_hook(kr->hook_ctx, decision->instance_id, key, *key_len);
+    return VTPMCA_OK;
+}
+
+vtpmca_err key_release_decide(key_release *kr, const snp_evidence *evidence,
+                              const char *resource_path, const uint8_t *wrapped, size_t wrapped_len,
+                              const char *client, uint8_t key_out[KEYVAULT_KEY_MAX],
+                              size_t *key_len, key_release_decision *decision, vtpmca_diag *diag)
+{
+    store_audit_event audit;
+    vtpmca_err err = key_release_appraise(kr, evidence, resource_path, wrapped, wrapped_len, client,
+                                          key_out, key_len, decision, &audit, diag);
+    if (err == VTPMCA_ERR_INVALID_ARG && (decision == NULL || !decision->failed))
+        return err; /* bad arguments: nothing to record */
+    vtpmca_diag audit_diag = {{0}};
+    vtpmca_err audit_err = store_audit_append(kr->config.store, &audit, &audit_diag);
+    if (err != VTPMCA_OK) {
+        (void)key_release_audited(kr, decision, client, key_out, key_len, audit_err);
+        return err; /* the failure is the answer, recorded or not (best effort) */
+    }
+    err = key_release_audited(kr, decision, client, key_out, key_len, audit_err);
+    if (err != VTPMCA_OK)
+        return vtpmca_fail(diag, err, "%s", audit_diag.msg);
     return VTPMCA_OK;
 }

@@ -613,7 +613,7 @@ vtpmca_err server_http_start(const server_http_config *config, const server_rout
         threads = cpus > 0 ? (unsigned)cpus : 1;
     }
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC |
-                     MHD_ALLOW_SUSPEND_RESUME; /* deferred answers */
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO; /* deferred answers */
     if (ipv6)
         flags |= MHD_USE_IPv6;
     if (tls)

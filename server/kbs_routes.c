@@ -130,13 +130,21 @@ vtpmca_err server_kbs_metrics_append(const server_kbs *kbs, char **text, size_t 
 
 static void send_reply(kbs_reply *reply, server_response *response)
 {
-    if (reply->status == 0 || reply->body == NULL) {
+    if (reply->status == 0 || (reply->body == NULL && reply->text == NULL)) {
         server_response_error(response, 500, "internal", "the KBS engine produced no answer");
         kbs_reply_clear(reply);
         return;
     }
-    server_response_json(response, reply->status, reply->body);
-    reply->body = NULL; /* server_response_json took the reference */
+    /* The 200 answers come as text, sent as they are; the others as objects. Either way the
+     * response takes the body over. */
+    if (reply->text != NULL) {
+        server_response_text(response, reply->status, SERVER_JSON_CONTENT_TYPE, reply->text,
+                             reply->text_len);
+        reply->text = NULL;
+    } else {
+        server_response_json(response, reply->status, reply->body);
+        reply->body = NULL;
+    }
     if (reply->set_cookie[0] != '\0')
         server_response_add_header(response, MHD_HTTP_HEADER_SET_COOKIE, reply->set_cookie);
     if (reply->retry_after_s > 0) {

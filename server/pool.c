@@ -11,7 +11,7 @@
 
 /* A deferred request waiting for a thread. */
 struct pool_job {
-    struct pool_job *next;
+    server_pool_task task; /* runs run_job */
     server_handler handler;
     void *ctx;
     server_request request; /* copied: the HTTP layer's copy lives on its stack */
@@ -22,7 +22,7 @@ struct server_pool {
     char name[32];
     pthread_mutex_t lock;
     pthread_cond_t ready;
-    struct pool_job *head, *tail;
+    server_pool_task *head, *tail;
     bool stopping;
     pthread_t *threads;
     unsigned n_threads; /* started */
@@ -35,17 +35,14 @@ static void *pool_main(void *arg)
     for (;;) {
         while (pool->head == NULL && !pool->stopping)
             pthread_cond_wait(&pool->ready, &pool->lock);
-        struct pool_job *job = pool->head;
-        if (job == NULL)
+        server_pool_task *task = pool->head;
+        if (task == NULL)
             break; /* stopping, and nothing is left */
-        pool->head = job->next;
+        pool->head = task->next;
         if (pool->head == NULL)
             pool->tail = NULL;
         pthread_mutex_unlock(&pool->lock);
-        server_response response = {0};
-        job->handler(job->ctx, &job->request, &response);
-        server_deferred_finish(job->deferred, &response);
-        free(job);
+        task->run(task->arg);
         pthread_mutex_lock(&pool->lock);
     }
     pthread_mutex_unlock(&pool->lock);
@@ -85,6 +82,35 @@ unsigned server_pool_threads(const server_pool *pool)
     return pool != NULL ? pool->n_threads : 0;
 }
 
+void server_pool_post(server_pool *pool, server_pool_task *task)
+{
+    if (task == NULL || task->run == NULL)
+        return;
+    if (pool == NULL) {
+        task->run(task->arg);
+        return;
+    }
+    task->next = NULL;
+    pthread_mutex_lock(&pool->lock);
+    if (pool->tail != NULL)
+        pool->tail->next = task;
+    else
+        pool->head = task;
+    pool->tail = task;
+    pthread_cond_signal(&pool->ready);
+    pthread_mutex_unlock(&pool->lock);
+}
+
+/* A deferred request's turn: run its handler and send the answer. */
+static void run_job(void *arg)
+{
+    struct pool_job *job = arg;
+    server_response response = {0};
+    job->handler(job->ctx, &job->request, &response);
+    server_deferred_finish(job->deferred, &response);
+    free(job);
+}
+
 void server_pool_run(server_pool *pool, server_handler handler, void *ctx,
                      const server_request *request, server_response *response)
 {
@@ -100,14 +126,8 @@ void server_pool_run(server_pool *pool, server_handler handler, void *ctx,
     job->handler = handler;
     job->ctx = ctx;
     job->request = *request;
-    pthread_mutex_lock(&pool->lock);
-    if (pool->tail != NULL)
-        pool->tail->next = job;
-    else
-        pool->head = job;
-    pool->tail = job;
-    pthread_cond_signal(&pool->ready);
-    pthread_mutex_unlock(&pool->lock);
+    job->task = (server_pool_task){.run = run_job, .arg = job};
+    server_pool_post(pool, &job->task);
 }
 
 void server_pool_stop(server_pool *pool)

@@ -617,6 +617,23 @@ vtpmca_err store_audit_append(store *st, const store_audit_event *event, vtpmca_
     return st->ops->audit_append(st->impl, event, diag);
 }
 
+vtpmca_err store_audit_append_async(store *st, const store_audit_event *event,
+                                    store_write_done report, void *arg, vtpmca_diag *diag)
+{
+    if (st == NULL || event == NULL || report == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG,
+                           "store: asynchronous audit append: missing argument");
+    vtpmca_err err = check_audit_event(event, diag);
+    if (err != VTPMCA_OK)
+        return err;
+    if (st->ops->audit_append_async != NULL)
+        return st->ops->audit_append_async(st->impl, event, report, arg, diag);
+    vtpmca_diag local = {{0}};
+    err = st->ops->audit_append(st->impl, event, &local);
+    report(arg, err, err != VTPMCA_OK ? local.msg : "");
+    return VTPMCA_OK;
+}
+
 vtpmca_err store_audit_query(store *st, const store_audit_filter *filter, store_audit_event **out,
                              size_t *n, vtpmca_diag *diag)
 {

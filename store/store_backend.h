@@ -53,6 +53,9 @@ struct store_backend_ops {
                                         vtpmca_diag *diag);
 
     vtpmca_err (*audit_append)(void *impl, const store_audit_event *event, vtpmca_diag *diag);
+    /* May be NULL: store_audit_append_async then appends synchronously and reports itself. */
+    vtpmca_err (*audit_append_async)(void *impl, const store_audit_event *event,
+                                     store_write_done report, void *arg, vtpmca_diag *diag);
     vtpmca_err (*audit_query)(void *impl, const store_audit_filter *filter, store_audit_event **out,
                               size_t *n, vtpmca_diag *diag);
 

@@ -32,6 +32,10 @@ enum {
      * waiting-request threads (commit_workers, 64 by default), which read concurrently:
      * opening a connection prepares every statement, far dearer than keeping it. */
     POOL_MAX_IDLE = 96,
+    /* How long a group's leader waits for the writers it expects (as many as joined the
+     * previous group) before committing: under concurrent load that many more writes share
+     * each fsync; a lone writer never waits. */
+    GROUP_GATHER_US = 1000,
 };
 
 /* Schema migrations. MIGRATIONS[i] brings the schema from version i to version i+1; at open
@@ -190,6 +194,9 @@ enum stmt_id {
     STMT_BEGIN_IMMEDIATE,
     STMT_COMMIT,
     STMT_ROLLBACK,
+    STMT_SAVEPOINT,
+    STMT_SAVEPOINT_ROLLBACK,
+    STMT_SAVEPOINT_RELEASE,
     STMT_SCHEMA_VERSION,
     STMT_SCHEMA_RECORD,
     STMT_VCEK_PUT,
@@ -219,6 +226,9 @@ static const char *const STMT_SQL[STMT_COUNT] = {
     [STMT_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
     [STMT_COMMIT] = "COMMIT",
     [STMT_ROLLBACK] = "ROLLBACK",
+    [STMT_SAVEPOINT] = "SAVEPOINT group_write",
+    [STMT_SAVEPOINT_ROLLBACK] = "ROLLBACK TO group_write",
+    [STMT_SAVEPOINT_RELEASE] = "RELEASE group_write",
     [STMT_SCHEMA_VERSION] = "SELECT COALESCE(MAX(version), 0), COUNT(*) FROM schema_migrations",
     [STMT_SCHEMA_RECORD] = "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
     [STMT_VCEK_PUT] = "INSERT INTO vcek (product, signer, chip_id, tcb, der, source, created_at)"
@@ -300,6 +310,15 @@ struct sqlite_store {
     pthread_mutex_t group_lock;
     struct write_waiter *group_queue;
     bool group_committing;
+    size_t group_queued;          /* waiters in group_queue */
+    size_t group_last_size;       /* writers in the last committed group */
+    pthread_cond_t *group_gather; /* where the leader waits for its group to fill, or NULL */
+    pthread_condattr_t wake_attr; /* monotonic clock for the leader's gathering wait */
+    /* The commit thread, started by the first asynchronous write: it leads the groups that an
+     * asynchronous writer (who does not wait) would otherwise have to lead. */
+    pthread_t committer;
+    bool committer_started, committer_lead, committer_stop;
+    pthread_cond_t committer_wake;
 };
 
 /* A write transaction's body; it runs between BEGIN IMMEDIATE and COMMIT and may run again
@@ -646,6 +665,10 @@ struct write_waiter {
     vtpmca_err err;
     vtpmca_diag diag;
     struct write_waiter *next;
+    /* An asynchronous writer's report (NULL for a waiting one): nobody sleeps on `wake`; the
+     * waiter is heap-allocated and freed after the report. */
+    store_write_done report;
+    void *report_arg;
 };
 
 /* Runs each queued body inside its own savepoint, so a body that fails (a conflict, a refused
@@ -654,18 +677,20 @@ static vtpmca_err run_group_bodies(struct sqlite_conn *c, void *ctx, vtpmca_diag
 {
     for (struct write_waiter *w = ctx; w != NULL; w = w->next) {
         memset(&w->diag, 0, sizeof(w->diag));
-        int rc = sqlite3_exec(c->db, "SAVEPOINT group_write", NULL, NULL, NULL);
-        if (rc != SQLITE_OK)
-            return db_fail(c, rc, "opening a savepoint", diag);
+        vtpmca_err err = stmt_run(c, STMT_SAVEPOINT, "opening a savepoint", diag);
+        if (err != VTPMCA_OK)
+            return err;
         w->err = w->body(c, w->ctx, &w->diag);
         if (w->err != VTPMCA_OK && (c->last_rc & 0xff) == SQLITE_BUSY)
             return vtpmca_fail(diag, w->err, "%s", w->diag.msg); /* retry the whole group */
         if (w->err != VTPMCA_OK)
-            rc = sqlite3_exec(c->db, "ROLLBACK TO group_write", NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec(c->db, "RELEASE group_write", NULL, NULL, NULL);
-        if (rc != SQLITE_OK || sqlite3_get_autocommit(c->db))
-            return db_fail(c, rc != SQLITE_OK ? rc : SQLITE_ABORT, "closing a savepoint", diag);
+            err = stmt_run(c, STMT_SAVEPOINT_ROLLBACK, "rolling back a savepoint", diag);
+        if (err == VTPMCA_OK)
+            err = stmt_run(c, STMT_SAVEPOINT_RELEASE, "closing a savepoint", diag);
+        if (err == VTPMCA_OK && sqlite3_get_autocommit(c->db))
+            err = db_fail(c, SQLITE_ABORT, "closing a savepoint", diag);
+        if (err != VTPMCA_OK)
+            return err;
     }
     return VTPMCA_OK;
 }
@@ -689,59 +714,173 @@ static void commit_group(struct sqlite_store *s, struct write_waiter *group)
  * commit is running, one of them takes the whole queue, runs it in one transaction (each body
  * in its own savepoint, in arrival order) and wakes the others. A lone writer commits at once.
  * Bodies may run again on a retry, so they report results only through ctx. */
+/* The leader of a group, before taking the queue: when the previous group had company, waits
+ * on `wake` (at most GROUP_GATHER_US) until as many writers are queued, since under load they
+ * arrive within a fraction of an fsync. Called and returns with group_lock held. */
+static void gather_group(struct sqlite_store *s, pthread_cond_t *wake)
+{
+    if (s->group_last_size < 2 || s->group_queued >= s->group_last_size)
+        return;
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_nsec += GROUP_GATHER_US * 1000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    s->group_gather = wake;
+    while (s->group_queued < s->group_last_size &&
+           pthread_cond_timedwait(wake, &s->group_lock, &deadline) == 0) {
+    }
+    s->group_gather = NULL;
+}
+
+/* Queues a writer (group_lock held). Returns whether it must lead: no commit is running. An
+ * asynchronous writer never leads itself: the commit thread does. */
+static bool enqueue_writer(struct sqlite_store *s, struct write_waiter *w)
+{
+    w->next = s->group_queue; /* newest first; reversed when taken to keep arrival order */
+    s->group_queue = w;
+    s->group_queued++;
+    if (!s->group_committing) {
+        s->group_committing = true;
+        if (w->report == NULL)
+            return true;
+        s->committer_lead = true;
+        pthread_cond_signal(&s->committer_wake);
+    } else if (s->group_gather != NULL && s->group_queued >= s->group_last_size) {
+        pthread_cond_signal(s->group_gather); /* the gathering leader's group is full */
+    }
+    return false;
+}
+
+/* Leads one group (group_lock held on entry and on return): gathers it, commits it, wakes the
+ * waiting writers, hands the lead to the oldest writer queued meanwhile (the commit thread
+ * for an asynchronous one) and then reports to the asynchronous writers of the group.
+ * `wake` is the leader's own condition. */
+static void lead_group(struct sqlite_store *s, pthread_cond_t *wake)
+{
+    gather_group(s, wake);
+    struct write_waiter *group = NULL;
+    while (s->group_queue != NULL) {
+        struct write_waiter *w = s->group_queue;
+        s->group_queue = w->next;
+        w->next = group;
+        group = w;
+    }
+    s->group_last_size = s->group_queued;
+    s->group_queued = 0;
+    pthread_mutex_unlock(&s->group_lock);
+    commit_group(s, group);
+    pthread_mutex_lock(&s->group_lock);
+    struct write_waiter *reports = NULL;
+    for (struct write_waiter *w = group; w != NULL;) {
+        struct write_waiter *next = w->next; /* a woken waiter returns: read nothing after */
+        w->done = true;
+        if (w->report != NULL) {
+            w->next = reports;
+            reports = w;
+        } else if (&w->wake != wake) {
+            pthread_cond_signal(&w->wake);
+        }
+        w = next;
+    }
+    /* Whoever queued during this commit: the oldest leads the next group at once
+     * (group_committing stays set, so no newcomer leads as well). */
+    struct write_waiter *oldest = s->group_queue;
+    while (oldest != NULL && oldest->next != NULL)
+        oldest = oldest->next;
+    if (oldest == NULL) {
+        s->group_committing = false;
+    } else if (oldest->report != NULL) {
+        s->committer_lead = true;
+        pthread_cond_signal(&s->committer_wake);
+    } else {
+        oldest->lead = true;
+        pthread_cond_signal(&oldest->wake);
+    }
+    if (reports == NULL)
+        return;
+    /* Reports run outside the lock, while the next group commits. */
+    pthread_mutex_unlock(&s->group_lock);
+    while (reports != NULL) {
+        struct write_waiter *w = reports;
+        reports = w->next;
+        w->report(w->report_arg, w->err, w->err != VTPMCA_OK ? w->diag.msg : "");
+        free(w);
+    }
+    pthread_mutex_lock(&s->group_lock);
+}
+
+/* Every write transaction of the store. An acknowledged write must be durable, and each
+ * commit costs an fsync, so concurrent writers share commits: each queues its body; when no
+ * commit is running, one of them takes the whole queue (see gather_group), runs it in one
+ * transaction (each body in its own savepoint, in arrival order) and wakes the others. A lone
+ * writer commits at once. Bodies may run again on a retry, so they report results only
+ * through ctx. */
 static vtpmca_err run_write_tx(struct sqlite_store *s, tx_body body, void *ctx, vtpmca_diag *diag)
 {
     struct write_waiter self = {.body = body, .ctx = ctx, .err = VTPMCA_OK};
-    pthread_cond_init(&self.wake, NULL);
+    pthread_cond_init(&self.wake, &s->wake_attr);
     pthread_mutex_lock(&s->group_lock);
-    self.next = s->group_queue; /* newest first; reversed below to keep arrival order */
-    s->group_queue = &self;
     /* Each waiter sleeps on its own condition and is woken exactly once: when its group is
      * durable, or to lead the next group. (One shared condition would wake every waiter at
      * each commit, only for most of them to sleep again.) */
-    if (!s->group_committing) {
-        s->group_committing = true;
-        self.lead = true;
-    }
+    self.lead = enqueue_writer(s, &self);
     while (!self.done && !self.lead)
         pthread_cond_wait(&self.wake, &s->group_lock);
-    if (!self.done) {
-        struct write_waiter *group = NULL;
-        while (s->group_queue != NULL) {
-            struct write_waiter *w = s->group_queue;
-            s->group_queue = w->next;
-            w->next = group;
-            group = w;
-        }
-        pthread_mutex_unlock(&s->group_lock);
-        commit_group(s, group);
-        pthread_mutex_lock(&s->group_lock);
-        /* Waiters' `next` fields are not read once they are done: they return. */
-        for (struct write_waiter *w = group; w != NULL;) {
-            struct write_waiter *next = w->next;
-            w->done = true;
-            if (w != &self)
-                pthread_cond_signal(&w->wake);
-            w = next;
-        }
-        /* Whoever queued during this commit: the oldest leads the next group at once
-         * (group_committing stays set, so no newcomer leads as well). */
-        struct write_waiter *oldest = s->group_queue;
-        while (oldest != NULL && oldest->next != NULL)
-            oldest = oldest->next;
-        if (oldest != NULL) {
-            oldest->lead = true;
-            pthread_cond_signal(&oldest->wake);
-        } else {
-            s->group_committing = false;
-        }
-    }
+    if (!self.done)
+        lead_group(s, &self.wake);
     pthread_mutex_unlock(&s->group_lock);
     pthread_cond_destroy(&self.wake);
     /* A body may also have written the caller's diag through its ctx: keep that message. */
     if (self.err != VTPMCA_OK && self.diag.msg[0] != '\0')
         vtpmca_fail(diag, self.err, "%s", self.diag.msg);
     return self.err;
+}
+
+static void *committer_main(void *arg)
+{
+    struct sqlite_store *s = arg;
+    pthread_mutex_lock(&s->group_lock);
+    for (;;) {
+        while (!s->committer_lead && !s->committer_stop)
+            pthread_cond_wait(&s->committer_wake, &s->group_lock);
+        if (!s->committer_lead)
+            break; /* stopping, and nothing is left to lead */
+        s->committer_lead = false;
+        lead_group(s, &s->committer_wake);
+    }
+    pthread_mutex_unlock(&s->group_lock);
+    return NULL;
+}
+
+/* Queues a heap-allocated asynchronous writer (its report set); the commit thread leads its
+ * group. On failure nothing was queued and w is still the caller's. */
+static vtpmca_err run_write_async(struct sqlite_store *s, struct write_waiter *w, vtpmca_diag *diag)
+{
+    pthread_mutex_lock(&s->group_lock);
+    if (!s->committer_started) {
+        if (pthread_create(&s->committer, NULL, committer_main, s) != 0) {
+            pthread_mutex_unlock(&s->group_lock);
+            return vtpmca_fail(diag, VTPMCA_ERR_INTERNAL, "store: cannot start the commit thread");
+        }
+        s->committer_started = true;
+    }
+    (void)enqueue_writer(s, w);
+    pthread_mutex_unlock(&s->group_lock);
+    return VTPMCA_OK;
+}
+
+static void committer_stop(struct sqlite_store *s)
+{
+    pthread_mutex_lock(&s->group_lock);
+    bool started = s->committer_started;
+    s->committer_stop = true;
+    pthread_cond_signal(&s->committer_wake);
+    pthread_mutex_unlock(&s->group_lock);
+    if (started)
+        pthread_join(s->committer, NULL);
 }
 
 /* ---- Pooled connections for the other backend files (store_certs_sqlite.c) ---- */
@@ -934,6 +1073,7 @@ static void sqlite_close(void *impl)
     struct sqlite_store *s = impl;
     if (s == NULL)
         return;
+    committer_stop(s); /* after the queue is empty: it leads whatever is still queued */
     while (s->idle != NULL) {
         struct sqlite_conn *c = s->idle;
         s->idle = c->next;
@@ -943,6 +1083,8 @@ static void sqlite_close(void *impl)
     pthread_mutex_destroy(&s->pool_lock);
     pthread_mutex_destroy(&s->write_lock);
     pthread_mutex_destroy(&s->group_lock);
+    pthread_cond_destroy(&s->committer_wake);
+    pthread_condattr_destroy(&s->wake_attr);
     free(s->path);
     free(s);
 }
@@ -971,6 +1113,9 @@ static vtpmca_err sqlite_open(const char *location, void **impl, vtpmca_diag *di
     pthread_mutex_init(&s->pool_lock, NULL);
     pthread_mutex_init(&s->write_lock, NULL);
     pthread_mutex_init(&s->group_lock, NULL);
+    pthread_condattr_init(&s->wake_attr);
+    pthread_condattr_setclock(&s->wake_attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->committer_wake, &s->wake_attr);
 
     vtpmca_err err = create_db_file(s->path, diag);
     if (err == VTPMCA_OK)
@@ -1722,6 +1867,29 @@ static vtpmca_err sqlite_audit_append(void *impl, const store_audit_event *event
     return run_write_tx(impl, audit_append_body, &args, diag);
 }
 
+/* An asynchronous append: the waiter, the body's arguments and the event in one block. */
+struct audit_async {
+    struct write_waiter waiter;
+    struct audit_args args;
+    store_audit_event event;
+};
+
+static vtpmca_err sqlite_audit_append_async(void *impl, const store_audit_event *event,
+                                            store_write_done report, void *arg, vtpmca_diag *diag)
+{
+    struct audit_async *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return nomem(diag);
+    a->event = *event;
+    a->args = (struct audit_args){&a->event, now_unix_ms()};
+    a->waiter = (struct write_waiter){
+        .body = audit_append_body, .ctx = &a->args, .report = report, .report_arg = arg};
+    vtpmca_err err = run_write_async(impl, &a->waiter, diag);
+    if (err != VTPMCA_OK)
+        free(a);
+    return err;
+}
+
 static vtpmca_err sqlite_audit_query(void *impl, const store_audit_filter *filter,
                                      store_audit_event **out, size_t *n, vtpmca_diag *diag)
 {
@@ -1802,6 +1970,7 @@ const struct store_backend_ops store_sqlite_backend = {
     .instance_list = sqlite_instance_list,
     .instance_set_disabled = sqlite_instance_set_disabled,
     .audit_append = sqlite_audit_append,
+    .audit_append_async = sqlite_audit_append_async,
     .audit_query = sqlite_audit_query,
     .ledger_writer_open = store_sqlite_ledger_writer_open,
     .ledger_writer_close = store_sqlite_ledger_writer_close,

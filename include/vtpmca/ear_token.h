@@ -40,11 +40,17 @@ typedef struct {
 #define EAR_TOKEN_POLICY_ID "vtpmca:kbs/attestation-identity"
 vtpmca_err ear_token_build_claims(const ear_token_claims *in, json_t **out, vtpmca_diag *diag);
 
+/* Room for the base64url JOSE header {"alg":"ES384","typ":"JWT","kid":"<64 hex>"} (102
+ * bytes of JSON, 136 characters) and its NUL. */
+#define EAR_TOKEN_HEADER_B64_SIZE 160
+
 /* A token signing key with what every token needs from it worked out once. */
 typedef struct {
     EVP_PKEY *key;                /* a reference held by this struct */
     const char *alg;              /* "ES256" or "ES384" */
     char kid[EAR_TOKEN_KID_SIZE]; /* ear_token_kid of the key */
+    /* The token's first segment: the same for every token of this key. */
+    char header_b64[EAR_TOKEN_HEADER_B64_SIZE];
 } ear_token_key;
 
 /* Takes a reference to an EC P-256 or P-384 key (VTPMCA_ERR_UNSUPPORTED otherwise). */
@@ -53,7 +59,7 @@ vtpmca_err ear_token_key_init(ear_token_key *out, const EVP_PKEY *key, vtpmca_di
 void ear_token_key_clear(ear_token_key *key);
 
 /* Signs a claims object (serialised compactly) into "header.payload.signature". *out is
- * malloc'd. The key must have its private half. */
+ * malloc'd. The key (set up by ear_token_key_init) must have its private half. */
 vtpmca_err ear_token_sign(const ear_token_key *key, const json_t *claims, char **out,
                           vtpmca_diag *diag);
 

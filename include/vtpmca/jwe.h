@@ -99,12 +99,24 @@ const uint8_t *jwe_ctx_epk_point(const jwe_ctx *ctx, size_t *len);
 /* The "protected" member (base64url of the protected header), owned by ctx. */
 const char *jwe_ctx_protected(const jwe_ctx *ctx);
 
+/* Name of the flattened JWE's unprotected header member. */
+#define JWE_UNPROTECTED_HEADER "header"
+
 /* Encrypts secret (1..JWE_MAX_SECRET bytes) and returns the flattened JWE
  * {"protected","encrypted_key","iv","ciphertext","tag"[,"header"]}. unprotected_header,
  * when non-NULL, must be a JSON object; the JWE takes its own reference to it. A context
  * encrypts exactly one secret: a second call fails with VTPMCA_ERR_INVALID_ARG. */
 vtpmca_err jwe_finish(jwe_ctx *ctx, const uint8_t *secret, size_t secret_len,
                       json_t *unprotected_header, json_t **out, vtpmca_diag *diag);
+
+/* jwe_finish writing the same JWE as compact JSON text (what json_dumps of jwe_finish's answer
+ * would give), for answers sent as they are. unprotected_header, when non-NULL, is the
+ * compact text of a JSON object without "alg", "enc" and "epk" (e.g. from
+ * kbs_binding_sign_points_text); it is copied in unparsed, so only its braces are checked.
+ * *out (malloc'd, NUL-terminated) holds *out_len bytes. */
+vtpmca_err jwe_finish_text(jwe_ctx *ctx, const uint8_t *secret, size_t secret_len,
+                           const char *unprotected_header, char **out, size_t *out_len,
+                           vtpmca_diag *diag);
 
 /* Frees ctx and wipes the CEK (NULL is a no-op). */
 void jwe_ctx_free(jwe_ctx *ctx);

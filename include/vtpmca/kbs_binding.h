@@ -76,6 +76,22 @@ vtpmca_err kbs_binding_sign_points(const EVP_PKEY *kbs_key, const json_t *kbs_jw
                                    size_t nonce_len, const uint8_t *tee_point, size_t tee_len,
                                    json_t **header_out, vtpmca_diag *diag);
 
+/* kbs_key's public JWK as compact JSON text (json_dumps of jwe_pubkey_to_jwk's JWK), for
+ * kbs_binding_sign_points_text; made once by long-lived callers. *out is malloc'd. */
+vtpmca_err kbs_binding_jwk_text(const EVP_PKEY *kbs_key, char **out, vtpmca_diag *diag);
+
+/* kbs_binding_sign_points writing the header as compact JSON text, byte-for-byte what
+ * json_dumps(header, JSON_COMPACT) gives for kbs_binding_sign_points' object:
+ *   {"kbs-binding":{"alg":"ES384","kbs-key":<kbs_jwk_text>,"sig":"<b64url>","v":1}}
+ * kbs_jwk_text (may be NULL: then it is computed) is kbs_binding_jwk_text's text; it is copied
+ * in unparsed, so only its braces are checked. *header_out (malloc'd, NUL-terminated) holds
+ * *header_len bytes, for jwe_finish_text. */
+vtpmca_err kbs_binding_sign_points_text(const EVP_PKEY *kbs_key, const char *kbs_jwk_text,
+                                        const uint8_t *epk_point, size_t epk_len,
+                                        const uint8_t *nonce, size_t nonce_len,
+                                        const uint8_t *tee_point, size_t tee_len, char **header_out,
+                                        size_t *header_len, vtpmca_diag *diag);
+
 /* Signs the binding with kbs_key and returns the unprotected header object
  * {"kbs-binding":{...}} to pass to jwe_finish. */
 vtpmca_err kbs_binding_sign(const EVP_PKEY *kbs_key, const EVP_PKEY *epk, const uint8_t *nonce,

@@ -1,8 +1,9 @@
 /* The KBS protocol 0.4.0 engine (docs/protocol.md, "KBS protocol"): auth, attest and
  * resource, independent of HTTP. The transport hands over the request body, the
  * kbs-session-id cookie and the bearer token; the engine answers with a status, a JSON body
- * and the Set-Cookie value to send. Every answer other than 200 has the body
- * {"error": <code>, "message": <text>}; messages never carry key material.
+ * and the Set-Cookie value to send. The 200 answers come as compact JSON text, ready to send;
+ * every answer other than 200 is the object {"error": <code>, "message": <text>}; messages
+ * never carry key material.
  * Thread-safe: one service serves every HTTP worker. */
 #ifndef VTPMCA_KBS_SERVICE_H
 #define VTPMCA_KBS_SERVICE_H
@@ -39,11 +40,15 @@ typedef struct kbs_service kbs_service;
 vtpmca_err kbs_service_new(const kbs_service_config *config, kbs_service **out, vtpmca_diag *diag);
 void kbs_service_free(kbs_service *service);
 
+/* Exactly one of body and text is set in a filled reply: text for the 200 answers (made
+ * without building JSON objects: they are the hot path), body for the others. */
 typedef struct {
     unsigned status;                     /* HTTP status */
-    json_t *body;                        /* the JSON answer; kbs_reply_clear frees it */
+    json_t *body;                        /* a JSON answer; kbs_reply_clear frees it */
     char set_cookie[KBS_SET_COOKIE_MAX]; /* Set-Cookie value, "" = none */
     unsigned retry_after_s;              /* non-zero: send Retry-After */
+    char *text;      /* a JSON answer as compact text (malloc'd, NUL-terminated); freed too */
+    size_t text_len; /* its length */
 } kbs_reply;
 
 void kbs_reply_clear(kbs_reply *reply);

@@ -4,6 +4,7 @@
 #ifndef VTPMCA_KEY_RELEASE_H
 #define VTPMCA_KEY_RELEASE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,8 @@ typedef struct {
     uint32_t policy_version;
     snp_verdict verdict;
     char reason[256]; /* for logs and the client; never contains key material */
+    bool failed;      /* no decision could be made (reason says why); outcome is meaningless */
+    bool runs_hook;   /* key_release_audited will call the wrapped-key hook */
 } key_release_decision;
 
 /* resource_path is "<repo>/<type>/<tag>". `wrapped` (may be NULL) is the blob an instance in
@@ -65,5 +68,25 @@ vtpmca_err key_release_decide(key_release *kr, const snp_evidence *evidence,
                               const char *resource_path, const uint8_t *wrapped, size_t wrapped_len,
                               const char *client, uint8_t key_out[KEYVAULT_KEY_MAX],
                               size_t *key_len, key_release_decision *decision, vtpmca_diag *diag);
+
+/* key_release_decide in two halves, for callers that write the audit row themselves without
+ * waiting (store_audit_append_async) and do other work meanwhile:
+ *   key_release_appraise decides like key_release_decide but writes nothing: *audit receives
+ *   the row to write, also when no decision could be made (an error return other than for
+ *   bad arguments; decision->failed is then set and the row records the failure). The key
+ *   must not leave the service before
+ *   key_release_audited is told how writing that row ended: with audit_err != VTPMCA_OK it
+ *   wipes the key and returns audit_err; otherwise it logs the decision and, when
+ *   decision->runs_hook, calls the wrapped-key hook, which may write to the store (so never
+ *   call it from inside a store report then). */
+vtpmca_err key_release_appraise(key_release *kr, const snp_evidence *evidence,
+                                const char *resource_path, const uint8_t *wrapped,
+                                size_t wrapped_len, const char *client,
+                                uint8_t key_out[KEYVAULT_KEY_MAX], size_t *key_len,
+                                key_release_decision *decision, store_audit_event *audit,
+                                vtpmca_diag *diag);
+vtpmca_err key_release_audited(key_release *kr, const key_release_decision *decision,
+                               const char *client, uint8_t key[KEYVAULT_KEY_MAX], size_t *key_len,
+                               vtpmca_err audit_err);
 
 #endif

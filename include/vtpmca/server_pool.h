@@ -28,6 +28,19 @@ unsigned server_pool_threads(const server_pool *pool);
 void server_pool_run(server_pool *pool, server_handler handler, void *ctx,
                      const server_request *request, server_response *response);
 
+/* Work posted to the pool (server_pool_post): run(arg) on a pool thread. The task is the
+ * caller's memory (usually inside the object it works on), so posting cannot fail. */
+typedef struct server_pool_task {
+    struct server_pool_task *next; /* the pool's */
+    void (*run)(void *arg);
+    void *arg;
+} server_pool_task;
+
+/* Queues task->run(task->arg) for a pool thread, for work that must not run where it is
+ * found, e.g. a store report that has to write to the store. With no pool (NULL) it runs
+ * here. The task must stay valid until run is called. */
+void server_pool_post(server_pool *pool, server_pool_task *task);
+
 /* Answers what is queued, joins the threads and frees the pool (NULL is a no-op). Call it
  * after server_http_stop, which waits for deferred answers: the pool must run until then. */
 void server_pool_stop(server_pool *pool);

@@ -156,6 +156,19 @@ typedef struct {
  * UTF-8 without control characters. */
 vtpmca_err store_audit_append(store *st, const store_audit_event *event, vtpmca_diag *diag);
 
+/* How an asynchronous write ended: err is VTPMCA_OK once it is durable; otherwise `detail`
+ * says why it was not written. Called exactly once, from the store's commit thread (or the
+ * thread of a write that shared the commit): it must be quick and must not call the store. */
+typedef void (*store_write_done)(void *arg, vtpmca_err err, const char *detail);
+
+/* store_audit_append without waiting: the event is copied and queued to be committed with
+ * whatever else is being written, and `report` tells the outcome. Returns an error, and
+ * never calls `report`, when the event is refused or cannot be queued. For callers that must
+ * not act before the row is durable but have other work to do meanwhile (a key release
+ * answers only in `report`). */
+vtpmca_err store_audit_append_async(store *st, const store_audit_event *event,
+                                    store_write_done report, void *arg, vtpmca_diag *diag);
+
 typedef struct {
     const char *instance_id; /* NULL: any */
     const char *action;      /* NULL: any */

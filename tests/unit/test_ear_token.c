@@ -161,6 +161,58 @@ static void test_sign_verify_es384_es256(void **state)
     assert_null(jws_es_alg(NULL));
 }
 
+/* The header segment is worked out once per key: every token starts with it, and it is the
+ * base64url of exactly {"alg":..,"typ":"JWT","kid":..}; the payload segment is the base64url of
+ * the claims' compact JSON. */
+static void test_segments(void **state)
+{
+    (void)state;
+    EVP_PKEY *keys[] = {g.p384, g.p256};
+    for (int k = 0; k < 2; k++) {
+        ear_token_key tk;
+        assert_int_equal(ear_token_key_init(&tk, keys[k], NULL), VTPMCA_OK);
+        char header_json[160];
+        snprintf(header_json, sizeof(header_json),
+                 "{\"alg\":\"%s\",\"typ\":\"JWT\",\"kid\":\"%s\"}", tk.alg, tk.kid);
+        char *want_header = NULL;
+        assert_int_equal(vt_b64_encode_alloc((const uint8_t *)header_json, strlen(header_json),
+                                             VT_B64_URL_NOPAD, &want_header),
+                         VTPMCA_OK);
+        assert_string_equal(tk.header_b64, want_header);
+        json_t *claims = claims_expiring(NOW + 300);
+        char *claims_json = json_dumps(claims, JSON_COMPACT), *want_payload = NULL;
+        assert_int_equal(vt_b64_encode_alloc((const uint8_t *)claims_json, strlen(claims_json),
+                                             VT_B64_URL_NOPAD, &want_payload),
+                         VTPMCA_OK);
+        for (int i = 0; i < 2; i++) { /* the cached header serves every token */
+            char *token = NULL;
+            assert_int_equal(ear_token_sign(&tk, claims, &token, NULL), VTPMCA_OK);
+            const char *dot1 = strchr(token, '.'), *dot2 = strrchr(token, '.');
+            assert_int_equal((size_t)(dot1 - token), strlen(want_header));
+            assert_memory_equal(token, want_header, strlen(want_header));
+            assert_int_equal((size_t)(dot2 - dot1 - 1), strlen(want_payload));
+            assert_memory_equal(dot1 + 1, want_payload, strlen(want_payload));
+            /* r || s: 64 or 96 bytes, 86 or 128 characters. */
+            assert_int_equal(strlen(dot2 + 1), k == 0 ? 128 : 86);
+            assert_int_equal(ear_token_verify(&tk, token, strlen(token), NOW, NULL, NULL),
+                             VTPMCA_OK);
+            free(token);
+        }
+        free(claims_json);
+        free(want_payload);
+        free(want_header);
+        /* A key not set up by ear_token_key_init (no header), or cleared, signs nothing. */
+        ear_token_key bare = tk; /* borrows tk's reference; never cleared */
+        bare.header_b64[0] = '\0';
+        char *token = NULL;
+        assert_int_equal(ear_token_sign(&bare, claims, &token, NULL), VTPMCA_ERR_INVALID_ARG);
+        ear_token_key_clear(&tk);
+        assert_int_equal(ear_token_sign(&tk, claims, &token, NULL), VTPMCA_ERR_INVALID_ARG);
+        assert_null(token);
+        json_decref(claims);
+    }
+}
+
 /* The EAR claims and the session claims the service adds. */
 static void test_claims_content(void **state)
 {
@@ -381,6 +433,7 @@ static void test_malformed_tokens(void **state)
     assert_string_equal(tk.alg, "ES256");
     assert_int_equal(ear_token_sign(&tk, NULL, &out, NULL), VTPMCA_ERR_INVALID_ARG);
     assert_int_equal(ear_token_sign(NULL, claims, &out, NULL), VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(ear_token_sign(&tk, claims, NULL, NULL), VTPMCA_ERR_INVALID_ARG);
     assert_int_equal(ear_token_verify(NULL, "a.b.c", 5, NOW, NULL, NULL), VTPMCA_ERR_INVALID_ARG);
     ear_token_key_clear(&tk);
     ear_token_key_clear(&tk); /* a cleared key may be cleared again */
@@ -411,13 +464,10 @@ static void test_jws_es_primitives(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sign_verify_es384_es256),
-        cmocka_unit_test(test_claims_content),
-        cmocka_unit_test(test_openssl_cli_verifies),
-        cmocka_unit_test(test_tampering_refused),
-        cmocka_unit_test(test_expiry),
-        cmocka_unit_test(test_malformed_tokens),
-        cmocka_unit_test(test_jws_es_primitives),
+        cmocka_unit_test(test_sign_verify_es384_es256), cmocka_unit_test(test_segments),
+        cmocka_unit_test(test_claims_content),          cmocka_unit_test(test_openssl_cli_verifies),
+        cmocka_unit_test(test_tampering_refused),       cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_malformed_tokens),        cmocka_unit_test(test_jws_es_primitives),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -805,6 +805,141 @@ static void test_api_misuse(void **state)
     jwe_ctx_free(ctx);
 }
 
+/* Member names of a JSON object, in order, joined by commas. */
+static void member_list(const json_t *obj, char *out, size_t size)
+{
+    out[0] = '\0';
+    const char *name;
+    json_t *value;
+    json_object_foreach((json_t *)obj, name, value)
+    {
+        strncat(out, name, size - strlen(out) - 1);
+        strncat(out, ",", size - strlen(out) - 1);
+    }
+}
+
+/* jwe_finish_text writes what jwe_finish builds: the same members in the same order, compact
+ * text identical to json_dumps of the parsed object, decrypting to the secret, on every
+ * recipient type, with and without an unprotected header. */
+static void test_finish_text(void **state)
+{
+    (void)state;
+    EVP_PKEY *recipients[] = {g.p256, g.p384, g.p521, g.rsa2048};
+    const char *header_text = "{\"kbs-binding\":{\"alg\":\"ES384\",\"v\":1}}";
+    uint8_t secret[100];
+    for (size_t i = 0; i < sizeof(secret); i++)
+        secret[i] = (uint8_t)(i * 7 + 1);
+    for (size_t k = 0; k < sizeof(recipients) / sizeof(recipients[0]); k++) {
+        for (int with_header = 0; with_header < 2; with_header++) {
+            vtpmca_diag diag = {{0}};
+            jwe_ctx *ctx = NULL;
+            assert_int_equal(jwe_prepare(recipients[k], &ctx, &diag), VTPMCA_OK);
+            char *protected_copy = strdup(jwe_ctx_protected(ctx));
+            char *text = NULL;
+            size_t len = 0;
+            assert_int_equal(jwe_finish_text(ctx, secret, sizeof(secret),
+                                             with_header ? header_text : NULL, &text, &len, &diag),
+                             VTPMCA_OK);
+            assert_int_equal(strlen(text), len);
+            json_t *parsed = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+            assert_non_null(parsed);
+            char *dumped = json_dumps(parsed, JSON_COMPACT);
+            assert_string_equal(dumped, text);
+            free(dumped);
+            assert_string_equal(json_string_value(json_object_get(parsed, "protected")),
+                                protected_copy);
+            uint8_t out[JWE_MAX_SECRET];
+            size_t out_len = 0;
+            assert_int_equal(jwe_decrypt(recipients[k], parsed, out, sizeof(out), &out_len, &diag),
+                             VTPMCA_OK);
+            assert_int_equal(out_len, sizeof(secret));
+            assert_memory_equal(out, secret, sizeof(secret));
+            /* The same JWE made by jwe_finish (the json_t form) has the same members, in the
+             * same order, and the same kinds of values. */
+            json_t *header = with_header ? load_json(header_text) : NULL;
+            json_t *built = NULL;
+            assert_int_equal(
+                jwe_encrypt(recipients[k], secret, sizeof(secret), header, &built, &diag),
+                VTPMCA_OK);
+            char text_members[128], built_members[128];
+            member_list(parsed, text_members, sizeof(text_members));
+            member_list(built, built_members, sizeof(built_members));
+            assert_string_equal(text_members,
+                                with_header ? "protected,encrypted_key,iv,ciphertext,tag,header,"
+                                            : "protected,encrypted_key,iv,ciphertext,tag,");
+            assert_string_equal(text_members, built_members);
+            if (with_header)
+                assert_true(json_equal(json_object_get(parsed, JWE_UNPROTECTED_HEADER), header));
+            const char *name;
+            json_t *value;
+            json_object_foreach(built, name, value)
+            {
+                json_t *other = json_object_get(parsed, name);
+                assert_int_equal(json_typeof(value), json_typeof(other));
+                if (json_is_string(value)) /* the same lengths: same sizes, same encoding */
+                    assert_int_equal(json_string_length(value), json_string_length(other));
+            }
+            json_decref(built);
+            json_decref(header);
+            json_decref(parsed);
+            free(text);
+            free(protected_copy);
+            jwe_ctx_free(ctx);
+        }
+    }
+}
+
+static void test_finish_text_rejects(void **state)
+{
+    (void)state;
+    vtpmca_diag diag = {{0}};
+    uint8_t secret[JWE_MAX_SECRET + 1] = {0};
+    char *text = (char *)1;
+    size_t len = 1;
+    jwe_ctx *ctx = NULL;
+    assert_int_equal(jwe_prepare(g.p384, &ctx, &diag), VTPMCA_OK);
+    assert_int_equal(jwe_finish_text(NULL, secret, 32, NULL, &text, &len, &diag),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(jwe_finish_text(ctx, NULL, 32, NULL, &text, &len, &diag),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(jwe_finish_text(ctx, secret, 0, NULL, &text, &len, &diag),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(jwe_finish_text(ctx, secret, JWE_MAX_SECRET + 1, NULL, &text, &len, &diag),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(jwe_finish_text(ctx, secret, 32, NULL, NULL, &len, &diag),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(jwe_finish_text(ctx, secret, 32, NULL, &text, NULL, &diag),
+                     VTPMCA_ERR_INVALID_ARG);
+    /* The header must be an object's text. */
+    const char *bad_headers[] = {"", "{", "}", "\"x\"", "[1]", "1", "{\"a\":1} "};
+    for (size_t i = 0; i < sizeof(bad_headers) / sizeof(bad_headers[0]); i++) {
+        assert_int_equal(jwe_finish_text(ctx, secret, 32, bad_headers[i], &text, &len, &diag),
+                         VTPMCA_ERR_INVALID_ARG);
+        assert_non_null(strstr(diag.msg, "header"));
+    }
+    /* None of those touched the output or used the context up. */
+    assert_ptr_equal(text, (char *)1);
+    assert_int_equal(len, 1);
+    assert_int_equal(jwe_finish_text(ctx, secret, 32, "{}", &text, &len, &diag), VTPMCA_OK);
+    json_t *jwe = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+    assert_non_null(jwe);
+    assert_int_equal(json_object_size(json_object_get(jwe, JWE_UNPROTECTED_HEADER)), 0);
+    uint8_t out[64];
+    size_t out_len = 0;
+    assert_int_equal(jwe_decrypt(g.p384, jwe, out, sizeof(out), &out_len, &diag), VTPMCA_OK);
+    json_decref(jwe);
+    free(text);
+    /* One secret per context, in either form. */
+    char *again = NULL;
+    assert_int_equal(jwe_finish_text(ctx, secret, 32, NULL, &again, &len, &diag),
+                     VTPMCA_ERR_INVALID_ARG);
+    json_t *again_json = NULL;
+    assert_int_equal(jwe_finish(ctx, secret, 32, NULL, &again_json, &diag), VTPMCA_ERR_INVALID_ARG);
+    assert_null(again);
+    assert_null(again_json);
+    jwe_ctx_free(ctx);
+}
+
 static void test_ec_point_encode(void **state)
 {
     (void)state;
@@ -1218,6 +1353,8 @@ int main(void)
         cmocka_unit_test(test_malformed_jwe_refused),
         cmocka_unit_test(test_wrong_recipient_fails),
         cmocka_unit_test(test_api_misuse),
+        cmocka_unit_test(test_finish_text),
+        cmocka_unit_test(test_finish_text_rejects),
         cmocka_unit_test(test_ec_point_encode),
         cmocka_unit_test(test_point_helpers),
         cmocka_unit_test(test_jwk_roundtrip),

@@ -459,6 +459,203 @@ static void test_points_variants(void **state)
     EVP_PKEY_free(epk);
 }
 
+/* The header text with the signature's value cut out (ECDSA signatures are randomised, so two
+ * signings differ there only). */
+static char *without_sig(const char *text)
+{
+    const char *start = strstr(text, "\"sig\":\"");
+    assert_non_null(start);
+    start += strlen("\"sig\":\"");
+    const char *end = strchr(start, '"');
+    assert_non_null(end);
+    char *out = malloc(strlen(text) + 1);
+    assert_non_null(out);
+    memcpy(out, text, (size_t)(start - text));
+    strcpy(out + (start - text), end);
+    return out;
+}
+
+/* The text form of the binding header is byte-for-byte json_dumps of the json_t form (up to
+ * the randomised signature), verifies, and inside a jwe_finish_text JWE is what the client
+ * accepts, for both KBS key curves and with the JWK text cached or computed. */
+static void test_sign_points_text(void **state)
+{
+    (void)state;
+    EVP_PKEY *kbs_keys[] = {g.kbs384, g.kbs256};
+    EVP_PKEY *tees[] = {g.tee521, g.tee384};
+    for (size_t k = 0; k < 2; k++) {
+        for (size_t t = 0; t < 2; t++) {
+            vtpmca_diag diag = {{0}};
+            jwe_ctx *ctx = NULL;
+            assert_int_equal(jwe_prepare(tees[t], &ctx, &diag), VTPMCA_OK);
+            size_t epk_len = 0, tee_len = 0;
+            const uint8_t *epk_point = jwe_ctx_epk_point(ctx, &epk_len);
+            uint8_t tee_point[JWE_EC_POINT_MAX];
+            assert_int_equal(jwe_ec_point_encode(tees[t], tee_point, &tee_len, NULL), VTPMCA_OK);
+
+            /* The cached JWK text is json_dumps of the key's JWK. */
+            char *jwk_text = NULL;
+            json_t *jwk = NULL;
+            assert_int_equal(kbs_binding_jwk_text(kbs_keys[k], &jwk_text, &diag), VTPMCA_OK);
+            assert_int_equal(jwe_pubkey_to_jwk(kbs_keys[k], JWE_JWK_RFC7517, &jwk, NULL),
+                             VTPMCA_OK);
+            char *jwk_dumped = json_dumps(jwk, JSON_COMPACT);
+            assert_string_equal(jwk_text, jwk_dumped);
+            free(jwk_dumped);
+
+            char *cached = NULL, *computed = NULL;
+            size_t cached_len = 0, computed_len = 0;
+            assert_int_equal(kbs_binding_sign_points_text(kbs_keys[k], jwk_text, epk_point, epk_len,
+                                                          g_nonce, sizeof(g_nonce), tee_point,
+                                                          tee_len, &cached, &cached_len, &diag),
+                             VTPMCA_OK);
+            assert_int_equal(strlen(cached), cached_len);
+            assert_int_equal(kbs_binding_sign_points_text(kbs_keys[k], NULL, epk_point, epk_len,
+                                                          g_nonce, sizeof(g_nonce), tee_point,
+                                                          tee_len, &computed, &computed_len, &diag),
+                             VTPMCA_OK);
+            json_t *header = NULL;
+            assert_int_equal(kbs_binding_sign_points(kbs_keys[k], jwk, epk_point, epk_len, g_nonce,
+                                                     sizeof(g_nonce), tee_point, tee_len, &header,
+                                                     &diag),
+                             VTPMCA_OK);
+            char *header_dumped = json_dumps(header, JSON_COMPACT);
+            char *a = without_sig(cached), *b = without_sig(computed),
+                 *c = without_sig(header_dumped);
+            assert_string_equal(a, c);
+            assert_string_equal(b, c);
+            assert_int_equal(strlen(header_dumped), cached_len);
+            free(a);
+            free(b);
+            free(c);
+            /* Parsed back, the text is the same bytes again: compact, nothing escaped. */
+            json_t *parsed = json_loadb(cached, cached_len, JSON_REJECT_DUPLICATES, NULL);
+            assert_non_null(parsed);
+            char *reparsed = json_dumps(parsed, JSON_COMPACT);
+            assert_string_equal(reparsed, cached);
+            free(reparsed);
+            /* Each signature verifies. */
+            EVP_PKEY *seen = NULL;
+            assert_int_equal(kbs_binding_verify(parsed, jwe_ctx_epk(ctx), g_nonce, sizeof(g_nonce),
+                                                tees[t], kbs_keys[k], &seen, &diag),
+                             VTPMCA_OK);
+            assert_int_equal(EVP_PKEY_eq(seen, kbs_keys[k]), 1);
+            EVP_PKEY_free(seen);
+            assert_int_equal(kbs_binding_verify(header, jwe_ctx_epk(ctx), g_nonce, sizeof(g_nonce),
+                                                tees[t], kbs_keys[k], NULL, &diag),
+                             VTPMCA_OK);
+            json_decref(parsed);
+            parsed = json_loadb(computed, computed_len, JSON_REJECT_DUPLICATES, NULL);
+            assert_int_equal(kbs_binding_verify(parsed, jwe_ctx_epk(ctx), g_nonce, sizeof(g_nonce),
+                                                tees[t], kbs_keys[k], NULL, &diag),
+                             VTPMCA_OK);
+            json_decref(parsed);
+
+            /* In the JWE text, as the service answers: the client decrypts and verifies. */
+            const uint8_t secret[32] = {0x77};
+            char *jwe_text = NULL;
+            size_t jwe_len = 0;
+            assert_int_equal(
+                jwe_finish_text(ctx, secret, sizeof(secret), cached, &jwe_text, &jwe_len, &diag),
+                VTPMCA_OK);
+            json_t *jwe = json_loadb(jwe_text, jwe_len, JSON_REJECT_DUPLICATES, NULL);
+            assert_non_null(jwe);
+            uint8_t out[64];
+            size_t out_len = 0;
+            assert_int_equal(jwe_decrypt(tees[t], jwe, out, sizeof(out), &out_len, &diag),
+                             VTPMCA_OK);
+            assert_memory_equal(out, secret, sizeof(secret));
+            assert_int_equal(kbs_binding_verify_jwe(jwe, g_nonce, sizeof(g_nonce), tees[t],
+                                                    kbs_keys[k], NULL, &diag),
+                             VTPMCA_OK);
+            /* Another nonce does not verify: the text carries a real signature. */
+            uint8_t other_nonce[32] = {0};
+            assert_int_equal(kbs_binding_verify_jwe(jwe, other_nonce, sizeof(other_nonce), tees[t],
+                                                    NULL, NULL, &diag),
+                             VTPMCA_ERR_CRYPTO);
+            json_decref(jwe);
+            free(jwe_text);
+            json_decref(header);
+            free(header_dumped);
+            free(cached);
+            free(computed);
+            free(jwk_text);
+            json_decref(jwk);
+            jwe_ctx_free(ctx);
+        }
+    }
+}
+
+static void test_sign_points_text_rejects(void **state)
+{
+    (void)state;
+    vtpmca_diag diag = {{0}};
+    EVP_PKEY *epk = EVP_EC_gen("P-521");
+    uint8_t epk_point[JWE_EC_POINT_MAX], tee_point[JWE_EC_POINT_MAX];
+    size_t epk_len = 0, tee_len = 0;
+    assert_int_equal(jwe_ec_point_encode(epk, epk_point, &epk_len, NULL), VTPMCA_OK);
+    assert_int_equal(jwe_ec_point_encode(g.tee521, tee_point, &tee_len, NULL), VTPMCA_OK);
+    char *jwk_text = NULL;
+    assert_int_equal(kbs_binding_jwk_text(g.kbs384, &jwk_text, NULL), VTPMCA_OK);
+    char *header = NULL;
+    size_t len = 0;
+    /* Missing arguments. */
+    assert_int_equal(kbs_binding_sign_points_text(NULL, jwk_text, epk_point, epk_len, g_nonce,
+                                                  sizeof(g_nonce), tee_point, tee_len, &header,
+                                                  &len, &diag),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(kbs_binding_sign_points_text(g.kbs384, jwk_text, epk_point, epk_len, g_nonce,
+                                                  sizeof(g_nonce), tee_point, tee_len, NULL, &len,
+                                                  &diag),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(kbs_binding_sign_points_text(g.kbs384, jwk_text, epk_point, epk_len, g_nonce,
+                                                  sizeof(g_nonce), tee_point, tee_len, &header,
+                                                  NULL, &diag),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(kbs_binding_sign_points_text(g.kbs384, jwk_text, epk_point, epk_len, NULL,
+                                                  sizeof(g_nonce), tee_point, tee_len, &header,
+                                                  &len, &diag),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(kbs_binding_sign_points_text(g.kbs384, jwk_text, epk_point, epk_len, g_nonce,
+                                                  0, tee_point, tee_len, &header, &len, &diag),
+                     VTPMCA_ERR_INVALID_ARG);
+    /* JWK text that is no object's text. */
+    const char *bad_jwks[] = {"", "x", "{", "\"{}\"", "[]"};
+    for (size_t i = 0; i < sizeof(bad_jwks) / sizeof(bad_jwks[0]); i++)
+        assert_int_equal(kbs_binding_sign_points_text(g.kbs384, bad_jwks[i], epk_point, epk_len,
+                                                      g_nonce, sizeof(g_nonce), tee_point, tee_len,
+                                                      &header, &len, &diag),
+                         VTPMCA_ERR_INVALID_ARG);
+    /* Keys and points the binding does not take. */
+    EVP_PKEY *rsa = EVP_RSA_gen(2048);
+    assert_int_equal(kbs_binding_sign_points_text(g.tee521, jwk_text, epk_point, epk_len, g_nonce,
+                                                  sizeof(g_nonce), tee_point, tee_len, &header,
+                                                  &len, &diag),
+                     VTPMCA_ERR_UNSUPPORTED);
+    assert_int_equal(kbs_binding_sign_points_text(rsa, NULL, epk_point, epk_len, g_nonce,
+                                                  sizeof(g_nonce), tee_point, tee_len, &header,
+                                                  &len, &diag),
+                     VTPMCA_ERR_UNSUPPORTED);
+    header = (char *)1; /* a failed call leaves no header behind */
+    len = 99;
+    assert_int_equal(kbs_binding_sign_points_text(g.kbs384, jwk_text, epk_point, epk_len - 1,
+                                                  g_nonce, sizeof(g_nonce), tee_point, tee_len,
+                                                  &header, &len, &diag),
+                     VTPMCA_ERR_UNSUPPORTED);
+    assert_null(header);
+    assert_int_equal(len, 0);
+    /* kbs_binding_jwk_text. */
+    char *out = NULL;
+    assert_int_equal(kbs_binding_jwk_text(NULL, &out, &diag), VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(kbs_binding_jwk_text(g.kbs384, NULL, &diag), VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(kbs_binding_jwk_text(rsa, &out, &diag), VTPMCA_ERR_UNSUPPORTED);
+    assert_int_equal(kbs_binding_jwk_text(g.tee521, &out, &diag), VTPMCA_ERR_UNSUPPORTED);
+    assert_null(out);
+    EVP_PKEY_free(rsa);
+    free(jwk_text);
+    EVP_PKEY_free(epk);
+}
+
 /* ---- key files ---- */
 
 static void test_key_save_load(void **state)
@@ -830,6 +1027,8 @@ int main(void)
         cmocka_unit_test(test_remembered_key_enforced),
         cmocka_unit_test(test_message_and_sign_arguments),
         cmocka_unit_test(test_points_variants),
+        cmocka_unit_test(test_sign_points_text),
+        cmocka_unit_test(test_sign_points_text_rejects),
         cmocka_unit_test(test_key_save_load),
         cmocka_unit_test(test_key_load_rejects),
         cmocka_unit_test(test_key_load_or_create),

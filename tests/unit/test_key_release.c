@@ -462,6 +462,115 @@ static void test_wrapped_mode(void **state)
     free(as_generated);
 }
 
+/* What the wrapped-key hook saw. */
+typedef struct {
+    unsigned calls;
+    char instance[64];
+    size_t key_len;
+} hook_seen;
+
+static void record_hook(void *ctx, const char *instance_id, const uint8_t *key, size_t key_len)
+{
+    (void)key;
+    hook_seen *seen = ctx;
+    seen->calls++;
+    snprintf(seen->instance, sizeof(seen->instance), "%s", instance_id);
+    seen->key_len = key_len;
+}
+
+static size_t release_rows(fixture *f)
+{
+    store_audit_filter filter = {.action = "key_release", .limit = STORE_LIST_MAX};
+    store_audit_event *events = NULL;
+    size_t n = 0;
+    assert_int_equal(store_audit_query(f->env.st, &filter, &events, &n, NULL), VTPMCA_OK);
+    free(events);
+    return n;
+}
+
+/* The two halves for callers that write the audit row themselves: appraise writes nothing
+ * and describes the row; the key stays only when its row was written; the wrapped-key hook
+ * runs only after a written grant in wrapped-key mode. */
+static void test_appraise_then_audited(void **state)
+{
+    fixture *f = *state;
+    snp_evidence e = fixture_claims();
+    hook_seen seen = {0};
+    assert_int_equal(key_release_set_wrapped_hook(f->kr, record_hook, &seen), VTPMCA_OK);
+    char path[STORE_RESOURCE_PATH_MAX + 1], wpath[STORE_RESOURCE_PATH_MAX + 1];
+    enroll(f, "split-g", KEYS_FLEET, STORE_KEY_GENERATED, NULL, path);
+    enroll(f, "split-w", KEYS_FLEET, STORE_KEY_WRAPPED, NULL, wpath);
+    uint8_t admin_key[32];
+    memset(admin_key, 0x5a, sizeof(admin_key));
+    uint8_t *blob = NULL;
+    size_t blob_len = 0;
+    assert_int_equal(enrollment_wrap_key(f->env.vault, "split-w", admin_key, sizeof(admin_key),
+                                         &blob, &blob_len, NULL),
+                     VTPMCA_OK);
+    size_t rows = release_rows(f);
+
+    uint8_t key[KEYVAULT_KEY_MAX];
+    size_t key_len = 0;
+    key_release_decision d;
+    store_audit_event audit;
+    assert_int_equal(
+        key_release_appraise(f->kr, &e, path, NULL, 0, "sess-1", key, &key_len, &d, &audit, NULL),
+        VTPMCA_OK);
+    assert_int_equal(d.outcome, KEY_RELEASE_GRANTED);
+    assert_false(d.failed);
+    assert_false(d.runs_hook);
+    assert_int_equal(key_len, 32);
+    assert_int_equal(release_rows(f), rows); /* nothing written yet */
+    assert_string_equal(audit.action, "key_release");
+    assert_string_equal(audit.outcome, "granted");
+    assert_string_equal(audit.instance_id, "split-g");
+    assert_string_equal(audit.actor, "sess-1");
+    /* The row could not be written: the key is wiped and the error comes back. */
+    assert_int_equal(key_release_audited(f->kr, &d, "sess-1", key, &key_len, VTPMCA_ERR_STORE),
+                     VTPMCA_ERR_STORE);
+    const uint8_t zeros[KEYVAULT_KEY_MAX] = {0};
+    assert_int_equal(key_len, 0);
+    assert_memory_equal(key, zeros, sizeof(zeros));
+
+    /* Wrapped-key mode: the hook runs after a written grant, not after a failed write. */
+    assert_int_equal(key_release_appraise(f->kr, &e, wpath, blob, blob_len, "sess-2", key, &key_len,
+                                          &d, &audit, NULL),
+                     VTPMCA_OK);
+    assert_true(d.runs_hook);
+    assert_int_equal(key_release_audited(f->kr, &d, "sess-2", key, &key_len, VTPMCA_ERR_IO),
+                     VTPMCA_ERR_IO);
+    assert_int_equal(seen.calls, 0);
+    assert_int_equal(key_release_appraise(f->kr, &e, wpath, blob, blob_len, "sess-2", key, &key_len,
+                                          &d, &audit, NULL),
+                     VTPMCA_OK);
+    assert_int_equal(store_audit_append(f->env.st, &audit, NULL), VTPMCA_OK);
+    assert_int_equal(key_release_audited(f->kr, &d, "sess-2", key, &key_len, VTPMCA_OK), VTPMCA_OK);
+    assert_int_equal(seen.calls, 1);
+    assert_string_equal(seen.instance, "split-w");
+    assert_int_equal(seen.key_len, sizeof(admin_key));
+    assert_memory_equal(key, admin_key, sizeof(admin_key));
+    assert_int_equal(release_rows(f), rows + 1);
+
+    /* A refusal describes its row too and holds no key. */
+    assert_int_equal(key_release_appraise(f->kr, &e, "repo/type/nobody", NULL, 0, "sess-3", key,
+                                          &key_len, &d, &audit, NULL),
+                     VTPMCA_OK);
+    assert_int_equal(d.outcome, KEY_RELEASE_UNKNOWN_RESOURCE);
+    assert_string_equal(audit.outcome, "unknown_resource");
+    assert_int_equal(key_len, 0);
+
+    /* Bad arguments. */
+    assert_int_equal(
+        key_release_appraise(f->kr, &e, path, NULL, 0, "s", key, &key_len, &d, NULL, NULL),
+        VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(key_release_audited(NULL, &d, "s", key, &key_len, VTPMCA_OK),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(key_release_audited(f->kr, NULL, "s", key, &key_len, VTPMCA_OK),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(key_release_set_wrapped_hook(f->kr, NULL, NULL), VTPMCA_OK);
+    free(blob);
+}
+
 /* A decision that cannot be audited hands out nothing; a stored key that does not unwrap
  * (another master key) is an error, audited as such. */
 static void test_failures_hand_out_nothing(void **state)
@@ -645,6 +754,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_policy_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrapped_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_appraise_then_audited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failures_hand_out_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
         cmocka_unit_test(test_outcome_names),

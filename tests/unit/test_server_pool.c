@@ -238,6 +238,48 @@ static void test_not_deferrable_runs_inline(void **state)
     g.pool = NULL;
 }
 
+/* Posted work: each task runs once, on a pool thread, and stop runs what is still queued. */
+typedef struct {
+    server_pool_task task;
+    pthread_t ran_on;
+    int runs;
+} posted;
+
+static void run_posted(void *arg)
+{
+    posted *p = arg;
+    p->ran_on = pthread_self();
+    p->runs++;
+}
+
+static void test_posted_tasks(void **state)
+{
+    (void)state;
+    server_pool *pool = NULL;
+    assert_int_equal(server_pool_start("post", 2, &pool, NULL), VTPMCA_OK);
+    enum { TASKS = 50 };
+    posted tasks[TASKS];
+    memset(tasks, 0, sizeof(tasks));
+    for (int i = 0; i < TASKS; i++) {
+        tasks[i].task = (server_pool_task){.run = run_posted, .arg = &tasks[i]};
+        server_pool_post(pool, &tasks[i].task);
+    }
+    server_pool_stop(pool); /* runs whatever is still queued, then joins */
+    for (int i = 0; i < TASKS; i++) {
+        assert_int_equal(tasks[i].runs, 1);
+        assert_false(pthread_equal(tasks[i].ran_on, pthread_self()));
+    }
+    /* Without a pool the task runs here; a task without work is ignored. */
+    posted here = {0};
+    here.task = (server_pool_task){.run = run_posted, .arg = &here};
+    server_pool_post(NULL, &here.task);
+    assert_int_equal(here.runs, 1);
+    assert_true(pthread_equal(here.ran_on, pthread_self()));
+    server_pool_post(NULL, NULL);
+    server_pool_task idle = {0};
+    server_pool_post(NULL, &idle);
+}
+
 static void test_arguments(void **state)
 {
     (void)state;
@@ -263,6 +305,7 @@ int main(void)
         cmocka_unit_test(test_stop_waits_for_deferred_answers),
         cmocka_unit_test(test_without_a_pool_the_worker_waits),
         cmocka_unit_test(test_not_deferrable_runs_inline),
+        cmocka_unit_test(test_posted_tasks),
         cmocka_unit_test(test_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -691,6 +691,180 @@ static void test_audit_rejections(void **state)
     store_close(st);
 }
 
+/* ---- asynchronous appends ---- */
+
+/* What the reports of asynchronous appends said, counted under a lock. */
+typedef struct {
+    pthread_mutex_t lock;
+    unsigned ok, failed;
+    char last_detail[256];
+    char failure[256]; /* the detail of the last failure */
+} async_reports;
+
+static void count_report(void *arg, vtpmca_err err, const char *detail)
+{
+    async_reports *r = arg;
+    pthread_mutex_lock(&r->lock);
+    if (err == VTPMCA_OK) {
+        r->ok++;
+    } else {
+        r->failed++;
+        snprintf(r->failure, sizeof(r->failure), "%s", detail != NULL ? detail : "(null)");
+    }
+    snprintf(r->last_detail, sizeof(r->last_detail), "%s", detail != NULL ? detail : "(null)");
+    pthread_mutex_unlock(&r->lock);
+}
+
+static unsigned reports_seen(async_reports *r)
+{
+    pthread_mutex_lock(&r->lock);
+    unsigned n = r->ok + r->failed;
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
+
+static void wait_reports(async_reports *r, unsigned want)
+{
+    for (int i = 0; i < 10000 && reports_seen(r) < want; i++)
+        usleep(1000);
+    assert_int_equal(reports_seen(r), want);
+}
+
+static void test_audit_append_async(void **state)
+{
+    (void)state;
+    char path[256];
+    store *st = open_fresh(path, sizeof(path));
+    async_reports r = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    store_audit_event ev = make_event("key_release", "vm-async", "granted", 0);
+    assert_int_equal(store_audit_append_async(st, &ev, count_report, &r, NULL), VTPMCA_OK);
+    wait_reports(&r, 1);
+    assert_int_equal(r.ok, 1);
+    assert_string_equal(r.last_detail, "");
+    /* Reported means written: the row is there, with a time stamped at append. */
+    store_audit_filter f = {.instance_id = "vm-async", .limit = 10};
+    store_audit_event *events = NULL;
+    size_t n = 0;
+    assert_int_equal(store_audit_query(st, &f, &events, &n, NULL), VTPMCA_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(events[0].outcome, "granted");
+    assert_true(events[0].at_ms > 0);
+    free(events);
+
+    /* Refused events and missing arguments: an error, no report, no row. */
+    vtpmca_diag diag = {{0}};
+    store_audit_event bad = make_event("Bad Action", "vm-async", "granted", 0);
+    assert_int_equal(store_audit_append_async(st, &bad, count_report, &r, &diag),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_true(strlen(diag.msg) > 0);
+    assert_int_equal(store_audit_append_async(st, &ev, NULL, &r, NULL), VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(store_audit_append_async(NULL, &ev, count_report, &r, NULL),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(store_audit_append_async(st, NULL, count_report, &r, NULL),
+                     VTPMCA_ERR_INVALID_ARG);
+    usleep(20000);
+    assert_int_equal(reports_seen(&r), 1);
+    assert_int_equal(query_count(st, &f), 1);
+    store_close(st);
+}
+
+typedef struct {
+    store *st;
+    async_reports *reports;
+    int thread;
+} mixed_writer;
+
+enum { MIXED_THREADS = 6, MIXED_EACH = 40 };
+
+/* Half the appends wait (store_audit_append), half do not: they share the same groups. */
+static void *mixed_writer_main(void *arg)
+{
+    mixed_writer *w = arg;
+    for (int i = 0; i < MIXED_EACH; i++) {
+        char instance[32];
+        snprintf(instance, sizeof(instance), "vm-%d-%d", w->thread, i);
+        store_audit_event ev = make_event("key_release", instance, "granted", 0);
+        vtpmca_err err = i % 2 == 0
+                             ? store_audit_append_async(w->st, &ev, count_report, w->reports, NULL)
+                             : store_audit_append(w->st, &ev, NULL);
+        if (err != VTPMCA_OK)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+static void test_audit_append_async_mixed(void **state)
+{
+    (void)state;
+    char path[256];
+    store *st = open_fresh(path, sizeof(path));
+    async_reports r = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    pthread_t threads[MIXED_THREADS];
+    mixed_writer writers[MIXED_THREADS];
+    for (int t = 0; t < MIXED_THREADS; t++) {
+        writers[t] = (mixed_writer){st, &r, t};
+        assert_int_equal(pthread_create(&threads[t], NULL, mixed_writer_main, &writers[t]), 0);
+    }
+    for (int t = 0; t < MIXED_THREADS; t++) {
+        void *result = NULL;
+        assert_int_equal(pthread_join(threads[t], &result), 0);
+        assert_null(result);
+    }
+    wait_reports(&r, MIXED_THREADS * MIXED_EACH / 2);
+    assert_int_equal(r.failed, 0);
+    store_audit_filter all = {.action = "key_release", .limit = 1000};
+    assert_int_equal(query_count(st, &all), MIXED_THREADS * MIXED_EACH);
+    store_close(st);
+}
+
+/* Closing the store commits and reports what is still queued; the rows are on disk. */
+static void test_audit_append_async_close(void **state)
+{
+    (void)state;
+    char path[256];
+    store *st = open_fresh(path, sizeof(path));
+    async_reports r = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    enum { QUEUED = 200 };
+    for (int i = 0; i < QUEUED; i++) {
+        store_audit_event ev = make_event("key_release", "vm-close", "granted", 0);
+        assert_int_equal(store_audit_append_async(st, &ev, count_report, &r, NULL), VTPMCA_OK);
+    }
+    store_close(st);
+    assert_int_equal(reports_seen(&r), QUEUED);
+    assert_int_equal(r.ok, QUEUED);
+    sqlite3 *db = raw_open(path);
+    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM audit WHERE instance_id = 'vm-close'"),
+                     QUEUED);
+    sqlite3_close(db);
+}
+
+/* A write the database refuses is reported as a failure with the reason, and does not take
+ * down the writes it was grouped with. */
+static void test_audit_append_async_failure(void **state)
+{
+    (void)state;
+    char path[256];
+    store *st = open_fresh(path, sizeof(path));
+    sqlite3 *db = raw_open(path);
+    raw_exec(db, "CREATE TRIGGER test_refuse BEFORE INSERT ON audit WHEN NEW.instance_id = "
+                 "'vm-refused' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
+    sqlite3_close(db);
+    async_reports r = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    store_audit_event refused = make_event("key_release", "vm-refused", "granted", 0);
+    store_audit_event fine = make_event("key_release", "vm-fine", "granted", 0);
+    assert_int_equal(store_audit_append_async(st, &refused, count_report, &r, NULL), VTPMCA_OK);
+    assert_int_equal(store_audit_append_async(st, &fine, count_report, &r, NULL), VTPMCA_OK);
+    wait_reports(&r, 2);
+    assert_int_equal(r.failed, 1);
+    assert_int_equal(r.ok, 1);
+    assert_non_null(strstr(r.failure, "refused by the test"));
+    store_audit_filter f = {.instance_id = "vm-refused", .limit = 10};
+    assert_int_equal(query_count(st, &f), 0);
+    f.instance_id = "vm-fine";
+    assert_int_equal(query_count(st, &f), 1);
+    store_close(st);
+}
+
 static void test_audit_append_only(void **state)
 {
     (void)state;
@@ -861,6 +1035,10 @@ int main(void)
         cmocka_unit_test(test_audit_append_query),
         cmocka_unit_test(test_audit_rejections),
         cmocka_unit_test(test_audit_append_only),
+        cmocka_unit_test(test_audit_append_async),
+        cmocka_unit_test(test_audit_append_async_mixed),
+        cmocka_unit_test(test_audit_append_async_close),
+        cmocka_unit_test(test_audit_append_async_failure),
         cmocka_unit_test(test_migration_of_existing_database),
         cmocka_unit_test(test_concurrent_appends),
     };
