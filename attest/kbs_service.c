@@ -944,11 +944,62 @@ static vtpmca_err wrap_for_tee(kbs_service *svc, const kbs_session_view *view, c
     return err;
 }
 
-vtpmca_err kbs_service_resource(kbs_service *svc, const char *cookie, const char *bearer,
-                                const char *resource_path, const uint8_t *body, size_t body_len,
-                                kbs_reply *reply)
+/* A release decided and waiting for its audit row (kbs_service_resource_begin). */
+struct kbs_release {
+    char session[KBS_SESSION_ID_HEX + 1];
+    char path[STORE_RESOURCE_PATH_MAX + 1];
+    key_release_decision decision;
+    uint8_t key[KEYVAULT_KEY_MAX]; /* kept only for the wrapped-key hook */
+    size_t key_len;
+    store_audit_event audit;
+    resource_outcome outcome;
+    char detail[300];
+    kbs_reply answer; /* sent only once the audit row is durable */
+};
+
+/* The answer to a release: the JWE when granted, else the refusal or the failure. */
+static void answer_release(kbs_service *svc, const kbs_session_view *view, kbs_release *rel,
+                           vtpmca_err appraise_err, const char *appraise_msg)
 {
-    if (svc == NULL || reply == NULL || (body == NULL && body_len > 0))
+    if (appraise_err != VTPMCA_OK) {
+        rel->outcome = RES_INTERNAL;
+        snprintf(rel->detail, sizeof(rel->detail), "key release: %.200s", appraise_msg);
+        reply_error(&rel->answer, 503, "unavailable", "the release decision could not be made");
+        rel->answer.retry_after_s = 1;
+        return;
+    }
+    unsigned status = 500;
+    rel->outcome = outcome_of(rel->decision.outcome, &status);
+    snprintf(rel->detail, sizeof(rel->detail), "%s", rel->decision.reason);
+    if (rel->outcome != RES_GRANTED) {
+        reply_error(&rel->answer, status, resource_names[rel->outcome], "%s",
+                    rel->decision.reason[0] != '\0' ? rel->decision.reason
+                                                    : resource_names[rel->outcome]);
+        return;
+    }
+    char *jwe = NULL;
+    size_t jwe_len = 0;
+    vtpmca_diag diag = {{0}};
+    if (wrap_for_tee(svc, view, rel->key, rel->key_len, &jwe, &jwe_len, &diag) == VTPMCA_OK) {
+        reply_take_text(&rel->answer, 200, jwe, jwe_len);
+        return;
+    }
+    /* Nothing leaves: the row records the failure instead of the grant. */
+    rel->outcome = RES_INTERNAL;
+    rel->decision.runs_hook = false;
+    snprintf(rel->detail, sizeof(rel->detail), "jwe: %.200s", diag.msg);
+    snprintf(rel->audit.outcome, sizeof(rel->audit.outcome), "error");
+    snprintf(rel->audit.detail, sizeof(rel->audit.detail), "%.250s", rel->detail);
+    reply_error(&rel->answer, 500, "internal", "cannot encrypt the key for the tee-pubkey");
+}
+
+vtpmca_err kbs_service_resource_begin(kbs_service *svc, const char *cookie, const char *bearer,
+                                      const char *resource_path, const uint8_t *body,
+                                      size_t body_len, kbs_reply *reply, kbs_release **release)
+{
+    if (release != NULL)
+        *release = NULL;
+    if (svc == NULL || reply == NULL || release == NULL || (body == NULL && body_len > 0))
         return VTPMCA_ERR_INVALID_ARG;
     memset(reply, 0, sizeof(*reply));
     char detail[300] = "";
@@ -970,51 +1021,96 @@ vtpmca_err kbs_service_resource(kbs_service *svc, const char *cookie, const char
         return resource_done(svc, RES_UNAUTHORIZED, cookie, resource_path, NULL, detail, VTPMCA_OK);
     uint8_t *wrapped = NULL;
     size_t wrapped_len = 0;
+    vtpmca_err err = VTPMCA_OK;
     if (body != NULL &&
         !parse_wrapped_key(body, body_len, &wrapped, &wrapped_len, detail, sizeof(detail))) {
-        vtpmca_err err = reply_error(reply, 400, "bad_request", "%s", detail);
+        err = reply_error(reply, 400, "bad_request", "%s", detail);
         resource_done(svc, RES_BAD_REQUEST, view.id, resource_path, NULL, detail, err);
         kbs_session_view_clear(&view);
         return err;
     }
-
-    uint8_t key[KEYVAULT_KEY_MAX];
-    size_t key_len = 0;
-    key_release_decision decision;
-    memset(&decision, 0, sizeof(decision));
+    kbs_release *rel = calloc(1, sizeof(*rel));
     vtpmca_diag diag = {{0}};
-    vtpmca_err err = key_release_decide(svc->release, &view.evidence, resource_path, wrapped,
-                                        wrapped_len, view.id, key, &key_len, &decision, &diag);
+    if (rel != NULL)
+        err = key_release_appraise(svc->release, &view.evidence, resource_path, wrapped,
+                                   wrapped_len, view.id, rel->key, &rel->key_len, &rel->decision,
+                                   &rel->audit, &diag);
     free(wrapped);
-    resource_outcome outcome = RES_INTERNAL;
-    if (err != VTPMCA_OK) {
-        snprintf(detail, sizeof(detail), "key release: %.200s", diag.msg);
+    if (rel == NULL || (err != VTPMCA_OK && !rel->decision.failed)) {
+        /* No row to write (no memory, or arguments the engine should never pass). */
+        free(rel);
+        kbs_session_view_clear(&view);
+        snprintf(detail, sizeof(detail), "key release: %.200s",
+                 rel == NULL ? "out of memory" : diag.msg);
+        reply_error(reply, 500, "internal", "the release decision could not be made");
+        return resource_done(svc, RES_INTERNAL, cookie, resource_path, NULL, detail,
+                             has_body(reply) ? VTPMCA_OK : VTPMCA_ERR_NOMEM);
+    }
+    snprintf(rel->session, sizeof(rel->session), "%s", view.id);
+    snprintf(rel->path, sizeof(rel->path), "%s", resource_path);
+    answer_release(svc, &view, rel, err, diag.msg);
+    kbs_session_view_clear(&view);
+    if (!rel->decision.runs_hook) /* the JWE holds the key now; only the hook needs it again */
+        OPENSSL_cleanse(rel->key, sizeof(rel->key));
+    *release = rel;
+    return VTPMCA_OK;
+}
+
+const store_audit_event *kbs_release_audit_row(const kbs_release *release)
+{
+    return release != NULL ? &release->audit : NULL;
+}
+
+bool kbs_release_writes_store(const kbs_release *release)
+{
+    return release != NULL && release->decision.runs_hook;
+}
+
+vtpmca_err kbs_service_resource_end(kbs_service *svc, kbs_release *release, vtpmca_err audit_err,
+                                    kbs_reply *reply)
+{
+    if (svc == NULL || release == NULL || reply == NULL) {
+        if (release != NULL) {
+            OPENSSL_cleanse(release->key, sizeof(release->key));
+            kbs_reply_clear(&release->answer);
+            free(release);
+        }
+        return VTPMCA_ERR_INVALID_ARG;
+    }
+    kbs_release *rel = release;
+    memset(reply, 0, sizeof(*reply));
+    (void)key_release_audited(svc->release, &rel->decision, rel->session, rel->key, &rel->key_len,
+                              audit_err);
+    if (audit_err == VTPMCA_OK) {
+        *reply = rel->answer; /* the answer moves to the caller */
+        memset(&rel->answer, 0, sizeof(rel->answer));
+    } else {
+        /* Not on record, so nothing is handed out. */
+        kbs_reply_clear(&rel->answer);
+        rel->outcome = RES_INTERNAL;
+        snprintf(rel->detail, sizeof(rel->detail),
+                 "key release: the decision could not be audited (%s)", vtpmca_err_name(audit_err));
         reply_error(reply, 503, "unavailable", "the release decision could not be made");
         reply->retry_after_s = 1;
-    } else {
-        unsigned status = 500;
-        outcome = outcome_of(decision.outcome, &status);
-        snprintf(detail, sizeof(detail), "%s", decision.reason);
-        if (outcome == RES_GRANTED) {
-            char *jwe = NULL;
-            size_t jwe_len = 0;
-            err = wrap_for_tee(svc, &view, key, key_len, &jwe, &jwe_len, &diag);
-            if (err == VTPMCA_OK) {
-                reply_take_text(reply, 200, jwe, jwe_len);
-            } else {
-                outcome = RES_INTERNAL;
-                snprintf(detail, sizeof(detail), "jwe: %.200s", diag.msg);
-                reply_error(reply, 500, "internal", "cannot encrypt the key for the tee-pubkey");
-            }
-        } else {
-            reply_error(reply, status, resource_names[outcome], "%s",
-                        decision.reason[0] != '\0' ? decision.reason : resource_names[outcome]);
-        }
     }
-    OPENSSL_cleanse(key, sizeof(key));
-    resource_done(svc, outcome, view.id, resource_path, decision.instance_id, detail, VTPMCA_OK);
-    kbs_session_view_clear(&view);
+    resource_done(svc, rel->outcome, rel->session, rel->path, rel->decision.instance_id,
+                  rel->detail, VTPMCA_OK);
+    OPENSSL_cleanse(rel->key, sizeof(rel->key));
+    free(rel);
     return has_body(reply) ? VTPMCA_OK : VTPMCA_ERR_NOMEM;
+}
+
+vtpmca_err kbs_service_resource(kbs_service *svc, const char *cookie, const char *bearer,
+                                const char *resource_path, const uint8_t *body, size_t body_len,
+                                kbs_reply *reply)
+{
+    kbs_release *rel = NULL;
+    vtpmca_err err =
+        kbs_service_resource_begin(svc, cookie, bearer, resource_path, body, body_len, reply, &rel);
+    if (err != VTPMCA_OK || rel == NULL)
+        return err;
+    vtpmca_err audit_err = key_release_write_audit(svc->release, &rel->audit, NULL);
+    return kbs_service_resource_end(svc, rel, audit_err, reply);
 }
 
 /* ---- metrics ---- */

@@ -315,6 +315,14 @@ vtpmca_err key_release_audited(key_release *kr, const key_release_decision *deci
     return VTPMCA_OK;
 }
 
+vtpmca_err key_release_write_audit(key_release *kr, const store_audit_event *audit,
+                                   vtpmca_diag *diag)
+{
+    if (kr == NULL || audit == NULL)
+        return vtpmca_fail(diag, VTPMCA_ERR_INVALID_ARG, "key release: missing argument");
+    return store_audit_append(kr->config.store, audit, diag);
+}
+
 vtpmca_err key_release_decide(key_release *kr, const snp_evidence *evidence,
                               const char *resource_path, const uint8_t *wrapped, size_t wrapped_len,
                               const char *client, uint8_t key_out[KEYVAULT_KEY_MAX],
@@ -326,7 +334,7 @@ vtpmca_err key_release_decide(key_release *kr, const snp_evidence *evidence,
     if (err == VTPMCA_ERR_INVALID_ARG && (decision == NULL || !decision->failed))
         return err; /* bad arguments: nothing to record */
     vtpmca_diag audit_diag = {{0}};
-    vtpmca_err audit_err = store_audit_append(kr->config.store, &audit, &audit_diag);
+    vtpmca_err audit_err = key_release_write_audit(kr, &audit, &audit_diag);
     if (err != VTPMCA_OK) {
         (void)key_release_audited(kr, decision, client, key_out, key_len, audit_err);
         return err; /* the failure is the answer, recorded or not (best effort) */

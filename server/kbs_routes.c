@@ -209,19 +209,20 @@ void server_handle_kbs_attest(void *ctx, const server_request *request, server_r
     send_reply(&reply, response);
 }
 
-/* Runs on the commit pool: a release waits until its audit row is durable. */
-static void resource_now(void *ctx, const server_request *request, server_response *response)
+/* A release waiting for its audit row, and the deferred request it answers. */
+struct pending_release {
+    server_app *app;
+    kbs_release *release;
+    server_deferred *deferred;
+    vtpmca_err audit_err;
+    server_pool_task task; /* when ending the release writes to the store */
+};
+
+static void end_release(server_app *app, kbs_release *release, vtpmca_err audit_err,
+                        server_response *response)
 {
-    server_app *app = ctx;
-    const char *path = request->path + strlen(RESOURCE_PREFIX);
-    /* A POST always carries the wrapped key; an empty one must not read as a GET. */
-    bool post = strcmp(request->method, "POST") == 0;
-    const uint8_t *body =
-        post ? (request->body != NULL ? request->body : (const uint8_t *)"") : NULL;
     kbs_reply reply;
-    vtpmca_err err =
-        kbs_service_resource(app->kbs->service, session_cookie(request), bearer_token(request),
-                             path, body, post ? request->body_len : 0, &reply);
+    vtpmca_err err = kbs_service_resource_end(app->kbs->service, release, audit_err, &reply);
     if (err != VTPMCA_OK) {
         kbs_reply_clear(&reply);
         handle_kbs_failure(response, err);
@@ -230,8 +231,67 @@ static void resource_now(void *ctx, const server_request *request, server_respon
     send_reply(&reply, response);
 }
 
+static void finish_release(void *arg)
+{
+    struct pending_release *p = arg;
+    server_response response = {0};
+    end_release(p->app, p->release, p->audit_err, &response);
+    server_deferred_finish(p->deferred, &response);
+    free(p);
+}
+
+/* The store's report on the audit row. It runs on the store's commit thread, which must not
+ * wait for the store: a release whose end writes there goes to the commit pool. */
+static void on_release_audited(void *arg, vtpmca_err err, const char *detail)
+{
+    struct pending_release *p = arg;
+    p->audit_err = err;
+    if (err != VTPMCA_OK)
+        vtpmca_log(VTPMCA_LOG_ERROR, "kbs.audit_failed", "detail", detail, NULL);
+    if (kbs_release_writes_store(p->release)) {
+        p->task = (server_pool_task){.run = finish_release, .arg = p};
+        server_pool_post(p->app->commit_pool, &p->task);
+        return;
+    }
+    finish_release(p);
+}
+
+/* The decision and the key's encryption run here, in the HTTP worker; the answer leaves only
+ * once the audit row is durable. The worker does not wait for that: the request is deferred
+ * and the store's group commit reports, so many releases share each fsync and the cores
+ * spend no time handing requests to waiting threads. */
 void server_handle_kbs_resource(void *ctx, const server_request *request, server_response *response)
 {
     server_app *app = ctx;
-    server_pool_run(app->commit_pool, resource_now, app, request, response);
+    const char *path = request->path + strlen(RESOURCE_PREFIX);
+    /* A POST always carries the wrapped key; an empty one must not read as a GET. */
+    bool post = strcmp(request->method, "POST") == 0;
+    const uint8_t *body =
+        post ? (request->body != NULL ? request->body : (const uint8_t *)"") : NULL;
+    kbs_reply reply;
+    kbs_release *release = NULL;
+    vtpmca_err err = kbs_service_resource_begin(app->kbs->service, session_cookie(request),
+                                                bearer_token(request), path, body,
+                                                post ? request->body_len : 0, &reply, &release);
+    if (err != VTPMCA_OK) {
+        kbs_reply_clear(&reply);
+        handle_kbs_failure(response, err);
+        return;
+    }
+    if (release == NULL) {
+        send_reply(&reply, response);
+        return;
+    }
+    const store_audit_event *row = kbs_release_audit_row(release);
+    struct pending_release *p = calloc(1, sizeof(*p));
+    if (p == NULL || server_request_defer(request, &p->deferred) != VTPMCA_OK) {
+        free(p); /* not deferrable (not an HTTP request, or no memory): wait here */
+        end_release(app, release, store_audit_append(app->store, row, NULL), response);
+        return;
+    }
+    p->app = app;
+    p->release = release;
+    vtpmca_diag diag = {{0}};
+    if (store_audit_append_async(app->store, row, on_release_audited, p, &diag) != VTPMCA_OK)
+        on_release_audited(p, VTPMCA_ERR_STORE, diag.msg);
 }

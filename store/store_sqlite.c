@@ -32,10 +32,6 @@ enum {
      * waiting-request threads (commit_workers, 64 by default), which read concurrently:
      * opening a connection prepares every statement, far dearer than keeping it. */
     POOL_MAX_IDLE = 96,
-    /* How long a group's leader waits for the writers it expects (as many as joined the
-     * previous group) before committing: under concurrent load that many more writes share
-     * each fsync; a lone writer never waits. */
-    GROUP_GATHER_US = 1000,
 };
 
 /* Schema migrations. MIGRATIONS[i] brings the schema from version i to version i+1; at open
@@ -310,10 +306,6 @@ struct sqlite_store {
     pthread_mutex_t group_lock;
     struct write_waiter *group_queue;
     bool group_committing;
-    size_t group_queued;          /* waiters in group_queue */
-    size_t group_last_size;       /* writers in the last committed group */
-    pthread_cond_t *group_gather; /* where the leader waits for its group to fill, or NULL */
-    pthread_condattr_t wake_attr; /* monotonic clock for the leader's gathering wait */
     /* The commit thread, started by the first asynchronous write: it leads the groups that an
      * asynchronous writer (who does not wait) would otherwise have to lead. */
     pthread_t committer;
@@ -709,58 +701,28 @@ static void commit_group(struct sqlite_store *s, struct write_waiter *group)
     }
 }
 
-/* Every write transaction of the store. An acknowledged write must be durable, and each
- * commit costs an fsync, so concurrent writers share commits: each queues its body; when no
- * commit is running, one of them takes the whole queue, runs it in one transaction (each body
- * in its own savepoint, in arrival order) and wakes the others. A lone writer commits at once.
- * Bodies may run again on a retry, so they report results only through ctx. */
-/* The leader of a group, before taking the queue: when the previous group had company, waits
- * on `wake` (at most GROUP_GATHER_US) until as many writers are queued, since under load they
- * arrive within a fraction of an fsync. Called and returns with group_lock held. */
-static void gather_group(struct sqlite_store *s, pthread_cond_t *wake)
-{
-    if (s->group_last_size < 2 || s->group_queued >= s->group_last_size)
-        return;
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_nsec += GROUP_GATHER_US * 1000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
-    s->group_gather = wake;
-    while (s->group_queued < s->group_last_size &&
-           pthread_cond_timedwait(wake, &s->group_lock, &deadline) == 0) {
-    }
-    s->group_gather = NULL;
-}
-
 /* Queues a writer (group_lock held). Returns whether it must lead: no commit is running. An
  * asynchronous writer never leads itself: the commit thread does. */
 static bool enqueue_writer(struct sqlite_store *s, struct write_waiter *w)
 {
     w->next = s->group_queue; /* newest first; reversed when taken to keep arrival order */
     s->group_queue = w;
-    s->group_queued++;
     if (!s->group_committing) {
         s->group_committing = true;
         if (w->report == NULL)
             return true;
         s->committer_lead = true;
         pthread_cond_signal(&s->committer_wake);
-    } else if (s->group_gather != NULL && s->group_queued >= s->group_last_size) {
-        pthread_cond_signal(s->group_gather); /* the gathering leader's group is full */
     }
     return false;
 }
 
-/* Leads one group (group_lock held on entry and on return): gathers it, commits it, wakes the
+/* Leads one group (group_lock held on entry and on return): commits it, wakes the
  * waiting writers, hands the lead to the oldest writer queued meanwhile (the commit thread
  * for an asynchronous one) and then reports to the asynchronous writers of the group.
  * `wake` is the leader's own condition. */
 static void lead_group(struct sqlite_store *s, pthread_cond_t *wake)
 {
-    gather_group(s, wake);
     struct write_waiter *group = NULL;
     while (s->group_queue != NULL) {
         struct write_waiter *w = s->group_queue;
@@ -768,8 +730,6 @@ static void lead_group(struct sqlite_store *s, pthread_cond_t *wake)
         w->next = group;
         group = w;
     }
-    s->group_last_size = s->group_queued;
-    s->group_queued = 0;
     pthread_mutex_unlock(&s->group_lock);
     commit_group(s, group);
     pthread_mutex_lock(&s->group_lock);
@@ -814,14 +774,14 @@ static void lead_group(struct sqlite_store *s, pthread_cond_t *wake)
 
 /* Every write transaction of the store. An acknowledged write must be durable, and each
  * commit costs an fsync, so concurrent writers share commits: each queues its body; when no
- * commit is running, one of them takes the whole queue (see gather_group), runs it in one
+ * commit is running, one of them takes the whole queue, runs it in one
  * transaction (each body in its own savepoint, in arrival order) and wakes the others. A lone
  * writer commits at once. Bodies may run again on a retry, so they report results only
  * through ctx. */
 static vtpmca_err run_write_tx(struct sqlite_store *s, tx_body body, void *ctx, vtpmca_diag *diag)
 {
     struct write_waiter self = {.body = body, .ctx = ctx, .err = VTPMCA_OK};
-    pthread_cond_init(&self.wake, &s->wake_attr);
+    pthread_cond_init(&self.wake, NULL);
     pthread_mutex_lock(&s->group_lock);
     /* Each waiter sleeps on its own condition and is woken exactly once: when its group is
      * durable, or to lead the next group. (One shared condition would wake every waiter at
@@ -1084,7 +1044,6 @@ static void sqlite_close(void *impl)
     pthread_mutex_destroy(&s->write_lock);
     pthread_mutex_destroy(&s->group_lock);
     pthread_cond_destroy(&s->committer_wake);
-    pthread_condattr_destroy(&s->wake_attr);
     free(s->path);
     free(s);
 }
@@ -1113,9 +1072,7 @@ static vtpmca_err sqlite_open(const char *location, void **impl, vtpmca_diag *di
     pthread_mutex_init(&s->pool_lock, NULL);
     pthread_mutex_init(&s->write_lock, NULL);
     pthread_mutex_init(&s->group_lock, NULL);
-    pthread_condattr_init(&s->wake_attr);
-    pthread_condattr_setclock(&s->wake_attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->committer_wake, &s->wake_attr);
+    pthread_cond_init(&s->committer_wake, NULL);
 
     vtpmca_err err = create_db_file(s->path, diag);
     if (err == VTPMCA_OK)

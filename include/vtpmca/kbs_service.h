@@ -8,6 +8,7 @@
 #ifndef VTPMCA_KBS_SERVICE_H
 #define VTPMCA_KBS_SERVICE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,7 @@
 #include "vtpmca/report_data.h"
 #include "vtpmca/key_release.h"
 #include "vtpmca/snp_verifier.h"
+#include "vtpmca/store.h"
 
 #define KBS_COOKIE_PATH "/kbs"
 /* Size of a Set-Cookie value (name, id, attributes). */
@@ -80,6 +82,26 @@ vtpmca_err kbs_service_attest(kbs_service *service, const char *cookie, const ui
 vtpmca_err kbs_service_resource(kbs_service *service, const char *cookie, const char *bearer,
                                 const char *resource_path, const uint8_t *body, size_t body_len,
                                 kbs_reply *reply);
+
+/* kbs_service_resource in two halves, for callers that write the release's audit row without
+ * waiting (store_audit_append_async) and serve other requests meanwhile:
+ *   kbs_service_resource_begin answers at once when no release is decided (malformed path
+ *   or body, no attested session, no key release): *reply is filled and *release is NULL.
+ *   Otherwise it decides, makes the JWE when granted, and returns *release with an empty
+ *   *reply: the caller then writes kbs_release_audit_row(*release) and passes how that ended
+ *   to kbs_service_resource_end, which fills *reply (the granted key only when the row is
+ *   durable; 503 otherwise) and frees the release, also on an error return.
+ *   When kbs_release_writes_store is true (a wrapped-key instance: the ledger keeps its key),
+ *   kbs_service_resource_end writes to the store, so it must not run inside a store report.
+ * kbs_service_resource is the two with a waiting write in between. */
+typedef struct kbs_release kbs_release;
+vtpmca_err kbs_service_resource_begin(kbs_service *service, const char *cookie, const char *bearer,
+                                      const char *resource_path, const uint8_t *body,
+                                      size_t body_len, kbs_reply *reply, kbs_release **release);
+const store_audit_event *kbs_release_audit_row(const kbs_release *release);
+bool kbs_release_writes_store(const kbs_release *release);
+vtpmca_err kbs_service_resource_end(kbs_service *service, kbs_release *release,
+                                    vtpmca_err audit_err, kbs_reply *reply);
 
 /* Prometheus text (format 0.0.4) of the KBS counters and the live-session gauge:
  * vtpmca_kbs_requests_total{step,outcome}, vtpmca_kbs_report_data_total{flavour},

@@ -85,6 +85,9 @@ vtpmca_err key_release_appraise(key_release *kr, const snp_evidence *evidence,
                                 uint8_t key_out[KEYVAULT_KEY_MAX], size_t *key_len,
                                 key_release_decision *decision, store_audit_event *audit,
                                 vtpmca_diag *diag);
+/* Writes an audit row key_release_appraise described, waiting until it is durable. */
+vtpmca_err key_release_write_audit(key_release *kr, const store_audit_event *audit,
+                                   vtpmca_diag *diag);
 vtpmca_err key_release_audited(key_release *kr, const key_release_decision *decision,
                                const char *client, uint8_t key[KEYVAULT_KEY_MAX], size_t *key_len,
                                vtpmca_err audit_err);

@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -610,6 +611,57 @@ static unsigned long long metric(const char *text, const char *series)
 
 /* Runs last: metrics reflect the outcomes above; after the daemon stops, the audit rows are
  * there and the key files were created with mode 0600. */
+/* Runs SQL on the daemon's database from outside (another connection). */
+static void db_exec(const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(g.fx.db_path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_busy_timeout(db, 5000), SQLITE_OK);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("sqlite: %s: %s", sql, msg != NULL ? msg : "?");
+    sqlite3_free(msg);
+    sqlite3_close(db);
+}
+
+/* A release whose audit row cannot be written hands out nothing: 503 with a JSON error, the
+ * store's reason only in the log; the same request succeeds once the row can be written. */
+static void test_release_waits_for_its_audit_row(void **state)
+{
+    (void)state;
+    boot_state b = {.curl = new_client()};
+    boot_auth(&b);
+    boot_attest(&b, REPORT_DATA_FLAVOUR_SVSM, g.p521, KBS_FIXTURE_MEASUREMENT);
+    char path[256];
+    resource_path(path, sizeof(path), KBS_INSTANCE_GENERATED);
+    db_exec("CREATE TRIGGER test_refuse_release BEFORE INSERT ON audit WHEN "
+            "NEW.action = 'key_release' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
+    http_result r;
+    request(b.curl, "GET", path, NULL, 0, NULL, &r);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(r.content_type, "application/json");
+    json_t *doc = json_loadb(r.body, r.len, 0, NULL);
+    assert_non_null(doc);
+    assert_string_equal(json_string_value(json_object_get(doc, "error")), "unavailable");
+    assert_null(json_object_get(doc, "ciphertext"));
+    assert_null(strstr(r.body, "refused by the test")); /* store details stay in the log */
+    json_decref(doc);
+    free(r.body);
+    db_exec("DROP TRIGGER test_refuse_release");
+
+    json_t *jwe = call(b.curl, "GET", path, NULL, NULL, 200);
+    uint8_t got[JWE_MAX_SECRET];
+    assert_int_equal(open_resource(jwe, &b, g.p521, got), 32);
+    json_decref(jwe);
+    free(b.token);
+    curl_easy_cleanup(b.curl);
+
+    char *log = runner_read_text(g.daemon.log_path);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "event=kbs.audit_failed"));
+    free(log);
+}
+
 static void test_metrics_audit_and_files(void **state)
 {
     (void)state;
@@ -689,6 +741,7 @@ int main(void)
         cmocka_unit_test(test_replays_and_refusals),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_expiry),
+        cmocka_unit_test(test_release_waits_for_its_audit_row),
         cmocka_unit_test(test_metrics_audit_and_files),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

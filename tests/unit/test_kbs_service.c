@@ -986,6 +986,106 @@ static void test_resource_outcomes(void **state)
     kbs_service_free(svc);
 }
 
+/* The resource in two halves, as the daemon runs it: begin decides and encrypts but writes
+ * nothing and answers nothing; the answer comes from end, and the key only when the audit row
+ * was written. */
+static void test_resource_in_two_halves(void **state)
+{
+    (void)state;
+    kbs_service *svc = new_service();
+    session s;
+    free(boot(svc, &s, REPORT_DATA_FLAVOUR_SVSM, g.p521, KBS_FIXTURE_MEASUREMENT));
+    const char *instance = g.fx.instance_id[KBS_INSTANCE_GENERATED];
+    const char *path = g.fx.path[KBS_INSTANCE_GENERATED];
+    size_t granted = audit_count(instance, "granted");
+    kbs_reply reply;
+    kbs_release *release = NULL;
+
+    /* The audit row cannot be written: 503, nothing handed out. */
+    assert_int_equal(kbs_service_resource_begin(svc, s.id, NULL, path, NULL, 0, &reply, &release),
+                     VTPMCA_OK);
+    assert_non_null(release);
+    assert_int_equal(reply.status, 0);
+    assert_null(reply.text);
+    assert_null(reply.body);
+    assert_false(kbs_release_writes_store(release));
+    const store_audit_event *row = kbs_release_audit_row(release);
+    assert_string_equal(row->action, "key_release");
+    assert_string_equal(row->outcome, "granted");
+    assert_string_equal(row->instance_id, instance);
+    assert_string_equal(row->actor, s.id);
+    assert_int_equal(audit_count(instance, "granted"), granted); /* not written by begin */
+    assert_int_equal(kbs_service_resource_end(svc, release, VTPMCA_ERR_STORE, &reply), VTPMCA_OK);
+    assert_int_equal(reply.retry_after_s, 1);
+    expect_error(&reply, 503, "unavailable");
+    assert_int_equal(kbs_service_count(svc, "resource", "internal"), 1);
+    assert_int_equal(kbs_service_count(svc, "resource", "granted"), 0);
+
+    /* Written: the JWE of the instance's key. */
+    assert_int_equal(kbs_service_resource_begin(svc, s.id, NULL, path, NULL, 0, &reply, &release),
+                     VTPMCA_OK);
+    assert_int_equal(store_audit_append(g.store, kbs_release_audit_row(release), NULL), VTPMCA_OK);
+    assert_int_equal(kbs_service_resource_end(svc, release, VTPMCA_OK, &reply), VTPMCA_OK);
+    uint8_t expected[KEYVAULT_KEY_MAX], got[JWE_MAX_SECRET];
+    size_t expected_len = 0;
+    assert_int_equal(
+        kbs_fixture_instance_key(&g.fx, KBS_INSTANCE_GENERATED, expected, &expected_len, NULL),
+        VTPMCA_OK);
+    assert_int_equal(open_jwe(&reply, &s, g.p521, got), expected_len);
+    assert_memory_equal(got, expected, expected_len);
+    assert_int_equal(audit_count(instance, "granted"), granted + 1);
+
+    /* A refusal is a release too: its row must be written before the answer. */
+    assert_int_equal(kbs_service_resource_begin(svc, s.id, NULL, g.fx.path[KBS_INSTANCE_DISABLED],
+                                                NULL, 0, &reply, &release),
+                     VTPMCA_OK);
+    assert_non_null(release);
+    assert_string_equal(kbs_release_audit_row(release)->outcome, "disabled");
+    assert_int_equal(kbs_service_resource_end(svc, release, VTPMCA_OK, &reply), VTPMCA_OK);
+    expect_error(&reply, 403, "disabled");
+
+    /* Wrapped-key mode: ending it writes to the store (the ledger keeps the key). */
+    char *blob = NULL;
+    vt_b64_encode_alloc(g.fx.wrapped_blob, g.fx.wrapped_blob_len, VT_B64_URL_NOPAD, &blob);
+    char body[512];
+    snprintf(body, sizeof(body), "{\"wrapped-key\":\"%s\"}", blob);
+    free(blob);
+    assert_int_equal(kbs_service_resource_begin(svc, s.id, NULL, g.fx.path[KBS_INSTANCE_WRAPPED],
+                                                (const uint8_t *)body, strlen(body), &reply,
+                                                &release),
+                     VTPMCA_OK);
+    assert_true(kbs_release_writes_store(release));
+    assert_int_equal(kbs_service_resource_end(svc, release, VTPMCA_OK, &reply), VTPMCA_OK);
+    assert_int_equal(open_jwe(&reply, &s, g.p521, got), sizeof(g.fx.wrapped_key));
+    assert_memory_equal(got, g.fx.wrapped_key, sizeof(g.fx.wrapped_key));
+
+    /* No decision to make: answered at once, no release. */
+    assert_int_equal(kbs_service_resource_begin(svc, s.id, NULL, "a/b", NULL, 0, &reply, &release),
+                     VTPMCA_OK);
+    assert_null(release);
+    expect_error(&reply, 400, "bad_request");
+    assert_int_equal(kbs_service_resource_begin(svc, NULL, NULL, path, NULL, 0, &reply, &release),
+                     VTPMCA_OK);
+    assert_null(release);
+    expect_error(&reply, 401, "no_session");
+
+    /* Bad arguments; end frees the release even then (ASan checks). */
+    assert_int_equal(kbs_service_resource_begin(svc, s.id, NULL, path, NULL, 0, &reply, NULL),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(kbs_service_resource_begin(NULL, s.id, NULL, path, NULL, 0, &reply, &release),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_null(release);
+    assert_int_equal(kbs_service_resource_begin(svc, s.id, NULL, path, NULL, 0, &reply, &release),
+                     VTPMCA_OK);
+    assert_int_equal(kbs_service_resource_end(NULL, release, VTPMCA_OK, &reply),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_int_equal(kbs_service_resource_end(svc, NULL, VTPMCA_OK, &reply),
+                     VTPMCA_ERR_INVALID_ARG);
+    assert_null(kbs_release_audit_row(NULL));
+    assert_false(kbs_release_writes_store(NULL));
+    kbs_service_free(svc);
+}
+
 static void test_service_arguments(void **state)
 {
     (void)state;
@@ -1026,6 +1126,7 @@ int main(void)
         cmocka_unit_test(test_attest_bad_input),
         cmocka_unit_test(test_attest_evidence_invalid),
         cmocka_unit_test(test_resource_outcomes),
+        cmocka_unit_test(test_resource_in_two_halves),
         cmocka_unit_test(test_service_arguments),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
