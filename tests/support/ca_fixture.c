@@ -233,7 +233,7 @@ static bool bit_string_holds_der(walker *w, const tlv *alg_id)
 {
     static const uint8_t rsa[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01};
     static const uint8_t ecdsa_with[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03};
-    tlv oid;
+    tlv oid = {0};
     if (alg_id->cls != 0 || alg_id->number != TAG_SEQUENCE || alg_id->content_len == 0 ||
         !read_tlv(w, alg_id->content, alg_id->content_len, &oid) || oid.number != TAG_OID)
         return false;
@@ -245,7 +245,7 @@ static bool bit_string_holds_der(walker *w, const tlv *alg_id)
 /* Walks `content` as exactly one element. */
 static bool walk_one(walker *w, const uint8_t *content, size_t len, int depth, const char *what)
 {
-    tlv inner;
+    tlv inner = {0};
     if (!read_tlv(w, content, len, &inner))
         return false;
     if (inner.total_len != len)
@@ -378,7 +378,7 @@ static bool walk(walker *w, const uint8_t *p, size_t len, int depth)
 {
     if (depth > MAX_DEPTH)
         return fail_at(w, p, "nested too deep");
-    tlv t;
+    tlv t = {0};
     if (!read_tlv(w, p, len, &t))
         return false;
     if (t.cls == 0) {
@@ -398,7 +398,7 @@ bool der_is_strict(const uint8_t *der, size_t len, der_walk_stats *stats, char *
     memset(w.stats, 0, sizeof(*w.stats));
     if (why != NULL && why_size > 0)
         why[0] = '\0';
-    tlv top;
+    tlv top = {0};
     if (der == NULL || !read_tlv(&w, der, len, &top))
         return false;
     if (top.total_len != len)

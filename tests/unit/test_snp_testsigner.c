@@ -170,7 +170,8 @@ static X509 *issue(snp_product product, snp_signer kind, const uint8_t chip_id[6
 static int run_capture(const char *cmd, char *out, size_t out_size)
 {
     char full[4096];
-    snprintf(full, sizeof(full), "%s 2>&1", cmd);
+    int n = snprintf(full, sizeof(full), "%s 2>&1", cmd);
+    assert_true(n > 0 && (size_t)n < sizeof(full)); /* a cut command would run something else */
     FILE *pipe = popen(full, "r");
     assert_non_null(pipe);
     size_t len = fread(out, 1, out_size - 1, pipe);
