@@ -399,16 +399,25 @@ static void test_message_and_sign_arguments(void **state)
     EVP_PKEY_free(epk);
 }
 
+/* A fresh P-521 ephemeral key and the encoded points of it and of the P-521 tee key. */
+static EVP_PKEY *p521_points(uint8_t epk_point[JWE_EC_POINT_MAX], size_t *epk_len,
+                             uint8_t tee_point[JWE_EC_POINT_MAX], size_t *tee_len)
+{
+    EVP_PKEY *epk = EVP_EC_gen("P-521");
+    assert_non_null(epk);
+    assert_int_equal(jwe_ec_point_encode(epk, epk_point, epk_len, NULL), VTPMCA_OK);
+    assert_int_equal(jwe_ec_point_encode(g.tee521, tee_point, tee_len, NULL), VTPMCA_OK);
+    return epk;
+}
+
 /* The point-based message and signature equal the key-based ones, and verify. */
 static void test_points_variants(void **state)
 {
     (void)state;
     vtpmca_diag diag = {{0}};
-    EVP_PKEY *epk = EVP_EC_gen("P-521");
     uint8_t epk_point[JWE_EC_POINT_MAX], tee_point[JWE_EC_POINT_MAX];
     size_t epk_len = 0, tee_len = 0;
-    assert_int_equal(jwe_ec_point_encode(epk, epk_point, &epk_len, NULL), VTPMCA_OK);
-    assert_int_equal(jwe_ec_point_encode(g.tee521, tee_point, &tee_len, NULL), VTPMCA_OK);
+    EVP_PKEY *epk = p521_points(epk_point, &epk_len, tee_point, &tee_len);
     uint8_t by_keys[KBS_BINDING_MESSAGE_MAX], by_points[KBS_BINDING_MESSAGE_MAX];
     size_t keys_len = 0, points_len = 0;
     assert_int_equal(kbs_binding_message(epk, g_nonce, sizeof(g_nonce), g.tee521, by_keys,
@@ -590,11 +599,9 @@ static void test_sign_points_text_rejects(void **state)
 {
     (void)state;
     vtpmca_diag diag = {{0}};
-    EVP_PKEY *epk = EVP_EC_gen("P-521");
     uint8_t epk_point[JWE_EC_POINT_MAX], tee_point[JWE_EC_POINT_MAX];
     size_t epk_len = 0, tee_len = 0;
-    assert_int_equal(jwe_ec_point_encode(epk, epk_point, &epk_len, NULL), VTPMCA_OK);
-    assert_int_equal(jwe_ec_point_encode(g.tee521, tee_point, &tee_len, NULL), VTPMCA_OK);
+    EVP_PKEY *epk = p521_points(epk_point, &epk_len, tee_point, &tee_len);
     char *jwk_text = NULL;
     assert_int_equal(kbs_binding_jwk_text(g.kbs384, &jwk_text, NULL), VTPMCA_OK);
     char *header = NULL;
