@@ -957,6 +957,23 @@ struct kbs_release {
     kbs_reply answer; /* sent only once the audit row is durable */
 };
 
+/* Frees a release with what it still holds (NULL is a no-op). */
+static void release_free(kbs_release *rel)
+{
+    if (rel == NULL)
+        return;
+    OPENSSL_cleanse(rel->key, sizeof(rel->key));
+    kbs_reply_clear(&rel->answer);
+    free(rel);
+}
+
+/* The answer when no release can be made or recorded now: 503, try again in a second. */
+static void reply_release_unavailable(kbs_reply *reply)
+{
+    reply_error(reply, 503, "unavailable", "the release decision could not be made");
+    reply->retry_after_s = 1;
+}
+
 /* The answer to a release: the JWE when granted, else the refusal or the failure. */
 static void answer_release(kbs_service *svc, const kbs_session_view *view, kbs_release *rel,
                            vtpmca_err appraise_err, const char *appraise_msg)
@@ -964,8 +981,7 @@ static void answer_release(kbs_service *svc, const kbs_session_view *view, kbs_r
     if (appraise_err != VTPMCA_OK) {
         rel->outcome = RES_INTERNAL;
         snprintf(rel->detail, sizeof(rel->detail), "key release: %.200s", appraise_msg);
-        reply_error(&rel->answer, 503, "unavailable", "the release decision could not be made");
-        rel->answer.retry_after_s = 1;
+        reply_release_unavailable(&rel->answer);
         return;
     }
     unsigned status = 500;
@@ -1038,10 +1054,10 @@ vtpmca_err kbs_service_resource_begin(kbs_service *svc, const char *cookie, cons
     free(wrapped);
     if (rel == NULL || (err != VTPMCA_OK && !rel->decision.failed)) {
         /* No row to write (no memory, or arguments the engine should never pass). */
-        free(rel);
-        kbs_session_view_clear(&view);
         snprintf(detail, sizeof(detail), "key release: %.200s",
                  rel == NULL ? "out of memory" : diag.msg);
+        release_free(rel);
+        kbs_session_view_clear(&view);
         reply_error(reply, 500, "internal", "the release decision could not be made");
         return resource_done(svc, RES_INTERNAL, cookie, resource_path, NULL, detail,
                              has_body(reply) ? VTPMCA_OK : VTPMCA_ERR_NOMEM);
@@ -1066,18 +1082,13 @@ bool kbs_release_writes_store(const kbs_release *release)
     return release != NULL && release->decision.runs_hook;
 }
 
-vtpmca_err kbs_service_resource_end(kbs_service *svc, kbs_release *release, vtpmca_err audit_err,
+vtpmca_err kbs_service_resource_end(kbs_service *svc, kbs_release *rel, vtpmca_err audit_err,
                                     kbs_reply *reply)
 {
-    if (svc == NULL || release == NULL || reply == NULL) {
-        if (release != NULL) {
-            OPENSSL_cleanse(release->key, sizeof(release->key));
-            kbs_reply_clear(&release->answer);
-            free(release);
-        }
+    if (svc == NULL || rel == NULL || reply == NULL) {
+        release_free(rel);
         return VTPMCA_ERR_INVALID_ARG;
     }
-    kbs_release *rel = release;
     memset(reply, 0, sizeof(*reply));
     (void)key_release_audited(svc->release, &rel->decision, rel->session, rel->key, &rel->key_len,
                               audit_err);
@@ -1085,18 +1096,15 @@ vtpmca_err kbs_service_resource_end(kbs_service *svc, kbs_release *release, vtpm
         *reply = rel->answer; /* the answer moves to the caller */
         memset(&rel->answer, 0, sizeof(rel->answer));
     } else {
-        /* Not on record, so nothing is handed out. */
-        kbs_reply_clear(&rel->answer);
+        /* Not on record, so nothing is handed out (release_free drops the answer). */
         rel->outcome = RES_INTERNAL;
         snprintf(rel->detail, sizeof(rel->detail),
                  "key release: the decision could not be audited (%s)", vtpmca_err_name(audit_err));
-        reply_error(reply, 503, "unavailable", "the release decision could not be made");
-        reply->retry_after_s = 1;
+        reply_release_unavailable(reply);
     }
     resource_done(svc, rel->outcome, rel->session, rel->path, rel->decision.instance_id,
                   rel->detail, VTPMCA_OK);
-    OPENSSL_cleanse(rel->key, sizeof(rel->key));
-    free(rel);
+    release_free(rel);
     return has_body(reply) ? VTPMCA_OK : VTPMCA_ERR_NOMEM;
 }
 

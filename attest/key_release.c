@@ -331,8 +331,8 @@ vtpmca_err key_release_decide(key_release *kr, const snp_evidence *evidence,
     store_audit_event audit;
     vtpmca_err err = key_release_appraise(kr, evidence, resource_path, wrapped, wrapped_len, client,
                                           key_out, key_len, decision, &audit, diag);
-    if (err == VTPMCA_ERR_INVALID_ARG && (decision == NULL || !decision->failed))
-        return err; /* bad arguments: nothing to record */
+    if (err != VTPMCA_OK && (decision == NULL || !decision->failed))
+        return err; /* bad arguments: no row to write */
     vtpmca_diag audit_diag = {{0}};
     vtpmca_err audit_err = key_release_write_audit(kr, &audit, &audit_diag);
     if (err != VTPMCA_OK) {

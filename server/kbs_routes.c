@@ -176,10 +176,16 @@ static const char *bearer_token(const server_request *request)
     return value;
 }
 
-static void handle_kbs_failure(server_response *response, vtpmca_err err)
+/* The engine's result as the HTTP answer: its reply, or a 500 when it made none. */
+static void answer(vtpmca_err err, kbs_reply *reply, server_response *response)
 {
-    server_response_error(response, 500, "internal", "KBS request failed (%s)",
-                          vtpmca_err_name(err));
+    if (err != VTPMCA_OK) {
+        kbs_reply_clear(reply);
+        server_response_error(response, 500, "internal", "KBS request failed (%s)",
+                              vtpmca_err_name(err));
+        return;
+    }
+    send_reply(reply, response);
 }
 
 void server_handle_kbs_auth(void *ctx, const server_request *request, server_response *response)
@@ -187,12 +193,7 @@ void server_handle_kbs_auth(void *ctx, const server_request *request, server_res
     server_app *app = ctx;
     kbs_reply reply;
     vtpmca_err err = kbs_service_auth(app->kbs->service, request->body, request->body_len, &reply);
-    if (err != VTPMCA_OK) {
-        kbs_reply_clear(&reply);
-        handle_kbs_failure(response, err);
-        return;
-    }
-    send_reply(&reply, response);
+    answer(err, &reply, response);
 }
 
 void server_handle_kbs_attest(void *ctx, const server_request *request, server_response *response)
@@ -201,12 +202,7 @@ void server_handle_kbs_attest(void *ctx, const server_request *request, server_r
     kbs_reply reply;
     vtpmca_err err = kbs_service_attest(app->kbs->service, session_cookie(request), request->body,
                                         request->body_len, &reply);
-    if (err != VTPMCA_OK) {
-        kbs_reply_clear(&reply);
-        handle_kbs_failure(response, err);
-        return;
-    }
-    send_reply(&reply, response);
+    answer(err, &reply, response);
 }
 
 /* A release waiting for its audit row, and the deferred request it answers. */
@@ -223,12 +219,7 @@ static void end_release(server_app *app, kbs_release *release, vtpmca_err audit_
 {
     kbs_reply reply;
     vtpmca_err err = kbs_service_resource_end(app->kbs->service, release, audit_err, &reply);
-    if (err != VTPMCA_OK) {
-        kbs_reply_clear(&reply);
-        handle_kbs_failure(response, err);
-        return;
-    }
-    send_reply(&reply, response);
+    answer(err, &reply, response);
 }
 
 static void finish_release(void *arg)
@@ -273,13 +264,8 @@ void server_handle_kbs_resource(void *ctx, const server_request *request, server
     vtpmca_err err = kbs_service_resource_begin(app->kbs->service, session_cookie(request),
                                                 bearer_token(request), path, body,
                                                 post ? request->body_len : 0, &reply, &release);
-    if (err != VTPMCA_OK) {
-        kbs_reply_clear(&reply);
-        handle_kbs_failure(response, err);
-        return;
-    }
-    if (release == NULL) {
-        send_reply(&reply, response);
+    if (err != VTPMCA_OK || release == NULL) {
+        answer(err, &reply, response);
         return;
     }
     const store_audit_event *row = kbs_release_audit_row(release);
