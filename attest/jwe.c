@@ -17,6 +17,7 @@
 #include <openssl/rsa.h>
 
 #include "vtpmca/encoding.h"
+#include "vtpmca/text.h"
 
 #define CEK_LEN 32
 #define KEK_LEN 32
@@ -871,7 +872,6 @@ static vtpmca_err finish_text(jwe_ctx *ctx, const uint8_t *secret, size_t secret
     uint8_t iv[GCM_IV_LEN], tag[GCM_TAG_LEN];
     uint8_t *ciphertext = malloc(secret_len);
     char *members[4] = {NULL, NULL, NULL, NULL}; /* encrypted_key, iv, ciphertext, tag */
-    char *text = NULL;
     vtpmca_err err = VTPMCA_OK;
     if (ciphertext == NULL) {
         err = VTPMCA_ERR_NOMEM;
@@ -894,17 +894,8 @@ static vtpmca_err finish_text(jwe_ctx *ctx, const uint8_t *secret, size_t secret
     }
     const char *header_name = header_json != NULL ? ",\"" JWE_UNPROTECTED_HEADER "\":" : "";
     const char *header_text = header_json != NULL ? header_json : "";
-    int len = snprintf(NULL, 0, JWE_TEXT_FMT, ctx->protected_b64, members[0], members[1],
-                       members[2], members[3], header_name, header_text);
-    text = len > 0 ? malloc((size_t)len + 1) : NULL;
-    if (text == NULL) {
-        err = VTPMCA_ERR_NOMEM;
-        goto out;
-    }
-    snprintf(text, (size_t)len + 1, JWE_TEXT_FMT, ctx->protected_b64, members[0], members[1],
-             members[2], members[3], header_name, header_text);
-    *out = text;
-    *out_len = (size_t)len;
+    err = vt_text_printf(out, out_len, JWE_TEXT_FMT, ctx->protected_b64, members[0], members[1],
+                         members[2], members[3], header_name, header_text);
 out:
     OPENSSL_cleanse(ctx->cek, sizeof(ctx->cek)); /* one secret per CEK */
     free(ciphertext);

@@ -22,6 +22,7 @@
 #include "vtpmca/jws.h"
 #include "vtpmca/log.h"
 #include "vtpmca/pem_key.h"
+#include "vtpmca/text.h"
 
 /* The JWS algorithm of each kbs_key_curve, in enum order. */
 static const char *const curve_algs[] = {
@@ -287,18 +288,9 @@ vtpmca_err kbs_binding_sign_points_text(const EVP_PKEY *kbs_key, const char *kbs
     if (err == VTPMCA_OK && kbs_jwk_text == NULL)
         err = kbs_binding_jwk_text(kbs_key, &own_jwk, diag);
     const char *jwk_text = kbs_jwk_text != NULL ? kbs_jwk_text : own_jwk;
-    int len = err == VTPMCA_OK ? snprintf(NULL, 0, BINDING_HEADER_FMT, suite->alg, jwk_text,
-                                          sig_text, KBS_BINDING_VERSION)
-                               : -1;
-    char *text = len > 0 ? malloc((size_t)len + 1) : NULL;
-    if (text != NULL) {
-        snprintf(text, (size_t)len + 1, BINDING_HEADER_FMT, suite->alg, jwk_text, sig_text,
-                 KBS_BINDING_VERSION);
-        *header_out = text;
-        *header_len = (size_t)len;
-    } else if (err == VTPMCA_OK) {
+    if (err == VTPMCA_OK && vt_text_printf(header_out, header_len, BINDING_HEADER_FMT, suite->alg,
+                                           jwk_text, sig_text, KBS_BINDING_VERSION) != VTPMCA_OK)
         err = vtpmca_fail(diag, VTPMCA_ERR_NOMEM, "out of memory");
-    }
     free(own_jwk);
     free(sig_text);
     return err;

@@ -21,6 +21,7 @@
 #include "vtpmca/report_data.h"
 #include "vtpmca/snp_report.h"
 #include "vtpmca/store.h"
+#include "vtpmca/text.h"
 
 #define ALG_EC "ECDH-ES+A256KW"
 #define ALG_RSA "RSA-OAEP-256"
@@ -152,29 +153,6 @@ static vtpmca_err reply_error(kbs_reply *reply, unsigned status, const char *cod
     return reply->body != NULL ? VTPMCA_OK : VTPMCA_ERR_NOMEM;
 }
 
-/* Fills a 200-style reply with JSON text made by printf from fmt, whose values must need no
- * JSON escaping (base64, base64url, fixed names): one buffer of exactly the right size. */
-static vtpmca_err reply_text(kbs_reply *reply, unsigned status, const char *fmt, ...)
-    VTPMCA_PRINTF(3, 4);
-static vtpmca_err reply_text(kbs_reply *reply, unsigned status, const char *fmt, ...)
-{
-    drop_body(reply);
-    va_list ap;
-    va_start(ap, fmt);
-    int len = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *text = len > 0 ? malloc((size_t)len + 1) : NULL;
-    if (text == NULL)
-        return VTPMCA_ERR_NOMEM;
-    va_start(ap, fmt);
-    vsnprintf(text, (size_t)len + 1, fmt, ap);
-    va_end(ap);
-    reply->status = status;
-    reply->text = text;
-    reply->text_len = (size_t)len;
-    return VTPMCA_OK;
-}
-
 /* Takes over malloc'd JSON text as a reply body. */
 static void reply_take_text(kbs_reply *reply, unsigned status, char *text, size_t len)
 {
@@ -182,6 +160,24 @@ static void reply_take_text(kbs_reply *reply, unsigned status, char *text, size_
     reply->status = status;
     reply->text = text;
     reply->text_len = len;
+}
+
+/* Fills a 200-style reply with JSON text made by printf from fmt, whose values must need no
+ * JSON escaping (base64, base64url, fixed names). */
+static vtpmca_err reply_text(kbs_reply *reply, unsigned status, const char *fmt, ...)
+    VTPMCA_PRINTF(3, 4);
+static vtpmca_err reply_text(kbs_reply *reply, unsigned status, const char *fmt, ...)
+{
+    char *text = NULL;
+    size_t len = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vtpmca_err err = vt_text_vprintf(&text, &len, fmt, ap);
+    va_end(ap);
+    if (err != VTPMCA_OK)
+        return err;
+    reply_take_text(reply, status, text, len);
+    return VTPMCA_OK;
 }
 
 static void set_cookie(kbs_reply *reply, const char *session_id, unsigned max_age_s)
