@@ -2,13 +2,13 @@
  * releases and refusals, certificate issuance and revocation, ledger refusals) and export it
  * as JSON Lines. Read-only: auditors may call both. admin_routes.c authenticates, checks the
  * query parameters, logs and audits the call itself. */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "admin_internal.h"
+#include "vtpmca/rfc3339.h"
 #include "vtpmca/server_admin.h"
 
 #define AUDIT_PAGE_DEFAULT 100 /* events per page when the request names no limit */
@@ -33,66 +33,15 @@ void server_admin_format_time_ms(int64_t ms, char *buf, size_t size)
         snprintf(buf, size, "%s", whole);
 }
 
-static bool take_number(const char **p, int digits, int *out)
-{
-    int value = 0;
-    for (int i = 0; i < digits; i++) {
-        if (!isdigit((unsigned char)(*p)[i]))
-            return false;
-        value = value * 10 + ((*p)[i] - '0');
-    }
-    *p += digits;
-    *out = value;
-    return true;
-}
-
-static bool take(const char **p, const char *one_of)
-{
-    if (**p == '\0' || strchr(one_of, **p) == NULL)
-        return false;
-    (*p)++;
-    return true;
-}
-
+/* The admin API takes UTC only ("Z") and no leap second. */
 vtpmca_err server_admin_parse_time_ms(const char *text, int64_t *out)
 {
     if (text == NULL || out == NULL)
         return VTPMCA_ERR_INVALID_ARG;
-    const char *p = text;
-    int year, month, day, hour, minute, second;
-    if (!take_number(&p, 4, &year) || !take(&p, "-") || !take_number(&p, 2, &month) ||
-        !take(&p, "-") || !take_number(&p, 2, &day) || !take(&p, "Tt") ||
-        !take_number(&p, 2, &hour) || !take(&p, ":") || !take_number(&p, 2, &minute) ||
-        !take(&p, ":") || !take_number(&p, 2, &second))
+    vt_rfc3339 t;
+    if (vt_rfc3339_parse(text, &t) != VTPMCA_OK || !t.utc || t.second > 59)
         return VTPMCA_ERR_PARSE;
-    int millis = 0;
-    if (take(&p, ".")) {
-        int digits = 0;
-        for (; isdigit((unsigned char)*p); p++, digits++) {
-            if (digits < 3)
-                millis = millis * 10 + (*p - '0');
-        }
-        if (digits == 0)
-            return VTPMCA_ERR_PARSE;
-        for (; digits < 3; digits++)
-            millis *= 10;
-    }
-    if (!take(&p, "Zz") || *p != '\0')
-        return VTPMCA_ERR_PARSE;
-    struct tm tm = {.tm_year = year - 1900,
-                    .tm_mon = month - 1,
-                    .tm_mday = day,
-                    .tm_hour = hour,
-                    .tm_min = minute,
-                    .tm_sec = second};
-    time_t t = timegm(&tm);
-    /* timegm normalises 2024-02-30 into March: a date that does not survive is not one. */
-    struct tm back;
-    if (month < 1 || month > 12 || t == (time_t)-1 || gmtime_r(&t, &back) == NULL ||
-        back.tm_mday != day || back.tm_mon != month - 1 || hour > 23 || minute > 59 || second > 59)
-        return VTPMCA_ERR_PARSE;
-    *out = (int64_t)t * 1000 + millis;
-    return VTPMCA_OK;
+    return vt_rfc3339_unix_ms(&t, out);
 }
 
 json_t *server_admin_audit_event_json(const store_audit_event *event)

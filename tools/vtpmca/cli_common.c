@@ -11,6 +11,7 @@
 #include "vtpmca/encoding.h"
 #include "vtpmca/enrollment_bulk.h"
 #include "vtpmca/fileio.h"
+#include "vtpmca/rfc3339.h"
 #include "vtpmca/server_admin.h"
 
 /* Upper bounds for files the CLI reads: reports and certificates are small; policies may
@@ -442,80 +443,18 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, cli_opts *opts)
 
 /* ---- Time ---- */
 
-static bool take_digits(const char **p, int count, int *out)
-{
-    int value = 0;
-    for (int i = 0; i < count; i++) {
-        char c = (*p)[i];
-        if (c < '0' || c > '9')
-            return false;
-        value = value * 10 + (c - '0');
-    }
-    *p += count;
-    *out = value;
-    return true;
-}
-
-static bool take_char(const char **p, const char *allowed)
-{
-    if (**p == '\0' || strchr(allowed, **p) == NULL)
-        return false;
-    (*p)++;
-    return true;
-}
-
-static int days_in_month(int year, int month)
-{
-    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    return month == 2 && leap ? 29 : days[month - 1];
-}
-
+/* Any offset, a leap second and a fraction (ignored) are fine; the epoch and earlier are
+ * not (0 means "now" to the verifier). */
 vtpmca_err cli_parse_rfc3339(const char *text, time_t *out)
 {
     if (text == NULL || out == NULL)
         return VTPMCA_ERR_INVALID_ARG;
-    const char *p = text;
-    int year, month, day, hour, minute, second;
-    /* RFC 3339 section 5.6: full-date "T" full-time; "T" and "Z" may be lower case. */
-    if (!take_digits(&p, 4, &year) || !take_char(&p, "-") || !take_digits(&p, 2, &month) ||
-        !take_char(&p, "-") || !take_digits(&p, 2, &day) || !take_char(&p, "Tt") ||
-        !take_digits(&p, 2, &hour) || !take_char(&p, ":") || !take_digits(&p, 2, &minute) ||
-        !take_char(&p, ":") || !take_digits(&p, 2, &second))
+    vt_rfc3339 t;
+    int64_t ms = 0;
+    if (vt_rfc3339_parse(text, &t) != VTPMCA_OK || vt_rfc3339_unix_ms(&t, &ms) != VTPMCA_OK ||
+        ms / 1000 <= 0)
         return VTPMCA_ERR_PARSE;
-    if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month) || hour > 23 ||
-        minute > 59 || second > 60) /* 60: a leap second */
-        return VTPMCA_ERR_PARSE;
-    if (take_char(&p, ".")) {
-        if (*p < '0' || *p > '9')
-            return VTPMCA_ERR_PARSE;
-        while (*p >= '0' && *p <= '9')
-            p++;
-    }
-    long offset = 0;
-    if (!take_char(&p, "Zz")) {
-        char sign = *p;
-        int off_hour, off_minute;
-        if (!take_char(&p, "+-") || !take_digits(&p, 2, &off_hour) || !take_char(&p, ":") ||
-            !take_digits(&p, 2, &off_minute) || off_hour > 23 || off_minute > 59)
-            return VTPMCA_ERR_PARSE;
-        offset = (sign == '-' ? -1 : 1) * (off_hour * 3600L + off_minute * 60L);
-    }
-    if (*p != '\0')
-        return VTPMCA_ERR_PARSE;
-    struct tm tm = {.tm_year = year - 1900,
-                    .tm_mon = month - 1,
-                    .tm_mday = day,
-                    .tm_hour = hour,
-                    .tm_min = minute,
-                    .tm_sec = second};
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1)
-        return VTPMCA_ERR_PARSE;
-    t -= offset; /* local time = UTC + offset */
-    if (t <= 0)  /* 0 means "now" to the verifier */
-        return VTPMCA_ERR_PARSE;
-    *out = t;
+    *out = (time_t)(ms / 1000);
     return VTPMCA_OK;
 }
 
